@@ -6,9 +6,12 @@ Models (``--model``): ``recipe``, the tiny recipe's architecture (4 layers, 128 
 tests' 2x32 model; block size ``--block_size``, random weights (speed does not depend on them): a DPO policy + reference (implicit reward), and a classifier reward model.
 Data: the first ``--pairs`` bundled HH-RLHF pairs (long multi-turn prompts, short answers), truncated from the left.
 
-* litcpt: :func:`litcpt.rewardbench.evaluate.score_tokenized` — pairs sorted by length, ``--batch_size`` pairs per
-  forward with chosen and rejected together, LM head only on response tokens (DPO); also with ``share_prompt``
-  (prompt once through the KV cache).
+* litcpt (the default, ``share_prompt``): :func:`litcpt.rewardbench.evaluate.score_tokenized` — each pair's prompt
+  once, both responses from its keys and values; ``--share_group`` batches per call, their prompts and then their
+  responses sorted by length and run ``--batch_size`` rows per forward; the final layer only where outputs are read;
+  LM head (DPO) only on positions that predict response tokens, in cache-sized chunks.
+* litcpt without prompt sharing (``share_prompt=False``): length-sorted batches of ``--batch_size`` pairs, chosen and
+  rejected in one forward.
 * straightforward: one sequence per forward (batch size 1, chosen and rejected separately, input order), full
   logits, ``log_softmax`` over every position, masked sum — what a first implementation does.
 
@@ -55,7 +58,7 @@ def gpt(config: Config, seed: int) -> GPT:
     return model.eval().requires_grad_(False)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def naive_logp(model: GPT, ids: torch.Tensor, prompt_length: int) -> float:
     logits = model(ids.view(1, -1))[0]
     logps = torch.log_softmax(logits[:-1].float(), dim=-1).gather(-1, ids[1:].view(-1, 1)).squeeze(-1)
@@ -74,7 +77,7 @@ def naive_dpo(policy: GPT, reference: GPT, items, beta: float) -> list[tuple[flo
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def naive_reward(rm: RewardModel, items) -> list[tuple[float, float]]:
     out = []
     for item in items:
@@ -83,8 +86,8 @@ def naive_reward(rm: RewardModel, items) -> list[tuple[float, float]]:
     return out
 
 
-def litcpt_scores(scorer, items, batch_size: int) -> list[tuple[float, float]]:
-    scores = score_tokenized(scorer, items, batch_size=batch_size, rank=0, world_size=1)
+def litcpt_scores(scorer, items, batch_size: int, share_group: int = 16) -> list[tuple[float, float]]:
+    scores = score_tokenized(scorer, items, batch_size=batch_size, rank=0, world_size=1, share_group=share_group)
     return [(s.chosen, s.rejected) for s in scores]
 
 
@@ -100,6 +103,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--model", choices=sorted(MODELS), default="recipe")
     parser.add_argument("--block_size", type=int, default=256)
+    parser.add_argument("--share_group", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kinds", default="dpo,reward", help="comma-separated: dpo, reward")
@@ -117,22 +121,25 @@ def main() -> None:
           f"({prompt_share:.0%} prompt), {stats.truncated} truncated to {args.block_size}; model {args.model} "
           f"({config.n_layer}x{config.n_embd}, vocab 4096); {args.threads} threads; batch_size {args.batch_size}")
 
+    bs, group = args.batch_size, args.share_group
     methods: dict[str, dict] = {}
     if "dpo" in args.kinds:
         policy, reference = gpt(config, 0), gpt(config, 1)
         methods["dpo"] = {
             "straightforward (1 sequence/forward)": lambda: naive_dpo(policy, reference, items, 0.1),
-            "litcpt": lambda: litcpt_scores(ImplicitRewardScorer(policy, reference, beta=0.1), items,
-                                            args.batch_size),
-            "litcpt + share_prompt (KV cache)": lambda: litcpt_scores(
-                ImplicitRewardScorer(policy, reference, beta=0.1, share_prompt=True), items, args.batch_size),
+            "litcpt (shared prompt, default)": lambda: litcpt_scores(
+                ImplicitRewardScorer(policy, reference, beta=0.1), items, bs, group),
+            "litcpt, share_prompt=False": lambda: litcpt_scores(
+                ImplicitRewardScorer(policy, reference, beta=0.1, share_prompt=False), items, bs),
         }
     if "reward" in args.kinds:
         torch.manual_seed(2)
         rm = RewardModel(config).eval().requires_grad_(False)
         methods["reward"] = {
             "straightforward (1 sequence/forward)": lambda: naive_reward(rm, items),
-            "litcpt": lambda: litcpt_scores(RewardModelScorer(rm), items, args.batch_size),
+            "litcpt (shared prompt, default)": lambda: litcpt_scores(RewardModelScorer(rm), items, bs, group),
+            "litcpt, share_prompt=False": lambda: litcpt_scores(RewardModelScorer(rm, share_prompt=False), items,
+                                                                 bs),
         }
 
     for kind, runs in methods.items():
@@ -153,7 +160,7 @@ def main() -> None:
             cpu_rates[name] = len(items) / min(cpu[name])
             diff = max(abs(a - b) for x, y in zip(results[name], base) for a, b in zip(x, y))
             acc = sum(c > r for c, r in results[name]) / len(items)
-            print(f"  {name:<36} {rates[name]:7.1f} pairs/s [{len(items) / statistics.median(wall[name]):7.1f}]  "
+            print(f"  {name:<38} {rates[name]:7.1f} pairs/s [{len(items) / statistics.median(wall[name]):7.1f}]  "
                   f"{cpu_rates[name]:7.1f} pairs/CPU-s   accuracy {acc:.4f}   max |score diff| {diff:.1e}")
         for name in list(runs)[1:]:
             print(f"  speed-up {name} / straightforward: {rates[name] / rates[base_name]:.2f}x wall-clock, "

@@ -22,8 +22,10 @@ from litcpt.rewardbench import section_scores
 from litcpt.rewardbench.evaluate import (
     ImplicitRewardScorer,
     PairScore,
+    RewardModelScorer,
     format_table,
     plan_batches,
+    plan_calls,
     results_json,
     score_pairs,
     score_tokenized,
@@ -151,11 +153,75 @@ def test_reward_model_scores_equal_one_sequence_at_a_time(tiny_checkpoint):
             for value, ids in ((r_c, item.chosen_ids), (r_r, item.rejected_ids)):
                 expected = rm(ids.view(1, -1), torch.tensor([len(ids) - 1])).item()
                 assert value == pytest.approx(expected, abs=1e-5)
+    assert RewardModelScorer(rm).shares_prompt and not RewardModelScorer(rm, share_prompt=False).shares_prompt
+    plain = score_pairs(RewardModelScorer(rm, share_prompt=False), pairs, tokenizer(), batch_size=4)
+    assert torch.tensor(plain) == pytest.approx(torch.tensor(got), abs=1e-5)
     rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs[:2]]
     flat = [value for pair in score_pairs(rm, rows, tokenizer()) for value in pair]
     assert flat == pytest.approx([value for pair in got[:2] for value in pair], abs=1e-5)
     with pytest.raises(ValueError, match="row 2: field 'rejected'"):
         score_pairs(rm, [rows[0], {"prompt": "p", "chosen": "c"}], tokenizer())
+
+
+def test_prompt_sharing_with_unequal_truncated_prompts_scores_like_the_plain_path(tiny_checkpoint):
+    """keep_end truncation cuts chosen and rejected prompts differently: only the truly common prefix is shared."""
+    from litcpt.models.reward import RewardModel
+
+    torch.manual_seed(0)
+    rm = RewardModel(tiny_config(), checkpoint_dir=tiny_checkpoint).eval()
+    long_prompt = PreferencePair("word " * 20 + "then a question?", " Short answer.", " A much longer answer " * 3)
+    pairs = [long_prompt, *known_pairs()]
+    items, _ = tokenize_pairs(pairs, tokenizer(), max_length=30, truncation="keep_end")
+    assert items[0].chosen_prompt_length != items[0].rejected_prompt_length
+    policy, ref = _gpt(tiny_checkpoint), _gpt(tiny_checkpoint)
+    with torch.no_grad():
+        ref.lm_head.weight.mul_(0.5)
+    for shared, plain in ((RewardModelScorer(rm), RewardModelScorer(rm, share_prompt=False)),
+                          (ImplicitRewardScorer(policy, ref), ImplicitRewardScorer(policy, ref, share_prompt=False))):
+        for batch_size in (1, 3):
+            a = score_tokenized(shared, items, batch_size=batch_size, rank=0, world_size=1, share_group=2)
+            b = score_tokenized(plain, items, batch_size=batch_size, rank=0, world_size=1)
+            assert [s.index for s in a] == [s.index for s in b] == list(range(len(items)))
+            assert [v for s in a for v in (s.chosen, s.rejected)] == pytest.approx(
+                [v for s in b for v in (s.chosen, s.rejected)], abs=2e-4)
+
+
+class SharingScorer(LengthScorer):
+    """Records how score_tokenized calls a scorer that shares prompts."""
+
+    shares_prompt = True
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __call__(self, batch, *, rows_per_forward=None):
+        self.calls.append((batch["input_ids"].shape[0] // 2, rows_per_forward))
+        return super().__call__(batch)
+
+
+def test_a_sharing_scorer_gets_groups_of_batches_and_the_batch_size_as_rows_per_forward():
+    pairs = [PreferencePair(f"Prompt {i}" + " more" * (i % 5), LONG, SHORT) for i in range(23)]
+    items = items_of(pairs)
+    scorer = SharingScorer()
+    scores = score_tokenized(scorer, items, batch_size=2, share_group=3, rank=0, world_size=1)
+    assert [pairs for pairs, _ in scorer.calls] == [6, 6, 6, 5]          # 12 batches of 2 (the last of 1), 3 a call
+    assert {rows for _, rows in scorer.calls} == {2}
+    assert [s.index for s in scores] == list(range(len(items)))
+    # ranks take batches round-robin first, then group their own: the same sharding as without sharing
+    batches = plan_batches([int(i.length) for i in items], 2)
+    assert plan_calls(batches[1::2], 3) == [[i for b in batches[1:7:2] for i in b], [i for b in batches[7::2] for i in b]]
+    with pytest.raises(ValueError, match="share_group"):
+        score_tokenized(SharingScorer(), items, share_group=0, rank=0, world_size=1)
+
+
+def test_prompt_sharing_rejects_left_padded_batches(tiny_checkpoint):
+    from litcpt.data.preference import collate_preference
+
+    model = _gpt(tiny_checkpoint)
+    batch = collate_preference(items_of(known_pairs()[:3]), padding_side="left")
+    with pytest.raises(ValueError, match="right-padded"):
+        ImplicitRewardScorer(model, None)(batch, rows_per_forward=2)
 
 
 @pytest.mark.parametrize("average", [False, True])
@@ -174,9 +240,10 @@ def test_dpo_implicit_reward_by_hand(tmp_path, average):
             lr = hand_logps(ref, ids, prompt, average)
             assert got == pytest.approx(beta * (lp - lr), abs=2e-4)
             assert got_free == pytest.approx(beta * lp, abs=2e-4)
-    shared = score_pairs(ImplicitRewardScorer(policy, ref, beta=beta, average_logps=average, share_prompt=True),
-                         pairs, tokenizer())
-    assert torch.tensor(shared) == pytest.approx(torch.tensor(with_ref), abs=2e-4)
+    assert ImplicitRewardScorer(policy, ref).shares_prompt               # the default path is prompt sharing
+    plain = score_pairs(ImplicitRewardScorer(policy, ref, beta=beta, average_logps=average, share_prompt=False),
+                        pairs, tokenizer())
+    assert torch.tensor(plain) == pytest.approx(torch.tensor(with_ref), abs=2e-4)
 
 
 def test_policy_equal_to_reference_scores_every_pair_as_a_tie(tiny_checkpoint):

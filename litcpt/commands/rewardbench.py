@@ -121,7 +121,8 @@ def main(
     max_length: int | None = None,
     truncation: Literal["left", "keep_end"] = "left",
     limit: int | None = None,
-    share_prompt: bool = False,
+    share_prompt: bool = True,
+    share_group: int = 16,
     out_dir: Path = Path("out/rewardbench"),
     plot: bool = False,
     devices: int = 1,
@@ -148,11 +149,15 @@ def main(
         split: dataset split for hub names and dataset dicts.
         prompt_style: ``raw`` / null (prompts verbatim), ``hh``, ``auto`` (the checkpoint's litgpt prompt style) or a
             litgpt prompt-style name.
-        batch_size: pairs per forward pass (``2 x batch_size`` sequences).
+        batch_size: pairs per forward pass (``2 x batch_size`` sequences); with ``share_prompt``, rows per forward in
+            each of its two phases (prompts, then responses).
         max_length: tokens per sequence (default: the model's block size); longer sequences are truncated.
         truncation: ``left`` (drop the start of the prompt first) or ``keep_end``.
         limit: score only the first ``limit`` pairs (quick checks).
-        share_prompt: DPO only: compute each pair's prompt once via litgpt's KV cache (slower on CPU; see docs).
+        share_prompt: compute each pair's prompt once and score chosen and rejected from its keys and values (same
+            scores up to float rounding; models it cannot run, e.g. sliding-window attention, use plain forwards).
+        share_group: with ``share_prompt``: batches whose prompts and responses are sorted and run together (less
+            padding); their prompts' keys and values are held in memory at once.
         out_dir: where ``results.json``, ``scores.jsonl`` and ``accuracy.png`` go.
         plot: write ``accuracy.png``, a bar chart of per-subset accuracy.
         devices: processes per node; pairs are sharded over them and every pair is counted once.
@@ -181,8 +186,9 @@ def main(
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     if kind not in ("auto", "reward", "dpo"):
         raise ValueError(f"kind: expected auto, reward or dpo, got {kind!r}")
-    if isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+    for name, value in (("batch_size", batch_size), ("share_group", share_group)):
+        if isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value}")
     if kind == "auto":
         kind = detect_kind(checkpoint_dir, ref_checkpoint_dir=ref_checkpoint_dir, ref_free=ref_free)
     meta = (read_dpo_metadata(checkpoint_dir) or {}) if kind == "dpo" else {}
@@ -218,7 +224,8 @@ def main(
     if kind == "reward":
         from litcpt.models.reward import load_reward_model
 
-        scorer: Any = RewardModelScorer(load_reward_model(checkpoint_dir, device=device, dtype=dtype))
+        scorer: Any = RewardModelScorer(load_reward_model(checkpoint_dir, device=device, dtype=dtype),
+                                        share_prompt=share_prompt)
     else:
         policy = _load_gpt(checkpoint_dir, "checkpoint_dir", device, dtype)
         reference = _load_gpt(ref_checkpoint_dir, "ref_checkpoint_dir", device, dtype) if ref_checkpoint_dir else None
@@ -229,19 +236,19 @@ def main(
     with Timer() as timer:
         scores = score_tokenized(scorer, items, batch_size=batch_size, pad_id=pad_id, device=device,
                                  precision=precision, default_subset=default_subset, rank=rank,
-                                 world_size=world_size, progress=True)
+                                 world_size=world_size, progress=True, share_group=share_group)
     summary = summarize(scores)
     model_type = "Seq. Classifier" if kind == "reward" else ("DPO Ref. Free" if ref_checkpoint_dir is None else "DPO")
     metadata: dict[str, Any] = {
         "model": str(checkpoint_dir), "ref_model": str(ref_checkpoint_dir) if ref_checkpoint_dir else None,
         "model_type": model_type, "chat_template": template, "kind": kind, "data": str(data), "split": split,
         "pairs": len(scores), "truncated_pairs": stats.truncated, "max_length": max_length, "truncation": truncation,
-        "batch_size": batch_size, "world_size": world_size, "precision": precision,
+        "batch_size": batch_size, "share_prompt": bool(scorer.shares_prompt), "world_size": world_size,
+        "precision": precision,
         "seconds": round(timer.seconds, 3), "pairs_per_second": round(len(scores) / max(timer.seconds, 1e-9), 2),
     }
     if kind == "dpo":
-        metadata.update(beta=beta, ref_free=ref_checkpoint_dir is None, average_logps=average_logps,
-                        share_prompt=share_prompt)
+        metadata.update(beta=beta, ref_free=ref_checkpoint_dir is None, average_logps=average_logps)
     from litcpt.rewardbench.evaluate import results_json
 
     results = results_json(summary, metadata)

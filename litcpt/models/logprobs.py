@@ -19,9 +19,10 @@ Three entry points, one result (tested against each other and against a per-toke
 
 * :func:`sequence_logps` — one plain forward; differentiable (DPO training, any wrapper: DDP, FSDP).
 * :func:`response_logps` — inference: the LM head only on the scored positions (the prompt's and padding's logits
-  are never materialised).
-* :func:`pair_logps` with ``share_prompt=True`` — inference on preference batches: the prompt shared by chosen and
-  rejected goes through the model once (litgpt's KV cache), both responses continue from it in one forward.
+  are never materialised), in chunks that stay in cache (:func:`head_logps`).
+* :func:`pair_logps` with ``share_prompt=True`` (what ``litcpt rewardbench`` uses) — inference on preference
+  batches: the prompt shared by chosen and rejected goes through the model once, both responses continue from its
+  keys and values (:func:`litcpt.models.shared_prefix.pair_hidden_states`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "batch_shared_lengths",
+    "head_logps",
     "masked_logps",
     "pair_logps",
     "response_logps",
@@ -121,8 +124,8 @@ def _unwrap_gpt(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def supports_fast_inference(model: torch.nn.Module) -> bool:
-    """Whether :func:`response_logps` / :func:`pair_logps` may run ``model`` without its LM head and with the KV
-    cache: a plain ``litgpt.GPT`` without final-logit soft-capping, sliding windows or latent attention."""
+    """Whether :func:`response_logps` / :func:`pair_logps` may run ``model`` without its LM head: a plain
+    ``litgpt.GPT`` without final-logit soft-capping, sliding windows or latent attention."""
     from litgpt import GPT
 
     gpt = _unwrap_gpt(model)
@@ -144,6 +147,30 @@ def _without_lm_head(gpt: torch.nn.Module) -> Iterator[torch.nn.Module]:
         gpt.lm_head = head
 
 
+HEAD_CHUNK_ELEMENTS = 1 << 21
+"""Logits per chunk of :func:`head_logps` (8 MiB of float32): the logits of a chunk stay in cache on CPUs, and
+peak memory stays small for 100k+ vocabularies on GPUs."""
+
+
+def head_logps(head: torch.nn.Module, hidden: Tensor, targets: Tensor, *, chunk: int | None = None) -> Tensor:
+    """``log_softmax(head(hidden))[targets]``: ``[N, C]`` hidden states x ``[N]`` targets -> ``[N]`` float32.
+
+    The LM head runs on ``chunk`` positions at a time (default: ``HEAD_CHUNK_ELEMENTS // vocab``, at least 1), so
+    the full ``[N, V]`` logits never exist at once. Inference only (no memory is saved under autograd).
+    """
+    if hidden.shape[:-1] != targets.shape or hidden.dim() != 2:
+        raise ValueError(f"hidden and targets: expected [N, C] and [N], got {tuple(hidden.shape)} and "
+                         f"{tuple(targets.shape)}")
+    n = hidden.shape[0]
+    if n == 0:
+        return hidden.new_zeros(0, dtype=torch.float32)
+    if chunk is None:
+        vocab = getattr(head, "out_features", None) or int(head(hidden[:1]).shape[-1])
+        chunk = max(1, HEAD_CHUNK_ELEMENTS // vocab)
+    parts = [token_logps(head(hidden[i:i + chunk]), targets[i:i + chunk]) for i in range(0, n, chunk)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def _segment_sum(values: Tensor, rows: Tensor, num_rows: int, counts: Tensor, average: bool) -> Tensor:
     total = torch.zeros(num_rows, dtype=torch.float32, device=values.device).index_add_(0, rows, values.float())
     return total / counts.clamp_min(1).to(total.dtype) if average else total
@@ -163,7 +190,7 @@ def response_logps(model: torch.nn.Module, input_ids: Tensor, response_mask: Ten
     with _without_lm_head(gpt) as head:
         hidden = gpt(input_ids[:, :-1])
     rows, cols = mask.nonzero(as_tuple=True)
-    scored = token_logps(head(hidden[rows, cols]), input_ids[:, 1:][rows, cols])
+    scored = head_logps(head, hidden[rows, cols], input_ids[:, 1:][rows, cols])
     return _segment_sum(scored, rows, input_ids.shape[0], mask.sum(-1), average)
 
 
@@ -176,80 +203,55 @@ def shared_prefix_lengths(input_ids: Tensor, prompt_lengths: Tensor) -> Tensor:
     return torch.minimum(same, torch.minimum(prompt_lengths[:half], prompt_lengths[half:]))
 
 
-def _pair_logps_shared(gpt: torch.nn.Module, batch: Mapping[str, Any], average: bool) -> Tensor | None:
-    """KV-cache path of :func:`pair_logps`; ``None`` when there is nothing to share or it does not fit."""
+def batch_shared_lengths(batch: Mapping[str, Any]) -> Tensor:
+    """What :func:`~litcpt.models.shared_prefix.pair_hidden_states` may share per pair of a preference batch: the
+    shared prompt tokens (:func:`shared_prefix_lengths`), leaving each row at least one token of its own."""
+    input_ids = batch["input_ids"]
+    device = input_ids.device
+    lengths = batch.get("lengths")
+    lengths = (batch["attention_mask"].sum(-1) if lengths is None else lengths).to(device)
+    half = input_ids.shape[0] // 2
+    shared = shared_prefix_lengths(input_ids, batch["prompt_lengths"].to(device))
+    return torch.minimum(shared, torch.minimum(lengths[:half], lengths[half:]) - 1).clamp_min(0)
+
+
+def _pair_logps_shared(gpt: torch.nn.Module, batch: Mapping[str, Any], average: bool,
+                       rows_per_forward: int | None) -> Tensor:
+    from litcpt.models.shared_prefix import pair_hidden_states
+
     input_ids, response_mask = batch["input_ids"], batch["response_mask"].bool()
     lengths = batch.get("lengths")
-    if lengths is None:
-        lengths = batch["attention_mask"].sum(-1)
-    rows, device = input_ids.shape[0], input_ids.device
-    half = rows // 2
-    lengths = lengths.to(device)
-    # The prefix pass covers tokens [0, p); the continuation starts at position p. p may be at most the shared prompt
-    # minus one token (the last shared token is recomputed in the continuation, whose logits there score the first
-    # response token). All continuations get the same width W (the widest unshared tail of the batch) and each
-    # pair's split is moved left as far as that allows: the padded prefix and continuation passes then compute
-    # about B * (longest pair + W) tokens instead of 2B * longest pair, with little padding in either.
-    shareable = (shared_prefix_lengths(input_ids, batch["prompt_lengths"].to(device)) - 1).clamp_min(0)
-    longest = torch.maximum(lengths[:half], lengths[half:])
-    width = int((longest - shareable).max())
-    prefix = (longest - width).clamp_min(0)
-    prefix_width = int(prefix.max())
-    if prefix_width == 0:
-        return None
-    start = torch.cat([prefix, prefix])                      # [2B] continuation start per row
-    cont_len = lengths - start                                # tokens per continuation (1 .. W)
-    cache_len = int(lengths.max())
-    if cache_len > gpt.max_seq_length or width < 2:
-        return None
-    steps = torch.arange(width, device=device)
-    # Padding columns repeat the row's last real token at its own position: they write the very same K/V into the
-    # cache as the real column (identical input, position and context), so no slot beyond the row is ever needed.
-    cols = torch.minimum(start.unsqueeze(1) + steps, (lengths - 1).unsqueeze(1))    # [2B, W] source columns
-    valid = steps.unsqueeze(0) < cont_len.unsqueeze(1)
-    cont_ids = input_ids.gather(1, cols)
-    input_pos = cols
-    # targets: continuation column j predicts the token at column j + 1
-    target_cols = (cols + 1).clamp_max(input_ids.shape[1] - 1)
-    target_ok = valid & (steps.unsqueeze(0) + 1 < cont_len.unsqueeze(1))
-    mask = target_ok & response_mask.gather(1, target_cols)
-    targets = input_ids.gather(1, target_cols)
-
-    dtype = next(gpt.parameters()).dtype
-    gpt.set_kv_cache(batch_size=rows, max_seq_length=cache_len, device=device, dtype=dtype)
-    try:
-        with _without_lm_head(gpt) as head:
-            gpt(input_ids[:half, :prefix_width], input_pos=torch.arange(prefix_width, device=device),
-                input_pos_maxp1=prefix_width)
-            for block in gpt.transformer.h:            # rejected rows reuse the chosen rows' prompt K/V
-                cache = block.attn.kv_cache
-                cache.k[half:rows, :, :prefix_width] = cache.k[:half, :, :prefix_width]
-                cache.v[half:rows, :, :prefix_width] = cache.v[:half, :, :prefix_width]
-            hidden = gpt(cont_ids, input_pos=input_pos, input_pos_maxp1=cache_len)
-    finally:
-        gpt.clear_kv_cache()
-    r, c = mask.nonzero(as_tuple=True)
-    scored = token_logps(head(hidden[r, c]), targets[r, c])
-    return _segment_sum(scored, r, rows, mask.sum(-1), average)
+    lengths = (batch["attention_mask"].sum(-1) if lengths is None else lengths).to(input_ids.device)
+    wanted = torch.zeros_like(response_mask)
+    wanted[:, :-1] = response_mask[:, 1:]            # position t predicts the (response) token at t + 1
+    hidden = pair_hidden_states(gpt, input_ids, lengths, batch_shared_lengths(batch), wanted,
+                                rows_per_forward=rows_per_forward)
+    rows, cols = wanted.nonzero(as_tuple=True)
+    scored = head_logps(gpt.lm_head, hidden, input_ids[rows, cols + 1])
+    return _segment_sum(scored, rows, input_ids.shape[0], wanted.sum(-1), average)
 
 
 def pair_logps(model: torch.nn.Module, batch: Mapping[str, Any], *, average: bool = False,
-               share_prompt: bool = False) -> tuple[Tensor, Tensor]:
+               share_prompt: bool = False, rows_per_forward: int | None = None) -> tuple[Tensor, Tensor]:
     """(chosen, rejected) response log-probs ``[B]`` of a preference batch (chosen rows first), for inference.
 
     ``share_prompt=True`` runs the prompt tokens that chosen and rejected share once and continues both responses
-    from litgpt's KV cache (the results equal the plain path up to float rounding); it needs ``prompt_lengths`` in
-    the batch and silently uses the plain path when nothing is shared, the model is not supported or the cache
-    would not fit ``model.max_seq_length``. Call under ``torch.no_grad()``.
+    from their keys and values (:func:`litcpt.models.shared_prefix.pair_hidden_states`, ``rows_per_forward`` rows
+    per forward pass in each of its two phases); the results equal the plain path up to float rounding. It needs
+    ``prompt_lengths`` in the batch and silently uses the plain path when the model is not supported. Call under
+    ``torch.no_grad()`` or ``torch.inference_mode()``.
     """
+    from litcpt.models.shared_prefix import supports_shared_prefix
+
     input_ids, response_mask = batch["input_ids"], batch["response_mask"]
     _check_inputs(input_ids, response_mask)
     if input_ids.shape[0] % 2:
         raise ValueError(f"input_ids: expected 2B rows (chosen then rejected), got {input_ids.shape[0]}")
-    logps = None
-    if share_prompt and supports_fast_inference(model) and "prompt_lengths" in batch:
-        logps = _pair_logps_shared(_unwrap_gpt(model), batch, average)
-    if logps is None:
+    gpt = _unwrap_gpt(model)
+    if (share_prompt and supports_fast_inference(model) and supports_shared_prefix(gpt)
+            and "prompt_lengths" in batch):
+        logps = _pair_logps_shared(gpt, batch, average, rows_per_forward)
+    else:
         logps = response_logps(model, input_ids, response_mask, average=average)
     half = input_ids.shape[0] // 2
     return logps[:half], logps[half:]

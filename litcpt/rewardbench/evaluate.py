@@ -10,11 +10,15 @@ Two kinds of models give a scalar per response:
   reported.
 
 How a run is batched (:func:`score_tokenized`): pairs are sorted by length (longest first: out-of-memory shows at
-once) and cut into batches of ``batch_size`` pairs; the chosen and rejected sequences of a pair are in the same
-batch and go through the model in one forward pass (``2B`` rows); for DPO the policy and the reference score the
-same batch one after the other. Everything runs in eval mode under ``no_grad`` (bf16 autocast on GPUs by default).
-With several ranks, batch ``k`` goes to rank ``k mod world_size`` and the per-pair results are gathered, so every
-pair is counted exactly once whatever the world size.
+once) and cut into batches of ``batch_size`` pairs; with several ranks, batch ``k`` goes to rank ``k mod
+world_size`` and the per-pair results are gathered, so every pair is counted exactly once whatever the world size.
+The chosen and rejected sequences of a pair are always scored together. By default (``share_prompt``) their common
+prompt goes through the model once and both responses continue from its keys and values
+(:func:`litcpt.models.shared_prefix.pair_hidden_states`): a scorer call takes ``share_group`` batches, runs their
+prompts sorted by length ``batch_size`` per forward, then all responses sorted by length ``batch_size`` per forward.
+Otherwise a batch is one forward pass of ``2B`` rows. For DPO the policy and the reference score the same call one
+after the other, and the LM head runs only on the positions that predict response tokens. Everything runs in eval
+mode under ``torch.inference_mode`` (bf16 autocast on GPUs by default).
 
 Any callable ``batch -> {"chosen": Tensor[B], "rejected": Tensor[B], ...}`` is a :class:`Scorer`: extra per-pair
 tensors it returns (e.g. log-probs) end up in the per-pair records. Accuracy follows RewardBench's tie rule
@@ -29,7 +33,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +56,7 @@ __all__ = [
     "format_table",
     "model_dtype",
     "plan_batches",
+    "plan_calls",
     "plot_accuracies",
     "resolve_precision",
     "results_json",
@@ -70,7 +75,9 @@ PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
 class Scorer(Protocol):
     """Scores a preference batch (:func:`litcpt.data.preference.collate_preference` layout, chosen rows first).
 
-    Returns ``{"chosen": [B], "rejected": [B]}`` plus any other per-pair ``[B]`` tensors to record.
+    Returns ``{"chosen": [B], "rejected": [B]}`` plus any other per-pair ``[B]`` tensors to record. A scorer whose
+    ``shares_prompt`` attribute is true is called with a whole group of batches and ``rows_per_forward=batch_size``
+    (see :func:`score_tokenized`).
     """
 
     def __call__(self, batch: Mapping[str, Any]) -> Mapping[str, Tensor]: ...
@@ -82,18 +89,46 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 class RewardModelScorer:
     """A classifier reward model: ``model(input_ids, last_index) -> [2B]``
-    (e.g. :class:`~litcpt.models.reward.RewardModel`)."""
+    (e.g. :class:`~litcpt.models.reward.RewardModel`).
+
+    Args:
+        model: the reward model.
+        share_prompt: for a :class:`~litcpt.models.reward.RewardModel` on a plain ``litgpt.GPT``, compute each
+            pair's prompt once and both responses from its keys and values
+            (:func:`litcpt.models.shared_prefix.pair_hidden_states`; same scores up to float rounding). Other
+            models are scored with one plain forward per batch.
+    """
 
     kind = "reward"
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, *, share_prompt: bool = True) -> None:
+        from litcpt.models.reward import RewardModel
+        from litcpt.models.shared_prefix import supports_shared_prefix
+
         self.model = model.eval()
         self.device = _model_device(model)
+        self.shares_prompt = bool(share_prompt and isinstance(model, RewardModel)
+                                  and supports_shared_prefix(model.model))
 
-    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        scores = self.model(batch["input_ids"], batch["last_index"]).float()
+    def __call__(self, batch: Mapping[str, Any], *, rows_per_forward: int | None = None) -> dict[str, Tensor]:
+        if self.shares_prompt:
+            scores = self._shared(batch, rows_per_forward)
+        else:
+            scores = self.model(batch["input_ids"], batch["last_index"]).float()
         half = scores.shape[0] // 2
         return {"chosen": scores[:half], "rejected": scores[half:]}
+
+    def _shared(self, batch: Mapping[str, Any], rows_per_forward: int | None) -> Tensor:
+        from litcpt.models.logprobs import batch_shared_lengths
+        from litcpt.models.shared_prefix import pair_hidden_states
+
+        input_ids = batch["input_ids"]
+        _check_right_padded(batch)
+        wanted = torch.zeros_like(input_ids, dtype=torch.bool)
+        wanted[torch.arange(input_ids.shape[0], device=input_ids.device), batch["last_index"]] = True
+        hidden = pair_hidden_states(self.model.model, input_ids, batch["lengths"], batch_shared_lengths(batch),
+                                    wanted, rows_per_forward=rows_per_forward)
+        return self.model.head(hidden).squeeze(-1).float()
 
 
 class ImplicitRewardScorer:
@@ -104,33 +139,55 @@ class ImplicitRewardScorer:
         reference: the reference ``GPT`` (None: reference-free).
         beta: β of the run (scales all rewards; accuracies do not depend on it).
         average_logps: length-average the log-probs over response tokens instead of summing them.
-        share_prompt: compute the prompt once per pair through litgpt's KV cache (see
-            :func:`litcpt.models.logprobs.pair_logps`; measured slower on CPU, off by default).
+        share_prompt: compute each pair's prompt once and both responses from its keys and values
+            (:func:`litcpt.models.logprobs.pair_logps`; same scores up to float rounding); models it does not
+            cover are scored with a plain forward whose LM head runs on response positions only.
     """
 
     kind = "dpo"
 
     def __init__(self, policy: torch.nn.Module, reference: torch.nn.Module | None = None, *, beta: float = 0.1,
-                 average_logps: bool = False, share_prompt: bool = False) -> None:
+                 average_logps: bool = False, share_prompt: bool = True) -> None:
+        from litcpt.models.logprobs import supports_fast_inference
+        from litcpt.models.shared_prefix import supports_shared_prefix
+
         beta = float(beta)
         if not (beta > 0 and math.isfinite(beta)):
             raise ValueError(f"beta: expected a finite number > 0, got {beta}")
         self.policy, self.reference = policy.eval(), reference.eval() if reference is not None else None
         self.beta, self.average_logps, self.share_prompt = beta, bool(average_logps), bool(share_prompt)
         self.device = _model_device(policy)
+        models = [m for m in (policy, reference) if m is not None]
+        self.shares_prompt = self.share_prompt and all(
+            supports_fast_inference(m) and supports_shared_prefix(getattr(m, "module", m)) for m in models)
 
-    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+    def __call__(self, batch: Mapping[str, Any], *, rows_per_forward: int | None = None) -> dict[str, Tensor]:
         from litcpt.models.logprobs import pair_logps
 
-        pc, pr = pair_logps(self.policy, batch, average=self.average_logps, share_prompt=self.share_prompt)
+        if self.shares_prompt:
+            _check_right_padded(batch)
+        options = {"average": self.average_logps, "share_prompt": self.shares_prompt,
+                   "rows_per_forward": rows_per_forward}
+        pc, pr = pair_logps(self.policy, batch, **options)
         out = {"logps_chosen": pc, "logps_rejected": pr}
         if self.reference is None:
             rc, rr = torch.zeros_like(pc), torch.zeros_like(pr)
         else:
-            rc, rr = pair_logps(self.reference, batch, average=self.average_logps, share_prompt=self.share_prompt)
+            rc, rr = pair_logps(self.reference, batch, **options)
             out.update(ref_logps_chosen=rc, ref_logps_rejected=rr)
         out.update(chosen=self.beta * (pc - rc), rejected=self.beta * (pr - rr))
         return out
+
+
+def _check_right_padded(batch: Mapping[str, Any]) -> None:
+    """Prompt sharing reads rows as right-padded (``collate_preference(padding_side="right")``)."""
+    mask, lengths = batch.get("attention_mask"), batch.get("lengths")
+    if mask is None or lengths is None:
+        raise ValueError("batch: prompt sharing needs 'attention_mask' and 'lengths' (collate_preference)")
+    expected = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0) < lengths.to(mask.device).unsqueeze(1)
+    if not torch.equal(mask.bool(), expected):
+        raise ValueError("batch: prompt sharing expects right-padded rows (collate_preference(..., "
+                         "padding_side='right'))")
 
 
 # --------------------------------------------------------------------------------------------------- records
@@ -208,49 +265,73 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def _progress(iterable: Sequence[Any], enabled: bool, total_pairs: int) -> Iterator[Any]:
-    if not enabled:
-        yield from iterable
-        return
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with lightning
-        yield from iterable
-        return
-    yield from tqdm(iterable, desc=f"scoring {total_pairs} pairs", unit="batch")
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
 
 
-@torch.no_grad()
+def _progress(enabled: bool, total: int) -> Any:
+    """A tqdm bar counting pairs (a no-op bar when disabled or without tqdm)."""
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(total=total, desc="scoring", unit="pair")
+        except ImportError:  # pragma: no cover - tqdm comes with lightning
+            pass
+    return _NoBar()
+
+
+def plan_calls(batches: Sequence[list[int]], group: int) -> list[list[int]]:
+    """Concatenate ``group`` consecutive batches into one scorer call (prompt sharing sorts inside a call)."""
+    if group < 1:
+        raise ValueError(f"share_group: expected a positive integer, got {group}")
+    return [[i for b in batches[k:k + group] for i in b] for k in range(0, len(batches), group)]
+
+
+@torch.inference_mode()
 def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8, pad_id: int = 0,
                     device: torch.device | str | None = None, precision: str | None = None,
                     default_subset: str = DEFAULT_SUBSET, rank: int | None = None, world_size: int | None = None,
-                    progress: bool = False) -> list[PairScore]:
+                    progress: bool = False, share_group: int = 16) -> list[PairScore]:
     """Score tokenised pairs (:class:`~litcpt.data.preference.TokenizedPair`) and return one :class:`PairScore`
     per pair, in the order of ``items``, on every rank.
 
     Args:
         scorer: see :class:`Scorer`.
         items: the pairs (``index`` must be unique).
-        batch_size: pairs per batch (``2 * batch_size`` sequences per forward).
+        batch_size: pairs per batch: ``2 * batch_size`` sequences per forward, or, for a scorer that shares
+            prompts, ``batch_size`` rows per forward in each of its two phases.
         pad_id: padding token id (right padding; its value never matters).
         device: where batches go (default: the scorer's ``device`` attribute, else CPU).
         precision: ``*-mixed`` turns on autocast (default: bf16 on GPUs); ``*-true`` expects a model already cast.
         default_subset: subset name of pairs without one.
         rank, world_size: default to ``torch.distributed``'s when it is initialised, else 0 and 1.
         progress: show a progress bar (rank 0).
+        share_group: for a scorer that shares prompts (``scorer.shares_prompt``): batches per scorer call. A call
+            sorts its prompts and its responses by length independently, so larger groups pad less; the prompts'
+            keys and values of one call are held in memory at once.
     """
     from litcpt.data.preference import collate_preference
 
     if rank is None or world_size is None:
         rank, world_size = _dist_rank_world()
     device = torch.device(device if device is not None else getattr(scorer, "device", "cpu"))
-    batches = plan_batches([int(item.length) for item in items], batch_size)
+    shares = bool(getattr(scorer, "shares_prompt", False))
+    local_batches = plan_batches([int(item.length) for item in items], batch_size)[rank::world_size]
+    calls = plan_calls(local_batches, share_group) if shares else local_batches
     local: list[PairScore] = []
-    with autocast_context(precision, device):
-        for positions in _progress(batches[rank::world_size], progress and rank == 0, len(items)):
+    with autocast_context(precision, device), _progress(progress and rank == 0, sum(map(len, calls))) as bar:
+        for positions in calls:
             chunk = [items[i] for i in positions]
             batch = _to_device(collate_preference(chunk, pad_id=pad_id, padding_side="right"), device)
-            out = scorer(batch)
+            out = scorer(batch, rows_per_forward=batch_size) if shares else scorer(batch)
             values = {k: v.detach().float().cpu().tolist() for k, v in out.items()}
             if len(values.get("chosen", ())) != len(chunk) or len(values.get("rejected", ())) != len(chunk):
                 raise ValueError(f"scorer: expected 'chosen' and 'rejected' with {len(chunk)} scores each, got "
@@ -260,6 +341,7 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
                 local.append(PairScore(index=int(item.index), subset=item.subset or default_subset,
                                        chosen=values["chosen"][j], rejected=values["rejected"][j], id=item.id,
                                        extras=extras))
+            bar.update(len(chunk))
     gathered = _gather(local, world_size)
     by_index = {score.index: score for score in gathered}
     if len(by_index) != len(gathered) or len(gathered) != len(items):
