@@ -91,6 +91,22 @@ def litcpt_scores(scorer, items, batch_size: int, share_group: int = 16) -> list
     return [(s.chosen, s.rejected) for s in scores]
 
 
+def positions_computed(model: torch.nn.Module, fn) -> int:
+    """Token positions that enter the first transformer block of ``model`` while ``fn`` runs (padding included)."""
+    gpt_model = getattr(model, "model", model)
+    count = [0]
+
+    def hook(module, args):
+        count[0] += args[0].shape[0] * args[0].shape[1]
+
+    handle = gpt_model.transformer.h[0].register_forward_pre_hook(hook)
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return count[0]
+
+
 def timed(fn) -> tuple[float, float, list[tuple[float, float]]]:
     wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
@@ -123,8 +139,10 @@ def main() -> None:
 
     bs, group = args.batch_size, args.share_group
     methods: dict[str, dict] = {}
+    counted: dict[str, torch.nn.Module] = {}        # the model whose first block counts positions
     if "dpo" in args.kinds:
         policy, reference = gpt(config, 0), gpt(config, 1)
+        counted["dpo"] = policy
         methods["dpo"] = {
             "straightforward (1 sequence/forward)": lambda: naive_dpo(policy, reference, items, 0.1),
             "litcpt (shared prompt, default)": lambda: litcpt_scores(
@@ -135,6 +153,7 @@ def main() -> None:
     if "reward" in args.kinds:
         torch.manual_seed(2)
         rm = RewardModel(config).eval().requires_grad_(False)
+        counted["reward"] = rm
         methods["reward"] = {
             "straightforward (1 sequence/forward)": lambda: naive_reward(rm, items),
             "litcpt (shared prompt, default)": lambda: litcpt_scores(RewardModelScorer(rm), items, bs, group),
@@ -165,6 +184,11 @@ def main() -> None:
         for name in list(runs)[1:]:
             print(f"  speed-up {name} / straightforward: {rates[name] / rates[base_name]:.2f}x wall-clock, "
                   f"{cpu_rates[name] / cpu_rates[base_name]:.2f}x CPU time")
+        real = sum(lengths)
+        counts = {name: positions_computed(counted[kind], runs[name]) for name in runs}
+        print("  token positions through each model, padding included (% of the sequences' tokens): " + ", ".join(
+            f"{name.split(' (')[0] if name.startswith('straight') else name} {n} ({n / real:.0%})"
+            for name, n in counts.items()))
 
 
 if __name__ == "__main__":

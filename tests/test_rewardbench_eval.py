@@ -215,6 +215,24 @@ def test_a_sharing_scorer_gets_groups_of_batches_and_the_batch_size_as_rows_per_
         score_tokenized(SharingScorer(), items, share_group=0, rank=0, world_size=1)
 
 
+def test_shared_prompt_bytes_is_the_largest_calls_prompt_keys_and_values(tiny_checkpoint):
+    from litcpt.rewardbench.evaluate import shared_prompt_bytes
+
+    policy, ref = _gpt(tiny_checkpoint), _gpt(tiny_checkpoint)
+    items = items_of(known_pairs())
+    c = policy.config
+    per_token = 2 * c.n_layer * c.n_query_groups * c.head_size * 4             # float32, one model
+    prompts = [min(i.chosen_prompt_length, i.rejected_prompt_length) for i in items]
+    batches = plan_batches([int(i.length) for i in items], 2)
+    largest = max(sum(prompts[i] for b in batches[k:k + 2] for i in b) for k in range(0, len(batches), 2))
+    scorer = ImplicitRewardScorer(policy, ref)
+    assert shared_prompt_bytes(scorer, items, batch_size=2, share_group=2) == 2 * per_token * largest
+    assert shared_prompt_bytes(ImplicitRewardScorer(policy, None), items, batch_size=2, share_group=100) == \
+        per_token * sum(prompts)
+    assert shared_prompt_bytes(ImplicitRewardScorer(policy, ref, share_prompt=False), items) == 0
+    assert shared_prompt_bytes(LengthScorer(), items) == 0
+
+
 def test_prompt_sharing_rejects_left_padded_batches(tiny_checkpoint):
     from litcpt.data.preference import collate_preference
 

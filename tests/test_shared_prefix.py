@@ -124,20 +124,29 @@ class Counter:
 
 def test_each_shared_token_is_computed_once_and_the_final_mlp_only_where_read():
     model = gpt()
-    ids, lengths, shared = pair_batch(**CASE)
-    B = len(shared)
+    # equal prompt and tail lengths: no padding in any forward, so the count is exact
+    B, prompt, tail = 4, 9, 3
+    ids, lengths, shared = pair_batch([prompt + tail] * B, [prompt + tail] * B, [prompt] * B)
     last = torch.zeros(ids.shape, dtype=torch.bool)
     last[torch.arange(2 * B), lengths - 1] = True
+    for rows_per_forward in (None, 1, 3):
+        counter = Counter(model)
+        with torch.no_grad():
+            pair_hidden_states(model, ids, lengths, shared, last, rows_per_forward=rows_per_forward)
+        counter.close()
+        expected = B * prompt + 2 * B * tail                              # prompts once, then each row's tail
+        assert counter.positions == expected < 2 * B * (prompt + tail)
+        assert counter.mlp_rows[:-1] == [expected] * (model.config.n_layer - 1)
+        assert counter.mlp_rows[-1] == 2 * B                              # the final MLP: the read positions only
+        assert counter.final_proj_rows == 2 * B                           # and the final attention's queries
+    # mixed lengths: padding, but still fewer positions than two plain rows per pair
+    ids, lengths, shared = pair_batch(**CASE)
     counter = Counter(model)
     with torch.no_grad():
-        pair_hidden_states(model, ids, lengths, shared, last, rows_per_forward=1)   # one row per forward: no padding
+        pair_hidden_states(model, ids, lengths, shared, torch.arange(ids.shape[1]) < lengths.unsqueeze(1),
+                           rows_per_forward=2)
     counter.close()
-    # prompts once, then each row's own tail: sum(shared) + sum(len - shared) positions
-    expected = int(shared.sum()) + int((lengths - torch.cat([shared, shared])).sum())
-    assert counter.positions == expected < int(lengths.sum())
-    assert counter.mlp_rows[:-1] == [expected] * (model.config.n_layer - 1)
-    assert counter.mlp_rows[-1] == 2 * B                                  # the final MLP: the read positions only
-    assert counter.final_proj_rows == 2 * B                               # and the final attention's queries
+    assert counter.positions < int(lengths.sum())
 
 
 def test_the_model_is_left_as_it_was_also_after_an_error():

@@ -179,6 +179,7 @@ def main(
         model_dtype,
         resolve_precision,
         score_tokenized,
+        shared_prompt_bytes,
         summarize,
         write_outputs,
     )
@@ -233,6 +234,11 @@ def main(
                                       share_prompt=share_prompt)
     default_subset = Path(str(data).rstrip("/")).name.split(".")[0] or "all"
     pad_id = 0 if tokenizer.eos_id is None else int(tokenizer.eos_id)
+    if rank == 0 and scorer.shares_prompt:
+        held = shared_prompt_bytes(scorer, items, batch_size=batch_size, share_group=share_group, rank=rank,
+                                   world_size=world_size)
+        print(f"prompt sharing: {share_group} batches of {batch_size} pairs per call; up to {held / 2**20:.1f} MiB of "
+              "prompt keys/values held per call (lower --share_group if memory is short)")
     with Timer() as timer:
         scores = score_tokenized(scorer, items, batch_size=batch_size, pad_id=pad_id, device=device,
                                  precision=precision, default_subset=default_subset, rank=rank,

@@ -3,25 +3,31 @@
 The chosen and the rejected sequence of a pair start with the same prompt tokens. Scoring them as two independent
 sequences runs those tokens through the model twice; :func:`pair_hidden_states` runs them once::
 
-    phase 1  (B rows)    prompt_i                      causal attention (SDPA's causal fast path), K/V recorded
-    phase 2  (2B rows)   chosen_i tail | rejected_i tail   attends to [prompt_i K/V ; its own tail, causally]
+    phase 1  prompts, one row per pair          causal attention (SDPA's fast path, no mask); K/V recorded
+    phase 2  tails, one row per response        attends to [its pair's prompt K/V ; its own tail, causally]
 
 Row ``i`` (chosen) and row ``B + i`` (rejected) of a batch (:func:`litcpt.data.preference.collate_preference`
 layout) both continue from prompt ``i``. The tail positions keep their absolute RoPE positions (``shared_i + j``),
 so every hidden state equals the one of a plain forward over the whole sequence up to float rounding (tested
-against ``GPT.forward`` for MHA/GQA/MQA, parallel residual, QK norm, post-norms, partial RoPE).
+against ``GPT.forward`` for MHA/GQA/MQA, parallel residual, shared attention norm, QK norms, post-norms, partial
+and per-layer RoPE, biases).
 
-Only the hidden states asked for (``wanted``: the last token for a reward head, the positions that predict response
-tokens for log-probs) leave the model, and the final block computes its MLP and ``ln_f`` only there (the rest of
-the final block is needed for the keys and values of later positions only).
+Padding. The two phases are batched independently: the prompts of a call are sorted by length and run
+``rows_per_forward`` at a time, then all tails sorted by length likewise (rows shorter than average go more to a
+forward). Pairs mix long prompts with short answers and the reverse, so batching whole pairs would pad far more
+(measured in ``docs/benchmarks.md``).
 
-It uses litgpt's own modules (``wte``, each ``Block``'s attention with litgpt's RoPE, ``ln_f``): the prompt's keys
-and values are captured by a recorder that stands in for litgpt's ``KVCache`` for the duration of the call. Models
-this path does not cover (sliding windows, latent attention, attention logit soft-capping, non-``GPT`` modules) are
-reported by :func:`supports_shared_prefix`; callers then use a plain forward.
+The final layer. Only the hidden states asked for (``wanted``: the last token for a reward head, the positions that
+predict response tokens for log-probs) leave the model, so the final block runs its MLP only there, and where a row
+wants few positions its attention too: a first call over all positions stops once its keys and values are known,
+a second one runs just the wanted queries.
 
-Cost per pair: ``shared + (len_c - shared) + (len_r - shared)`` token positions instead of ``len_c + len_r`` (HH-RLHF
-pairs: about 1.5x fewer), plus the padding of the two phases.
+It uses litgpt's own modules (``wte``, each ``Block``'s attention with litgpt's RoPE, ``ln_f``): the keys and values
+are captured by a recorder that stands in for litgpt's ``KVCache`` during the call (the model's own cache, if any,
+is put back). Models this path does not cover (sliding windows, latent attention, attention-logit soft-capping,
+non-``GPT`` modules) are reported by :func:`supports_shared_prefix`; callers then use a plain forward. The
+prompts' keys and values of one call are held in memory at once: ``sum(shared) x 2 x n_layer x n_query_groups x
+head_size`` values.
 """
 
 from __future__ import annotations
@@ -205,8 +211,20 @@ def _attention_mask(mask: Tensor, dtype: torch.dtype | None) -> Tensor:
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
-def _chunks(order: Tensor, size: int) -> list[Tensor]:
-    return [order[i:i + size] for i in range(0, order.numel(), size)]
+def _chunks(order: Tensor, size: int, widths: Tensor | None = None) -> list[Tensor]:
+    """Cut ``order`` (sorted longest first) into forwards of ``size`` rows; with ``widths``, rows shorter than the
+    mean go ``size x mean / width`` (at most ``8 x size``) to a forward, so that short rows do not pay a forward's
+    fixed cost for a handful of tokens."""
+    if widths is None:
+        return [order[i:i + size] for i in range(0, order.numel(), size)]
+    w = widths[order].tolist()
+    budget = size * sum(w) / max(len(w), 1)
+    out, i = [], 0
+    while i < len(w):
+        n = max(size, min(8 * size, int(budget // max(w[i], 1))))
+        out.append(order[i:i + n])
+        i += n
+    return out
 
 
 def _run(gpt: GPT, ids: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, input_pos: Tensor,
@@ -237,9 +255,10 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
         shared: ``[B]`` leading tokens that chosen ``i`` and rejected ``i`` share (computed once), at most
             ``min(len_c, len_r) - 1`` so that each row keeps a tail; 0 shares nothing.
         wanted: bool ``[2B, T]``, the positions whose hidden states are returned (inside each row's length).
-        rows_per_forward: rows per forward pass in each phase (default: all). The prompts are sorted by length
-            and cut into forwards of this many rows, and so are the tails, independently: little padding in
-            either phase whatever mix of prompt and response lengths a batch has.
+        rows_per_forward: rows per forward pass in each phase (default: all); forwards of rows shorter than the
+            phase's average take proportionally more (up to 8x). The prompts are sorted by length and cut into
+            forwards, and so are the tails, independently: little padding in either phase whatever mix of prompt
+            and response lengths a batch has.
 
     Returns:
         ``[wanted.sum(), n_embd]`` in the order of ``wanted.nonzero()`` (row-major), like ``hidden[wanted]`` of a
@@ -287,14 +306,14 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
     total = int(shared.sum())
     offset = torch.cumsum(shared, 0) - shared                     # first store row of each pair's prompt
     tail_rows = torch.argsort(tails, descending=True, stable=True)
-    tail_chunks = _chunks(tail_rows, per)
+    tail_chunks = _chunks(tail_rows, per, tails)
     scratch = max(chunk.numel() * int(tails[chunk].max()) for chunk in tail_chunks)
     with _recording(gpt, total, scratch) as caches:
         # phase 1: prompts, longest first, causal (no mask; right padding after each prompt), positions 0..P-1
         prompt_pairs = torch.argsort(shared, descending=True, stable=True)
         prompt_pairs = prompt_pairs[shared[prompt_pairs] > 0]
         row_of = torch.full((half,), -1, dtype=torch.long, device=device)
-        for pairs in _chunks(prompt_pairs, per):
+        for pairs in _chunks(prompt_pairs, per, shared):
             n, width = pairs.numel(), int(shared[pairs].max())
             steps = torch.arange(width, device=device)
             valid = steps.unsqueeze(0) < shared[pairs].unsqueeze(1)

@@ -62,6 +62,7 @@ __all__ = [
     "results_json",
     "score_pairs",
     "score_tokenized",
+    "shared_prompt_bytes",
     "summarize",
     "write_outputs",
 ]
@@ -295,6 +296,36 @@ def plan_calls(batches: Sequence[list[int]], group: int) -> list[list[int]]:
     return [[i for b in batches[k:k + group] for i in b] for k in range(0, len(batches), group)]
 
 
+def _plan(scorer: Scorer, items: Sequence[Any], batch_size: int, share_group: int, rank: int,
+          world_size: int) -> list[list[int]]:
+    """The item positions of each scorer call of this rank (see :func:`score_tokenized`)."""
+    local_batches = plan_batches([int(item.length) for item in items], batch_size)[rank::world_size]
+    return plan_calls(local_batches, share_group) if getattr(scorer, "shares_prompt", False) else local_batches
+
+
+def shared_prompt_bytes(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8, share_group: int = 16,
+                        rank: int = 0, world_size: int = 1) -> int:
+    """Upper bound of the memory that prompt sharing holds for the prompts' keys and values in one scorer call of
+    this rank (0 when the scorer does not share prompts): the largest call's prompt tokens x, summed over the
+    scorer's models, ``2 x n_layer x n_query_groups x head_size x bytes per value``."""
+    models = [m for m in (getattr(scorer, "policy", None), getattr(scorer, "reference", None)) if m is not None]
+    if not models and getattr(scorer, "model", None) is not None:
+        models = [getattr(scorer.model, "model", scorer.model)]
+    if not getattr(scorer, "shares_prompt", False) or not models:
+        return 0
+    per_token = 0
+    for model in models:
+        config = getattr(getattr(model, "module", model), "config", None)
+        if config is None:
+            return 0
+        size = next(model.parameters()).element_size()
+        per_token += 2 * config.n_layer * config.n_query_groups * config.head_size * size
+    calls = _plan(scorer, items, batch_size, share_group, rank, world_size)
+    tokens = max((sum(min(items[i].chosen_prompt_length, items[i].rejected_prompt_length) for i in call)
+                  for call in calls), default=0)
+    return tokens * per_token
+
+
 @torch.inference_mode()
 def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8, pad_id: int = 0,
                     device: torch.device | str | None = None, precision: str | None = None,
@@ -323,9 +354,8 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
     if rank is None or world_size is None:
         rank, world_size = _dist_rank_world()
     device = torch.device(device if device is not None else getattr(scorer, "device", "cpu"))
+    calls = _plan(scorer, items, batch_size, share_group, rank, world_size)
     shares = bool(getattr(scorer, "shares_prompt", False))
-    local_batches = plan_batches([int(item.length) for item in items], batch_size)[rank::world_size]
-    calls = plan_calls(local_batches, share_group) if shares else local_batches
     local: list[PairScore] = []
     with autocast_context(precision, device), _progress(progress and rank == 0, sum(map(len, calls))) as bar:
         for positions in calls:
