@@ -203,15 +203,19 @@ def shared_prefix_lengths(input_ids: Tensor, prompt_lengths: Tensor) -> Tensor:
     return torch.minimum(same, torch.minimum(prompt_lengths[:half], prompt_lengths[half:]))
 
 
+def _row_lengths(batch: Mapping[str, Any]) -> Tensor:
+    """Real tokens per row of a right-padded batch: ``lengths``, else the ``attention_mask`` count."""
+    lengths = batch.get("lengths")
+    return (batch["attention_mask"].sum(-1) if lengths is None else lengths).to(batch["input_ids"].device)
+
+
 def batch_shared_lengths(batch: Mapping[str, Any]) -> Tensor:
     """What :func:`~litcpt.models.shared_prefix.pair_hidden_states` may share per pair of a preference batch: the
     shared prompt tokens (:func:`shared_prefix_lengths`), leaving each row at least one token of its own."""
     input_ids = batch["input_ids"]
-    device = input_ids.device
-    lengths = batch.get("lengths")
-    lengths = (batch["attention_mask"].sum(-1) if lengths is None else lengths).to(device)
+    lengths = _row_lengths(batch)
     half = input_ids.shape[0] // 2
-    shared = shared_prefix_lengths(input_ids, batch["prompt_lengths"].to(device))
+    shared = shared_prefix_lengths(input_ids, batch["prompt_lengths"].to(input_ids.device))
     return torch.minimum(shared, torch.minimum(lengths[:half], lengths[half:]) - 1).clamp_min(0)
 
 
@@ -220,11 +224,9 @@ def _pair_logps_shared(gpt: torch.nn.Module, batch: Mapping[str, Any], average: 
     from litcpt.models.shared_prefix import pair_hidden_states
 
     input_ids, response_mask = batch["input_ids"], batch["response_mask"].bool()
-    lengths = batch.get("lengths")
-    lengths = (batch["attention_mask"].sum(-1) if lengths is None else lengths).to(input_ids.device)
     wanted = torch.zeros_like(response_mask)
     wanted[:, :-1] = response_mask[:, 1:]            # position t predicts the (response) token at t + 1
-    hidden = pair_hidden_states(gpt, input_ids, lengths, batch_shared_lengths(batch), wanted,
+    hidden = pair_hidden_states(gpt, input_ids, _row_lengths(batch), batch_shared_lengths(batch), wanted,
                                 rows_per_forward=rows_per_forward)
     rows, cols = wanted.nonzero(as_tuple=True)
     scored = head_logps(gpt.lm_head, hidden, input_ids[rows, cols + 1])
