@@ -61,9 +61,9 @@ class _PrefixKV(KVCache):
     """Stands in for litgpt's ``KVCache`` in one attention layer during :func:`pair_hidden_states`.
 
     The prompts' keys and values live in one flat store ``[sum(shared) + 1 + scratch, groups, hs]`` (row
-    ``sum(shared)`` is zero: what padding positions read; the scratch rows hold a tail forward's own K/V). Mode ``("record", src, dst)``: the call is a phase-1 forward over prompts; its
-    K/V at the flat positions ``src`` go to store rows ``dst``, and are returned unchanged (litgpt then attends
-    causally without a mask). Mode ``("attend", index)``: the call's rows are tails; each gets the store rows
+    ``sum(shared)`` is zero: what padding positions read; the scratch rows hold a tail forward's own K/V).
+    Mode ``("record", src, dst)``: the call is a phase-1 forward over prompts; its K/V at the flat positions ``src``
+    go to store rows ``dst``, and are returned unchanged (litgpt then attends causally without a mask). Mode ``("attend", index)``: the call's rows are tails; each gets the store rows
     ``index [n, width]`` (its pair's prompt, padded) in front of its own K/V (one gather from the store).
 
     ``capture``: the call stops (``_Captured``) as soon as its K/V are known and keeps them; while ``replay`` holds
@@ -153,7 +153,7 @@ def _final_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, mask: Te
     queries = int(counts.max()) if keep.numel() else 0
     cache = block.attn.kv_cache
     x_normed = block.norm_1(x)
-    if 2 * queries > width or not isinstance(cache, _PrefixKV):
+    if 2 * queries > width:
         h = block.post_attention_norm(block.attn(x_normed, cos, sin, mask, input_pos, None))
         flat = keep
     else:
@@ -193,14 +193,12 @@ def _final_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, mask: Te
             cache.replay = None
         x, x_normed = take(x), take(x_normed)
         flat = rows * queries + slot
-    if config.parallel_residual:
-        mlp_in = x_normed if config.shared_attention_norm else block.norm_2(x)
-        x = (h + x).reshape(-1, C)[flat]
-        mlp_in = mlp_in.reshape(-1, C)[flat]
+    residual = (h + x).reshape(-1, C)[flat]
+    if config.parallel_residual:      # the MLP reads the block's input, not the attention's sum
+        mlp_in = (x_normed if config.shared_attention_norm else block.norm_2(x)).reshape(-1, C)[flat]
     else:
-        x = (h + x).reshape(-1, C)[flat]
-        mlp_in = block.norm_2(x)
-    return (block.post_mlp_norm(block.mlp(mlp_in.unsqueeze(0))) + x.unsqueeze(0)).squeeze(0)
+        mlp_in = block.norm_2(residual)
+    return (block.post_mlp_norm(block.mlp(mlp_in.unsqueeze(0))) + residual.unsqueeze(0)).squeeze(0)
 
 
 def _attention_mask(mask: Tensor, dtype: torch.dtype | None) -> Tensor:
