@@ -11,6 +11,8 @@ import torch
 from litcpt.checkpoint import check_checkpoint_dir, load_config
 
 Kind = Literal["auto", "reward", "dpo"]
+ConventionName = Literal["litcpt", "rewardbench"]
+RefFreeType = Literal["norm", "avg", "sum"]
 HUB_SPLITS = {"allenai/reward-bench": "filtered"}
 """Default split of hub datasets whose preference split is not called ``train``."""
 
@@ -81,6 +83,18 @@ def load_pairs(data: str | Path, *, split: str | None, limit: int | None) -> lis
     return pairs
 
 
+def dpo_reduction(convention: str, has_reference: bool, ref_free_type: str | None,
+                  average_logps: bool | None) -> str:
+    """How response log-probs are reduced: RewardBench sums whenever a reference is present and uses
+    ``ref_free_type`` (default ``avg``, ``run_dpo.py``'s) without one; litcpt follows ``average_logps``, and
+    ``ref_free_type`` when reference-free."""
+    if convention == "rewardbench":
+        return "sum" if has_reference else (ref_free_type or "avg")
+    if ref_free_type is not None and not has_reference:
+        return ref_free_type
+    return "avg" if average_logps else "sum"
+
+
 def _launch(devices: int, num_nodes: int, accelerator: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device): one process, an already-initialised process group, or Fabric-launched DDP."""
     dist = torch.distributed
@@ -129,6 +143,9 @@ def main(
     num_nodes: int = 1,
     accelerator: str = "auto",
     precision: str | None = None,
+    convention: ConventionName = "litcpt",
+    ref_free_type: RefFreeType | None = None,
+    max_prompt_length: int | None = None,
 ) -> dict[str, Any]:
     """RewardBench-style evaluation of a reward model or a DPO policy: accuracy per subset, section scores, Score.
 
@@ -164,6 +181,13 @@ def main(
         num_nodes: number of nodes.
         accelerator: ``auto``, ``cpu`` or ``gpu``.
         precision: ``32-true``, ``bf16-mixed``, ``bf16-true``, ``16-mixed``, ``16-true`` (default: bf16-mixed on GPU).
+        convention: ``litcpt`` (sequences and rewards as litcpt trains them) or ``rewardbench`` (the official code's
+            tokenisation, truncation and rewards: joint prompt+response encoding with the boundary-merge rule, BOS
+            always for DPO, log-probs summed with a reference and no β; see ``litcpt.rewardbench.conventions``).
+        ref_free_type: reference-free DPO reduction ``sum``, ``avg`` or ``norm`` (``-‖log π‖₂``); default ``avg``
+            with ``--convention rewardbench`` (``run_dpo.py``'s), else from ``average_logps``.
+        max_prompt_length: ``--convention rewardbench``: tokens a too-long prompt keeps (default 128, at most half of
+            ``max_length``); ``max_length`` defaults to 2048 there (or the block size when smaller).
 
     Returns: the ``results.json`` content.
     """
@@ -190,9 +214,19 @@ def main(
     for name, value in (("batch_size", batch_size), ("share_group", share_group)):
         if isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value}")
+    if convention not in ("litcpt", "rewardbench"):
+        raise ValueError(f"convention: expected litcpt or rewardbench, got {convention!r}")
+    if ref_free_type is not None and ref_free_type not in ("norm", "avg", "sum"):
+        raise ValueError(f"ref_free_type: expected norm, avg or sum, got {ref_free_type!r}")
     if kind == "auto":
         kind = detect_kind(checkpoint_dir, ref_checkpoint_dir=ref_checkpoint_dir, ref_free=ref_free)
     meta = (read_dpo_metadata(checkpoint_dir) or {}) if kind == "dpo" else {}
+    if kind == "dpo" and convention == "rewardbench":
+        for name, value in (("beta", beta), ("average_logps", average_logps)):
+            if value is not None:
+                raise ValueError(f"{name}: not used with --convention rewardbench (RewardBench's rewards are summed "
+                                 "log-ratios without β; reference-free: --ref_free_type)")
+        beta, average_logps = 1.0, False
     if kind == "dpo":
         if beta is None:
             beta = float(meta.get("beta", 0.1))
@@ -212,10 +246,21 @@ def main(
     tokenizer = Tokenizer(checkpoint_dir)
     pairs = load_pairs(data, split=split, limit=limit)
     pairs, template = apply_prompt_style(pairs, prompt_style, checkpoint_dir)
+    if convention == "rewardbench":
+        from litcpt.rewardbench.conventions import MAX_LENGTH
+        max_length = max_length or min(MAX_LENGTH, config.block_size)
     max_length = max_length or config.block_size
     if max_length > config.block_size:
         raise ValueError(f"max_length={max_length} exceeds the model's block_size {config.block_size}")
-    items, stats = tokenize_pairs(pairs, tokenizer, max_length=max_length, truncation=truncation)
+    if convention == "rewardbench":
+        from litcpt.rewardbench.conventions import MAX_PROMPT_LENGTH, tokenize_pairs_rewardbench
+
+        max_prompt_length = max_prompt_length or min(MAX_PROMPT_LENGTH, max_length // 2)
+        items, stats = tokenize_pairs_rewardbench(pairs, tokenizer, kind=kind, max_length=max_length,
+                                                  max_prompt_length=max_prompt_length)
+        truncation = "rewardbench"  # type: ignore[assignment]
+    else:
+        items, stats = tokenize_pairs(pairs, tokenizer, max_length=max_length, truncation=truncation)
     if kind == "dpo":
         check_scorable(items, source=str(data))
 
@@ -231,7 +276,9 @@ def main(
         policy = _load_gpt(checkpoint_dir, "checkpoint_dir", device, dtype)
         reference = _load_gpt(ref_checkpoint_dir, "ref_checkpoint_dir", device, dtype) if ref_checkpoint_dir else None
         scorer = ImplicitRewardScorer(policy, reference, beta=beta, average_logps=average_logps,
-                                      share_prompt=share_prompt)
+                                      share_prompt=share_prompt,
+                                      reduction=dpo_reduction(convention, reference is not None, ref_free_type,
+                                                              average_logps))
     default_subset = Path(str(data).rstrip("/")).name.split(".")[0] or "all"
     pad_id = 0 if tokenizer.eos_id is None else int(tokenizer.eos_id)
     if rank == 0 and scorer.shares_prompt:
@@ -253,8 +300,12 @@ def main(
         "precision": precision,
         "seconds": round(timer.seconds, 3), "pairs_per_second": round(len(scores) / max(timer.seconds, 1e-9), 2),
     }
+    metadata["convention"] = convention
+    if convention == "rewardbench":
+        metadata["max_prompt_length"] = max_prompt_length
     if kind == "dpo":
-        metadata.update(beta=beta, ref_free=ref_checkpoint_dir is None, average_logps=average_logps)
+        metadata.update(beta=beta, ref_free=ref_checkpoint_dir is None, average_logps=average_logps,
+                        reduction=scorer.reduction)
     from litcpt.rewardbench.evaluate import results_json
 
     results = results_json(summary, metadata)

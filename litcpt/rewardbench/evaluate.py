@@ -131,6 +131,16 @@ class RewardModelScorer:
                                     wanted, rows_per_forward=rows_per_forward)
         return self.model.head(hidden).squeeze(-1).float()
 
+    def score_rows(self, batch: Mapping[str, Any], *, rows_per_forward: int | None = None) -> dict[str, Tensor]:
+        """``{"score": [R]}`` of a row batch whose rows share prompts in groups (:mod:`litcpt.models.row_scores`;
+        RewardBench 2)."""
+        from litcpt.models.row_scores import row_rewards
+
+        if self.shares_prompt:
+            _check_right_padded(batch)
+        return {"score": row_rewards(self.model, batch, share_prompt=self.shares_prompt,
+                                     rows_per_forward=rows_per_forward)}
+
 
 class ImplicitRewardScorer:
     """A DPO policy's implicit reward ``β (log π − log π_ref)`` of each response (``β log π`` without a reference).
@@ -140,6 +150,9 @@ class ImplicitRewardScorer:
         reference: the reference ``GPT`` (None: reference-free).
         beta: β of the run (scales all rewards; accuracies do not depend on it).
         average_logps: length-average the log-probs over response tokens instead of summing them.
+        reduction: ``sum``, ``avg`` or ``norm`` (``-‖per-token log-probs‖₂``, RewardBench's reference-free ``norm``)
+            of the response log-probs; overrides ``average_logps`` (default: ``avg`` if ``average_logps`` else
+            ``sum``).
         share_prompt: compute each pair's prompt once and both responses from its keys and values
             (:func:`litcpt.models.logprobs.pair_logps`; same scores up to float rounding); models it does not
             cover are scored with a plain forward whose LM head runs on response positions only.
@@ -148,7 +161,7 @@ class ImplicitRewardScorer:
     kind = "dpo"
 
     def __init__(self, policy: torch.nn.Module, reference: torch.nn.Module | None = None, *, beta: float = 0.1,
-                 average_logps: bool = False, share_prompt: bool = True) -> None:
+                 average_logps: bool = False, share_prompt: bool = True, reduction: str | None = None) -> None:
         from litcpt.models.logprobs import supports_fast_inference
         from litcpt.models.shared_prefix import supports_shared_prefix
 
@@ -157,6 +170,14 @@ class ImplicitRewardScorer:
             raise ValueError(f"beta: expected a finite number > 0, got {beta}")
         self.policy, self.reference = policy.eval(), reference.eval() if reference is not None else None
         self.beta, self.average_logps, self.share_prompt = beta, bool(average_logps), bool(share_prompt)
+        from litcpt.models.row_scores import REDUCTIONS
+
+        if reduction is None:
+            reduction = "avg" if self.average_logps else "sum"
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction: expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+        self.reduction = reduction
+        self.average_logps = reduction == "avg"
         self.device = _model_device(policy)
         models = [m for m in (policy, reference) if m is not None]
         self.shares_prompt = self.share_prompt and all(
@@ -167,16 +188,41 @@ class ImplicitRewardScorer:
 
         if self.shares_prompt:
             _check_right_padded(batch)
-        options = {"average": self.average_logps, "share_prompt": self.shares_prompt,
-                   "rows_per_forward": rows_per_forward}
-        pc, pr = pair_logps(self.policy, batch, **options)
+        if self.reduction == "norm":
+            def logps(model: torch.nn.Module) -> tuple[Tensor, Tensor]:
+                from litcpt.models.row_scores import row_logps
+
+                values = row_logps(model, batch, reduction="norm", share_prompt=self.shares_prompt,
+                                   rows_per_forward=rows_per_forward)
+                return values[: values.shape[0] // 2], values[values.shape[0] // 2:]
+        else:
+            def logps(model: torch.nn.Module) -> tuple[Tensor, Tensor]:
+                return pair_logps(model, batch, average=self.average_logps, share_prompt=self.shares_prompt,
+                                  rows_per_forward=rows_per_forward)
+        pc, pr = logps(self.policy)
         out = {"logps_chosen": pc, "logps_rejected": pr}
         if self.reference is None:
             rc, rr = torch.zeros_like(pc), torch.zeros_like(pr)
         else:
-            rc, rr = pair_logps(self.reference, batch, **options)
+            rc, rr = logps(self.reference)
             out.update(ref_logps_chosen=rc, ref_logps_rejected=rr)
         out.update(chosen=self.beta * (pc - rc), rejected=self.beta * (pr - rr))
+        return out
+
+    def score_rows(self, batch: Mapping[str, Any], *, rows_per_forward: int | None = None) -> dict[str, Tensor]:
+        """``{"score": [R], "logps": [R], "ref_logps": [R]}`` of a row batch whose rows share prompts in groups
+        (:mod:`litcpt.models.row_scores`; RewardBench 2): ``score = β (logps - ref_logps)``."""
+        from litcpt.models.row_scores import row_logps
+
+        if self.shares_prompt:
+            _check_right_padded(batch)
+        options = {"reduction": self.reduction, "share_prompt": self.shares_prompt,
+                   "rows_per_forward": rows_per_forward}
+        out = {"logps": row_logps(self.policy, batch, **options)}
+        ref = torch.zeros_like(out["logps"])
+        if self.reference is not None:
+            ref = out["ref_logps"] = row_logps(self.reference, batch, **options)
+        out["score"] = self.beta * (out["logps"] - ref)
         return out
 
 
@@ -382,7 +428,8 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
 
 def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer: Any, batch_size: int = 8, *,
                 max_length: int | None = None, truncation: str = "left", precision: str | None = None,
-                device: torch.device | str | None = None) -> list[tuple[float, float]]:
+                device: torch.device | str | None = None, convention: str = "litcpt",
+                max_prompt_length: int | None = None) -> list[tuple[float, float]]:
     """``(r_chosen, r_rejected)`` of each pair, in input order — the reusable entry point for other commands.
 
     Args:
@@ -394,6 +441,10 @@ def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer
         batch_size: pairs per forward pass.
         max_length: tokens per sequence (default: the model's ``block_size`` when it has a config).
         truncation: ``left`` or ``keep_end`` (see :func:`~litcpt.data.preference.truncate_sequence`).
+        convention: ``litcpt`` or ``rewardbench``: tokenise as the official code does
+            (:func:`~litcpt.rewardbench.conventions.tokenize_pairs_rewardbench`; ``max_length`` defaults to 2048 or
+            the block size when smaller, ``max_prompt_length`` to 128 or half of it). For RewardBench's rewards, pass
+            :func:`~litcpt.rewardbench.conventions.rewardbench_scorer`.
     """
     from litcpt.data.preference import PreferencePair, parse_preference_row, tokenize_pairs
 
@@ -412,7 +463,18 @@ def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer
     if max_length is None:
         config = getattr(model, "config", None) or getattr(getattr(scorer, "policy", None), "config", None)
         max_length = getattr(config, "block_size", None)
-    items, _ = tokenize_pairs(parsed, tokenizer, max_length=max_length, truncation=truncation)
+    if convention == "rewardbench":
+        from litcpt.rewardbench.conventions import MAX_LENGTH, MAX_PROMPT_LENGTH, tokenize_pairs_rewardbench
+
+        max_length = min(MAX_LENGTH, max_length or MAX_LENGTH)
+        kind = "dpo" if isinstance(scorer, ImplicitRewardScorer) else "reward"
+        items, _ = tokenize_pairs_rewardbench(parsed, tokenizer, kind=kind, max_length=max_length,
+                                              max_prompt_length=max_prompt_length or min(MAX_PROMPT_LENGTH,
+                                                                                         max_length // 2))
+    elif convention == "litcpt":
+        items, _ = tokenize_pairs(parsed, tokenizer, max_length=max_length, truncation=truncation)
+    else:
+        raise ValueError(f"convention: expected 'litcpt' or 'rewardbench', got {convention!r}")
     if len(items) != len(parsed):
         raise ValueError(f"pairs: {len(parsed) - len(items)} pairs did not fit max_length={max_length} "
                          f"(truncation={truncation!r})")
