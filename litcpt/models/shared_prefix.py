@@ -273,11 +273,14 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
         if rows != 2 * half or half == 0:
             raise ValueError(f"input_ids: expected 2B rows (chosen then rejected), got {rows}")
         group_of = torch.arange(rows, device=device) % half
+        first_row = torch.arange(half, device=device)              # a row holding each prompt
     else:
         half = int(shared.shape[0]) if shared.dim() == 1 else -1
         group_of = groups.to(device).long()
         if rows == 0 or group_of.shape != (rows,) or bool(((group_of < 0) | (group_of >= half)).any()):
             raise ValueError(f"groups: expected [R] prompt indices in [0, {half}) for {rows} rows")
+        first_row = torch.zeros(half, dtype=torch.long, device=device)
+        first_row[group_of] = torch.arange(rows, device=device)
     if shared.shape != (half,) or lengths.shape != (rows,) or wanted.shape != input_ids.shape:
         raise ValueError(f"shared [B], lengths [2B], wanted [2B, T]: got {tuple(shared.shape)}, "
                          f"{tuple(lengths.shape)}, {tuple(wanted.shape)} for input_ids {tuple(input_ids.shape)}")
@@ -334,7 +337,7 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
             mine = in_prefix & (row_of[pair_of] >= 0)
             keep, inverse = torch.unique(row_of[pair_of[mine]] * width + c[mine], return_inverse=True)
             row_of[pairs] = -1
-            out = _run(gpt, input_ids[pairs, :width], gpt.cos[:width].unsqueeze(0), gpt.sin[:width].unsqueeze(0),
+            out = _run(gpt, input_ids[first_row[pairs], :width], gpt.cos[:width].unsqueeze(0), gpt.sin[:width].unsqueeze(0),
                        None, steps, keep)
             if keep.numel():
                 put(mine.nonzero(as_tuple=True)[0], out[inverse])

@@ -42,6 +42,7 @@ __all__ = [
     "rewardbench_scorer",
     "rewardbench_sequences",
     "split_prompt_answer",
+    "tokenize_groups_rewardbench",
     "tokenize_pairs_rewardbench",
 ]
 
@@ -171,3 +172,21 @@ def rewardbench_scorer(policy: torch.nn.Module, reference: torch.nn.Module | Non
         raise ValueError(f"ref_free_type: expected one of {', '.join(REF_FREE_TYPES)}, got {ref_free_type!r}")
     reduction = "sum" if reference is not None else ref_free_type
     return ImplicitRewardScorer(policy, reference, beta=1.0, reduction=reduction, share_prompt=share_prompt)
+
+
+def tokenize_groups_rewardbench(rows: Sequence[Any], tokenizer: Any, *, kind: str = "dpo",
+                                max_length: int = MAX_LENGTH,
+                                max_prompt_length: int = MAX_PROMPT_LENGTH) -> tuple[list[Any], int]:
+    """RewardBench 2 rows (:class:`~litcpt.data.best_of_n.BestOfNRow`) under RewardBench's rules
+    (:func:`rewardbench_sequences` over all completions of a prompt): the groups and how many were truncated."""
+    from litcpt.data.best_of_n import TokenizedGroup
+
+    out, truncated = [], 0
+    for index, row in enumerate(rows):
+        seqs, cut = rewardbench_sequences(tokenizer, row.prompt, row.completions, kind=kind, max_length=max_length,
+                                          max_prompt_length=max_prompt_length)
+        truncated += cut
+        out.append(TokenizedGroup(index=index, rows=tuple(torch.tensor(p + a, dtype=torch.long) for p, a in seqs),
+                                  prompt_lengths=tuple(len(p) for p, _ in seqs), num_correct=row.num_correct,
+                                  subset=row.subset, id=row.id))
+    return out, truncated

@@ -519,13 +519,14 @@ def summarize(scores: Sequence[PairScore]) -> Summary:
     return Summary(subsets=subsets, groups=groups, sections=sections)
 
 
-def format_table(summary: Summary, *, title: str | None = None) -> str:
-    """The terminal table: subsets grouped by section, each section's score, the final score."""
+def format_table(summary: Summary, *, title: str | None = None, unit: str = "pairs") -> str:
+    """The terminal table: subsets grouped by section, each section's score, the final score (``unit``: what the
+    count column counts, ``prompts`` for RewardBench 2)."""
     other_label = "other (no RewardBench section)"
     width = max([len(s) + 2 for s in summary.subsets] + [len(g) for g in summary.groups] + [len(other_label), 20])
     rule = "-" * (width + 20)
     lines = [title] if title else []
-    lines += [f"{'section / subset':<{width}}  {'pairs':>7}  {'accuracy':>8}", rule]
+    lines += [f"{'section / subset':<{width}}  {unit:>7}  {'accuracy':>8}", rule]
     for group, members in summary.groups.items():
         count = sum(summary.subsets[m][1] for m in members)
         value = summary.sections.get(group)
@@ -539,7 +540,7 @@ def format_table(summary: Summary, *, title: str | None = None) -> str:
     if SCORE in summary.sections:
         lines.append(f"{SCORE:<{width}}  {summary.num_pairs:>7}  {summary.sections[SCORE]:8.4f}")
     else:
-        lines.append(f"{'accuracy (all pairs)':<{width}}  {summary.num_pairs:>7}  {summary.accuracy:8.4f}")
+        lines.append(f"{f'accuracy (all {unit})':<{width}}  {summary.num_pairs:>7}  {summary.accuracy:8.4f}")
     return "\n".join(lines)
 
 
@@ -558,7 +559,7 @@ _SECTION_COLORS = {"Chat": "#4C72B0", "Chat Hard": "#DD8452", "Safety": "#55A868
                    PRIOR_SETS: "#8172B3", OTHER: "#937860"}
 
 
-def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "") -> Path:
+def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "", xlabel: str | None = None) -> Path:
     """Horizontal bar chart of per-subset accuracy, coloured by section, with the 0.5 chance line (PNG, Agg)."""
     import matplotlib
 
@@ -574,7 +575,7 @@ def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "") -> P
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.axvline(0.5, color="black", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("accuracy (chosen scored above rejected; ties count as wrong)")
+    ax.set_xlabel(xlabel or "accuracy (chosen scored above rejected; ties count as wrong)")
     for bar, value in zip(bars, values):
         inside = value > 0.15
         ax.text(value - 0.01 if inside else value + 0.01, bar.get_y() + bar.get_height() / 2, f"{value:.3f}",
@@ -600,7 +601,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_outputs(out_dir: Path | str, scores: Sequence[PairScore], summary: Summary, metadata: Mapping[str, Any],
-                  *, plot: bool = False) -> dict[str, Path]:
+                  *, plot: bool = False, xlabel: str | None = None) -> dict[str, Path]:
     """Write ``results.json`` (:func:`results_json`), ``scores.jsonl`` (one :meth:`PairScore.to_record` per line)
     and, with ``plot``, ``accuracy.png``. Returns the paths by kind."""
     out_dir = Path(out_dir)
@@ -609,7 +610,8 @@ def write_outputs(out_dir: Path | str, scores: Sequence[PairScore], summary: Sum
     _atomic_write(paths["results"], json.dumps(results_json(summary, metadata), indent=2, default=str) + "\n")
     _atomic_write(paths["scores"], "".join(json.dumps(s.to_record()) + "\n" for s in scores))
     if plot:
-        paths["plot"] = plot_accuracies(summary, out_dir / "accuracy.png", title=str(metadata.get("model") or ""))
+        paths["plot"] = plot_accuracies(summary, out_dir / "accuracy.png", title=str(metadata.get("model") or ""),
+                                        xlabel=xlabel)
     return paths
 
 
