@@ -6,6 +6,7 @@ one-sequence-at-a-time loop."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,27 @@ def test_command_version_2_dpo_model(tmp_path, convention):
     for subset, (value, _) in expected_results(rows, produced).items():
         assert results[subset] == pytest.approx(value, abs=1e-12)
     assert results["model_type"] == "DPO" and results["litcpt"]["convention"] == convention
+
+
+def _rank_worker(rank, world_size, port, out_file):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        groups, _ = tokenize_groups(load_best_of_n_rows(FIXTURE), tokenizer())
+        scores = score_groups(ResponseLengthScorer(), groups, batch_size=2)   # rank/world from torch.distributed
+        Path(f"{out_file}.{rank}").write_text(json.dumps([s.to_record() for s in scores]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_ranks_score_every_prompt_exactly_once(tmp_path):
+    import torch.multiprocessing as mp
+
+    port = 29500 + (os.getpid() + 7) % 1000
+    mp.spawn(_rank_worker, args=(2, port, str(tmp_path / "scores")), nprocs=2, join=True)
+    rank0, rank1 = (json.loads((tmp_path / f"scores.{r}").read_text()) for r in (0, 1))
+    assert rank0 == rank1
+    groups, _ = tokenize_groups(load_best_of_n_rows(FIXTURE), tokenizer())
+    single = score_groups(ResponseLengthScorer(), groups, batch_size=2, rank=0, world_size=1)
+    assert rank0 == [s.to_record() for s in single]
