@@ -50,7 +50,7 @@ def setup(
     head: Literal["linear", "logit"] = "linear",
     head_token: str | None = None,
     head_token_id: int | None = None,
-    loss: Literal["bradley_terry", "logistic"] = "bradley_terry",
+    loss: Literal["bradley_terry", "logistic", "plackett_luce"] = "bradley_terry",
     center_coefficient: float = 0.0,
     use_margin: bool = True,
     train: TrainArgs = TrainArgs(global_batch_size=16, micro_batch_size=4, save_interval=200, max_norm=1.0),
@@ -76,7 +76,9 @@ def setup(
         head: ``linear`` (new ``Linear(n_embd, 1)``) or ``logit`` (repurpose one logit of the LM head).
         head_token: for ``head: logit``, the token (text) whose logit is the reward (default: EOS).
         head_token_id: the same by id.
-        loss: ``bradley_terry`` (``-log σ(r_c - r_r - margin)``) or ``logistic`` (BCE, chosen 1 / rejected 0).
+        loss: ``bradley_terry`` (``-log σ(r_c - r_r - margin)``; with ``litcpt.data.Listwise`` data: its mean over
+            each prompt's rejected completions), ``logistic`` (BCE, chosen 1 / rejected 0) or ``plackett_luce``
+            (the full ranking of ``Listwise(ranked=true)`` data; on pairs it equals ``bradley_terry``).
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²``.
         use_margin: use the data's per-pair ``margin`` column in the Bradley–Terry loss.
         train: training-loop arguments; without ``max_steps``/``max_tokens``, one epoch of the pairs.
@@ -99,6 +101,9 @@ def setup(
                    tokenizer_dir=checkpoint_dir, accelerator=accelerator)
     train.accumulation(spec.world_size)
     data = data if data is not None else Preference()
+    if loss == "plackett_luce" and not getattr(data, "ranked", False):
+        raise ValueError("loss: plackett_luce needs ranked data (data: litcpt.data.Listwise with ranked: true, "
+                         "rejected ordered best first)")
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size,
                  max_seq_length=train.max_seq_length or config.block_size)
     if train.max_steps is not None:
