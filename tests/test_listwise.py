@@ -97,9 +97,18 @@ def test_data_module_and_one_training_step(tmp_path):
         init_weights(rm.model)                                # random backbone weights (GPT-NeoX init)
         rm.train()
         rm.log = lambda *a, **k: None
-        out = rm.training_step(batch, 0)
+        assert rm.can_share_prompt()
+        out = rm.training_step(batch, 0)                      # shared-prompt forward, with gradients
         out.backward()
         assert torch.isfinite(out) and rm.head.weight.grad.abs().sum() > 0
+        shared_grads = [p.grad.clone() for p in rm.parameters()]
+        rm.zero_grad()
+        rm.share_prompt = False
+        plain = rm.training_step(batch, 0)
+        plain.backward()
+        assert plain.item() == pytest.approx(out.item(), abs=1e-5)
+        for got, want in zip(shared_grads, (p.grad for p in rm.parameters())):
+            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
         scores, mask = rm.listwise_scores(batch)
         if loss == "bradley_terry":
             diffs = scores[:, :1] - scores[:, 1:]

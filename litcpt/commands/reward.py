@@ -53,6 +53,7 @@ def setup(
     loss: Literal["bradley_terry", "logistic", "plackett_luce"] = "bradley_terry",
     center_coefficient: float = 0.0,
     use_margin: bool = True,
+    share_prompt: bool = True,
     train: TrainArgs = TrainArgs(global_batch_size=16, micro_batch_size=4, save_interval=200, max_norm=1.0),
     eval: EvalArgs = EvalArgs(interval=50, max_iters=25),
     lr_schedule: Callback | None = None,
@@ -81,6 +82,8 @@ def setup(
             (the full ranking of ``Listwise(ranked=true)`` data; on pairs it equals ``bradley_terry``).
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²``.
         use_margin: use the data's per-pair ``margin`` column in the Bradley–Terry loss.
+        share_prompt: with ``litcpt.data.Listwise`` data, compute each prompt once for all its completions (one
+            device or DDP; a plain forward otherwise).
         train: training-loop arguments; without ``max_steps``/``max_tokens``, one epoch of the pairs.
         eval: validation arguments (held-out pairs).
         lr_schedule: LR callback (default: ``WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)``).
@@ -113,7 +116,8 @@ def setup(
     else:
         max_steps = default_steps(data, train.global_batch_size)
     module = RewardModel(config, checkpoint_dir=checkpoint_dir, head=head, token_id=token_id, loss=loss,
-                         center_coefficient=center_coefficient, use_margin=use_margin, optimizer=optimizer,
+                         center_coefficient=center_coefficient, use_margin=use_margin, share_prompt=share_prompt,
+                         optimizer=optimizer,
                          activation_checkpointing=train.activation_checkpointing, compile=train.compile)
     spec.callbacks = [lr_schedule if lr_schedule is not None else WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)]
     fit(module, data, spec, max_steps=max_steps)

@@ -84,12 +84,15 @@ class RewardModel(GPTModule):
             with chosen = 1, rejected = 0).
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²`` (TRL's ``center_rewards_coefficient``).
         use_margin: subtract the batch's per-pair ``margin`` inside the Bradley–Terry loss.
+        share_prompt: listwise batches (:class:`litcpt.data.Listwise`): run each prompt once for all its
+            completions, in training too (same scores and gradients up to float rounding; used on a single device
+            or DDP without activation checkpointing or ``torch.compile``, else a plain forward).
         optimizer, activation_checkpointing: as for every litcpt module.
     """
 
     def __init__(self, config: Config, *, checkpoint_dir: Path | None = None, head: HeadKind = "linear",
                  token_id: int | None = None, loss: LossKind = "bradley_terry", center_coefficient: float = 0.0,
-                 use_margin: bool = True, **kwargs: Any) -> None:
+                 use_margin: bool = True, share_prompt: bool = True, **kwargs: Any) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
         if head not in ("linear", "logit"):
             raise ValueError(f"head: expected 'linear' or 'logit', got {head!r}")
@@ -116,6 +119,7 @@ class RewardModel(GPTModule):
         from litcpt.listwise import ListwiseMetrics
 
         self.train_list_metrics, self.val_list_metrics = ListwiseMetrics(), ListwiseMetrics()
+        self.share_prompt = bool(share_prompt)
 
     # ------------------------------------------------------------------ scoring
     def forward(self, input_ids: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
@@ -141,8 +145,8 @@ class RewardModel(GPTModule):
     def listwise_scores(self, batch: dict[str, Any], *, share_prompt: bool = False) -> tuple[torch.Tensor,
                                                                                               torch.Tensor]:
         """``(scores [B, K], mask [B, K])`` of a listwise batch (:func:`litcpt.data.listwise.collate_listwise`),
-        column 0 the chosen completion; ``share_prompt`` (inference only) computes each prompt once for all its
-        completions (:func:`litcpt.models.row_scores.row_rewards`)."""
+        column 0 the chosen completion; ``share_prompt`` computes each prompt once for all its completions
+        (:func:`litcpt.models.row_scores.row_rewards`; differentiable)."""
         from litcpt.listwise import to_matrix
         from litcpt.models.row_scores import row_rewards
 
@@ -166,18 +170,33 @@ class RewardModel(GPTModule):
             loss = loss + self.center_coefficient * pairs.square().mean()
         return loss
 
+    def can_share_prompt(self) -> bool:
+        """Whether listwise batches may use the shared-prompt forward: ``share_prompt``, a plain litgpt ``GPT`` with
+        plain blocks (no FSDP wrapping, activation checkpointing or compile), on one device or DDP."""
+        from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+        from litgpt import GPT
+        from litgpt.model import Block
+
+        from litcpt.models.shared_prefix import supports_shared_prefix
+
+        if not self.share_prompt or self.activation_checkpointing or self.compile_model:
+            return False
+        if type(self.model) is not GPT or not all(type(b) is Block for b in self.model.transformer.h):
+            return False
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None and not isinstance(trainer.strategy, (SingleDeviceStrategy, DDPStrategy)):
+            return False
+        return supports_shared_prefix(self.model)
+
     def _listwise_training_step(self, batch: dict[str, Any]) -> torch.Tensor:
-        scores, mask = self.listwise_scores(batch)
+        scores, mask = self.listwise_scores(batch, share_prompt=self.can_share_prompt())
         loss = self.listwise_loss(scores, mask)
         self.train_list_metrics.update(scores, mask)
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
     def _listwise_validation_step(self, batch: dict[str, Any]) -> None:
-        from litgpt import GPT
-
-        share = type(self.model) is GPT and not torch.is_grad_enabled()   # not under FSDP's wrapped classes
-        scores, mask = self.listwise_scores(batch, share_prompt=share)
+        scores, mask = self.listwise_scores(batch, share_prompt=self.can_share_prompt())
         keep = ~batch["is_duplicate"].to(scores.device)
         if not bool(keep.any()):
             return
