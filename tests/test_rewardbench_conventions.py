@@ -211,3 +211,20 @@ def test_command_convention_rewardbench(tmp_path, hf_tokenizer):
     free = main(policy_dir, data, out_dir=tmp_path / "free", accelerator="cpu", convention="rewardbench",
                 ref_free=True, ref_free_type="norm")
     assert free["litcpt"]["reduction"] == "norm" and free["model_type"] == "DPO Ref. Free"
+
+
+def test_reward_model_scores_under_the_rewardbench_convention(hf_tokenizer):
+    from litcpt.models.base import init_weights
+    from litcpt.models.reward import RewardModel
+
+    torch.manual_seed(0)
+    rm = RewardModel(tiny_config(block_size=96)).eval()
+    init_weights(rm.model)
+    tok = Tokenizer(assets.tokenizer_dir())
+    got = score_pairs(rm, PAIRS, tok, convention="rewardbench")
+    for pair, scores in zip(PAIRS, got):
+        for response, value in zip((pair.chosen, pair.rejected), scores):
+            ids = hf_tokenizer(pair.prompt + response, add_special_tokens=False)["input_ids"] + [tok.eos_id]
+            with torch.no_grad():
+                want = rm(torch.tensor([ids]), torch.tensor([len(ids) - 1])).item()
+            assert value == pytest.approx(want, abs=1e-5)

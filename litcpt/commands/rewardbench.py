@@ -388,7 +388,8 @@ def main(
     if rank == 0:
         xlabel = "best-of-N accuracy (1/k when k completions tie at the top; Ties: its own score)" if version == 2 \
             else None
-        paths = write_outputs(out_dir, scores, summary, metadata, plot=plot, xlabel=xlabel)
+        paths = write_outputs(out_dir, scores, summary, metadata, plot=plot, xlabel=xlabel,
+                              chance=0.25 if version == 2 else 0.5)
         title = f"{model_type}: {checkpoint_dir}" + (f" (reference {ref_checkpoint_dir})" if ref_checkpoint_dir else "")
         print(format_table(summary, title=title, unit=unit))
         print(f"{len(scores)} {unit} in {timer.seconds:.1f} s ({metadata[f'{unit}_per_second']} {unit}/s, "

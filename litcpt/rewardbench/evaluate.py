@@ -323,13 +323,13 @@ class _NoBar:
         return None
 
 
-def _progress(enabled: bool, total: int) -> Any:
-    """A tqdm bar counting pairs (a no-op bar when disabled or without tqdm)."""
+def _progress(enabled: bool, total: int, unit: str = "pair") -> Any:
+    """A tqdm bar counting pairs (or ``unit``; a no-op bar when disabled or without tqdm)."""
     if enabled:
         try:
             from tqdm import tqdm
 
-            return tqdm(total=total, desc="scoring", unit="pair")
+            return tqdm(total=total, desc="scoring", unit=unit)
         except ImportError:  # pragma: no cover - tqdm comes with lightning
             pass
     return _NoBar()
@@ -559,8 +559,9 @@ _SECTION_COLORS = {"Chat": "#4C72B0", "Chat Hard": "#DD8452", "Safety": "#55A868
                    PRIOR_SETS: "#8172B3", OTHER: "#937860"}
 
 
-def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "", xlabel: str | None = None) -> Path:
-    """Horizontal bar chart of per-subset accuracy, coloured by section, with the 0.5 chance line (PNG, Agg)."""
+def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "", xlabel: str | None = None,
+                    chance: float = 0.5) -> Path:
+    """Horizontal bar chart of per-subset accuracy, coloured by section, with the ``chance`` line (PNG, Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -573,8 +574,8 @@ def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "", xlab
     bars = ax.barh(range(len(names)), values, color=[_SECTION_COLORS.get(section_of[n], "#777777") for n in names])
     ax.set_yticks(range(len(names)), labels=[f"{n} ({summary.subsets[n][1]})" for n in names])
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.axvline(0.5, color="black", linestyle="--", linewidth=0.8)
+    ax.set_xlim(min(0.0, *values), 1)
+    ax.axvline(chance, color="black", linestyle="--", linewidth=0.8)
     ax.set_xlabel(xlabel or "accuracy (chosen scored above rejected; ties count as wrong)")
     for bar, value in zip(bars, values):
         inside = value > 0.15
@@ -601,7 +602,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_outputs(out_dir: Path | str, scores: Sequence[PairScore], summary: Summary, metadata: Mapping[str, Any],
-                  *, plot: bool = False, xlabel: str | None = None) -> dict[str, Path]:
+                  *, plot: bool = False, xlabel: str | None = None, chance: float = 0.5) -> dict[str, Path]:
     """Write ``results.json`` (:func:`results_json`), ``scores.jsonl`` (one :meth:`PairScore.to_record` per line)
     and, with ``plot``, ``accuracy.png``. Returns the paths by kind."""
     out_dir = Path(out_dir)
@@ -611,7 +612,7 @@ def write_outputs(out_dir: Path | str, scores: Sequence[PairScore], summary: Sum
     _atomic_write(paths["scores"], "".join(json.dumps(s.to_record()) + "\n" for s in scores))
     if plot:
         paths["plot"] = plot_accuracies(summary, out_dir / "accuracy.png", title=str(metadata.get("model") or ""),
-                                        xlabel=xlabel)
+                                        xlabel=xlabel, chance=chance)
     return paths
 
 

@@ -93,7 +93,8 @@ def score_groups(scorer: Any, groups: Sequence[Any], *, batch_size: int = 8, pad
     if shares:
         calls = plan_calls(calls, share_group)
     local: list[GroupScore] = []
-    with autocast_context(precision, device), _progress(progress and rank == 0, sum(map(len, calls))) as bar:
+    with autocast_context(precision, device), _progress(progress and rank == 0, sum(map(len, calls)),
+                                                          "prompt") as bar:
         for positions in calls:
             chunk = [groups[i] for i in positions]
             batch = _to_device(collate_groups(chunk, pad_id=pad_id), device)
