@@ -163,6 +163,7 @@ class ImplicitRewardScorer:
     def __init__(self, policy: torch.nn.Module, reference: torch.nn.Module | None = None, *, beta: float = 0.1,
                  average_logps: bool = False, share_prompt: bool = True, reduction: str | None = None) -> None:
         from litcpt.models.logprobs import supports_fast_inference
+        from litcpt.models.row_scores import REDUCTIONS
         from litcpt.models.shared_prefix import supports_shared_prefix
 
         beta = float(beta)
@@ -170,8 +171,6 @@ class ImplicitRewardScorer:
             raise ValueError(f"beta: expected a finite number > 0, got {beta}")
         self.policy, self.reference = policy.eval(), reference.eval() if reference is not None else None
         self.beta, self.average_logps, self.share_prompt = beta, bool(average_logps), bool(share_prompt)
-        from litcpt.models.row_scores import REDUCTIONS
-
         if reduction is None:
             reduction = "avg" if self.average_logps else "sum"
         if reduction not in REDUCTIONS:
