@@ -31,6 +31,7 @@ PAIRS = [
     PreferencePair("Question: two plus two?\n", "Four.", "Five, I think."),             # no merge at "\n"
     PreferencePair("Say hi: ", "hi there", "Say hi: hello"),                            # prompt inside a response
     PreferencePair("A long prompt " + "with many words " * 8 + "ends here: ", "yes it does " * 3, "no"),
+    PreferencePair("Answer: ", "\n42", "42"),               # only the rejected merges: prompts of 5 and 4 tokens
 ]
 
 
@@ -123,6 +124,8 @@ def test_tokenisation_equals_the_official_rules(hf_tokenizer, tmp_path, use_bos)
             assert long.chosen_prompt_length == 6 and long.chosen_ids[0] != tok.bos_id   # last 6 prompt tokens
     # BOS is always there under RewardBench's rules; litcpt's follows the tokenizer's config
     assert all(item.chosen_ids[0] == tok.bos_id for item in tokenize_pairs_rewardbench(PAIRS[:3], tok)[0])
+    last = tokenize_pairs_rewardbench(PAIRS[4:], tok)[0][0]
+    assert last.chosen_prompt_length == last.rejected_prompt_length + 1
     litcpt_items = tokenize_pairs(PAIRS, tok)[0]
     assert all(bool(item.chosen_ids[0] == tok.bos_id) is use_bos for item in litcpt_items)
 
