@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--rejected", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8, help="prompts per training step")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--parts", default="train,score,rb2-reward,rb2-dpo", help="comma-separated subset to run")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = Config(name="tiny", block_size=128, vocab_size=4096, padded_vocab_size=4096, n_layer=4, n_head=4,
@@ -58,7 +59,29 @@ def main() -> None:
                 rm.listwise_scores(batch, share_prompt=share)
         return len(batches) * args.batch / (time.perf_counter() - start)
 
-    for name, fn, unit in (("training step", train_epoch, "steps/s"), ("scoring", score_epoch, "prompts/s")):
+    from litgpt import GPT
+
+    from litcpt.rewardbench.evaluate import ImplicitRewardScorer, RewardModelScorer
+    from litcpt.rewardbench.evaluate_v2 import score_groups
+
+    policy, reference = GPT(config).eval(), GPT(config).eval()
+    init_weights(policy)
+    init_weights(reference)
+
+    def rb2_epoch(kind: str):
+        def run(share: bool) -> float:
+            scorer = (RewardModelScorer(rm.eval(), share_prompt=share) if kind == "reward"
+                      else ImplicitRewardScorer(policy, reference, share_prompt=share))
+            start = time.perf_counter()
+            with torch.inference_mode():
+                score_groups(scorer, groups, batch_size=args.batch, rank=0, world_size=1)
+            return len(groups) / (time.perf_counter() - start)
+        return run
+
+    parts = {"train": ("training step", train_epoch, "steps/s"), "score": ("scoring", score_epoch, "prompts/s"),
+             "rb2-reward": ("RewardBench 2 score_groups, reward model", rb2_epoch("reward"), "prompts/s"),
+             "rb2-dpo": ("RewardBench 2 score_groups, DPO policy + reference", rb2_epoch("dpo"), "prompts/s")}
+    for name, fn, unit in (parts[p] for p in args.parts.split(",")):
         best = {False: 0.0, True: 0.0}
         for _ in range(args.rounds):
             for share in (False, True):

@@ -93,7 +93,7 @@ def test_data_module_and_one_training_step(tmp_path):
     assert batch["sizes"] == [4, 4] and batch["input_ids"].shape[0] == 8 and batch["is_duplicate"].tolist() == [0, 0]
     for loss in ("bradley_terry", "plackett_luce", "logistic"):
         torch.manual_seed(0)
-        rm = RewardModel(tiny_config(), loss=loss)
+        rm = RewardModel(tiny_config(), loss=loss, share_prompt=True)
         init_weights(rm.model)                                # random backbone weights (GPT-NeoX init)
         rm.train()
         rm.log = lambda *a, **k: None

@@ -53,7 +53,7 @@ def setup(
     loss: Literal["bradley_terry", "logistic", "plackett_luce"] = "bradley_terry",
     center_coefficient: float = 0.0,
     use_margin: bool = True,
-    share_prompt: bool = True,
+    share_prompt: bool = False,
     train: TrainArgs = TrainArgs(global_batch_size=16, micro_batch_size=4, save_interval=200, max_norm=1.0),
     eval: EvalArgs = EvalArgs(interval=50, max_iters=25),
     lr_schedule: Callback | None = None,
@@ -83,7 +83,8 @@ def setup(
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²``.
         use_margin: use the data's per-pair ``margin`` column in the Bradley–Terry loss.
         share_prompt: with ``litcpt.data.Listwise`` data, compute each prompt once for all its completions (one
-            device or DDP; a plain forward otherwise).
+            device or DDP; a plain forward otherwise). Off by default (slower to train on CPU, see
+            ``docs/benchmarks.md``).
         train: training-loop arguments; without ``max_steps``/``max_tokens``, one epoch of the pairs.
         eval: validation arguments (held-out pairs).
         lr_schedule: LR callback (default: ``WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)``).

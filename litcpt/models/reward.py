@@ -85,14 +85,15 @@ class RewardModel(GPTModule):
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²`` (TRL's ``center_rewards_coefficient``).
         use_margin: subtract the batch's per-pair ``margin`` inside the Bradley–Terry loss.
         share_prompt: listwise batches (:class:`litcpt.data.Listwise`): run each prompt once for all its
-            completions, in training too (same scores and gradients up to float rounding; used on a single device
-            or DDP without activation checkpointing or ``torch.compile``, else a plain forward).
+            completions, in training and validation (same scores and gradients up to float rounding; used on a single
+            device or DDP without activation checkpointing or ``torch.compile``, else a plain forward). Off by
+            default: on CPU the backward through it was slower than a plain forward (``docs/benchmarks.md``).
         optimizer, activation_checkpointing: as for every litcpt module.
     """
 
     def __init__(self, config: Config, *, checkpoint_dir: Path | None = None, head: HeadKind = "linear",
                  token_id: int | None = None, loss: LossKind = "bradley_terry", center_coefficient: float = 0.0,
-                 use_margin: bool = True, share_prompt: bool = True, **kwargs: Any) -> None:
+                 use_margin: bool = True, share_prompt: bool = False, **kwargs: Any) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
         if head not in ("linear", "logit"):
             raise ValueError(f"head: expected 'linear' or 'logit', got {head!r}")
