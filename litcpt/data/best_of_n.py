@@ -13,6 +13,7 @@ prompt sharing (:mod:`litcpt.models.row_scores`).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["BestOfNRow", "TokenizedGroup", "collate_groups", "load_best_of_n_rows", "parse_best_of_n_row",
-           "tokenize_groups"]
+           "replace_prompts", "tokenize_groups"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def parse_best_of_n_row(row: Any) -> BestOfNRow:
     completions = chosen + rejected
     n = row.get("num_correct")
     n = len(chosen) if n is None else n
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(completions):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= len(completions):
         raise ValueError(f"field 'num_correct': expected an integer in [1, {len(completions)}], got {n!r}")
     total = row.get("total_completions")
     if total is not None and total != len(completions):
@@ -91,7 +92,7 @@ def parse_best_of_n_row(row: Any) -> BestOfNRow:
     if subset is not None and not isinstance(subset, str):
         raise ValueError(f"field 'subset': expected a string, got {type(subset).__name__}")
     id_ = row.get("id")
-    if id_ is not None and (isinstance(id_, bool) or not isinstance(id_, (str, int))):
+    if id_ is not None and (isinstance(id_, bool) or not isinstance(id_, (str, numbers.Integral))):
         raise ValueError(f"field 'id': expected a string or integer, got {type(id_).__name__}")
     return BestOfNRow(prompt, tuple(completions), int(n), subset, None if id_ is None else str(id_))
 
