@@ -50,9 +50,10 @@ def setup(
     head: Literal["linear", "logit"] = "linear",
     head_token: str | None = None,
     head_token_id: int | None = None,
-    loss: Literal["bradley_terry", "logistic"] = "bradley_terry",
+    loss: Literal["bradley_terry", "logistic", "plackett_luce"] = "bradley_terry",
     center_coefficient: float = 0.0,
     use_margin: bool = True,
+    share_prompt: bool = False,
     train: TrainArgs = TrainArgs(global_batch_size=16, micro_batch_size=4, save_interval=200, max_norm=1.0),
     eval: EvalArgs = EvalArgs(interval=50, max_iters=25),
     lr_schedule: Callback | None = None,
@@ -76,9 +77,14 @@ def setup(
         head: ``linear`` (new ``Linear(n_embd, 1)``) or ``logit`` (repurpose one logit of the LM head).
         head_token: for ``head: logit``, the token (text) whose logit is the reward (default: EOS).
         head_token_id: the same by id.
-        loss: ``bradley_terry`` (``-log σ(r_c - r_r - margin)``) or ``logistic`` (BCE, chosen 1 / rejected 0).
+        loss: ``bradley_terry`` (``-log σ(r_c - r_r - margin)``; with ``litcpt.data.Listwise`` data: its mean over
+            each prompt's rejected completions), ``logistic`` (BCE, chosen 1 / rejected 0) or ``plackett_luce``
+            (the full ranking of ``Listwise(ranked=true)`` data; on pairs it equals ``bradley_terry``).
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²``.
         use_margin: use the data's per-pair ``margin`` column in the Bradley–Terry loss.
+        share_prompt: with ``litcpt.data.Listwise`` data, compute each prompt once for all its completions (one
+            device or DDP; a plain forward otherwise). Off by default (slower to train on CPU, see
+            ``docs/benchmarks.md``).
         train: training-loop arguments; without ``max_steps``/``max_tokens``, one epoch of the pairs.
         eval: validation arguments (held-out pairs).
         lr_schedule: LR callback (default: ``WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)``).
@@ -99,6 +105,9 @@ def setup(
                    tokenizer_dir=checkpoint_dir, accelerator=accelerator)
     train.accumulation(spec.world_size)
     data = data if data is not None else Preference()
+    if loss == "plackett_luce" and not getattr(data, "ranked", False):
+        raise ValueError("loss: plackett_luce needs ranked data (data: litcpt.data.Listwise with ranked: true, "
+                         "rejected ordered best first)")
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size,
                  max_seq_length=train.max_seq_length or config.block_size)
     if train.max_steps is not None:
@@ -108,7 +117,8 @@ def setup(
     else:
         max_steps = default_steps(data, train.global_batch_size)
     module = RewardModel(config, checkpoint_dir=checkpoint_dir, head=head, token_id=token_id, loss=loss,
-                         center_coefficient=center_coefficient, use_margin=use_margin, optimizer=optimizer,
+                         center_coefficient=center_coefficient, use_margin=use_margin, share_prompt=share_prompt,
+                         optimizer=optimizer,
                          activation_checkpointing=train.activation_checkpointing, compile=train.compile)
     spec.callbacks = [lr_schedule if lr_schedule is not None else WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)]
     fit(module, data, spec, max_steps=max_steps)

@@ -11,7 +11,9 @@ import torch
 from litcpt.checkpoint import check_checkpoint_dir, load_config
 
 Kind = Literal["auto", "reward", "dpo"]
-HUB_SPLITS = {"allenai/reward-bench": "filtered"}
+ConventionName = Literal["litcpt", "rewardbench"]
+RefFreeType = Literal["norm", "avg", "sum"]
+HUB_SPLITS = {"allenai/reward-bench": "filtered", "allenai/reward-bench-2": "test"}
 """Default split of hub datasets whose preference split is not called ``train``."""
 
 
@@ -30,23 +32,56 @@ def detect_kind(checkpoint_dir: Path, *, ref_checkpoint_dir: Path | None, ref_fr
                      "--ref_free true")
 
 
-def apply_prompt_style(pairs: list, style_name: str | None, checkpoint_dir: Path) -> tuple[list, str | None]:
-    """Wrap every prompt with a template: ``None``/``raw`` (verbatim), ``hh``
-    (``\\n\\nHuman: {prompt}\\n\\nAssistant:``, the format of the bundled HH-RLHF data and of models trained on
-    it; responses get a leading space), ``auto`` (litgpt's prompt style of the checkpoint) or a litgpt prompt-style
-    name (``llama3``, ``qwen2.5``, ...)."""
-    import dataclasses
+def _v2_items(data: str | Path, split: str | None, limit: int | None, prompt_style: str | None, checkpoint_dir: Path,
+              tokenizer: Any, kind: str, convention: str, max_length: int, max_prompt_length: int | None,
+              truncation: str) -> tuple[list, int, str | None]:
+    """RewardBench 2 rows of ``data``, templated and tokenised: (groups, number truncated, template name)."""
+    from litcpt.data.best_of_n import load_best_of_n_rows, replace_prompts, tokenize_groups
 
+    source = str(data)
+    split = HUB_SPLITS.get(source) if split is None else split
+    if not Path(source).exists() and source.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")):
+        raise FileNotFoundError(f"data: {source!r} does not exist")
+    rows = load_best_of_n_rows(source, split=split)
+    if not rows:
+        raise ValueError(f"data: {source!r} has no rows (empty file?)")
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit: expected a positive number of prompts or null, got {limit}")
+        rows = rows[:limit]
+    wrap, template = prompt_wrapper(prompt_style, checkpoint_dir)
+    if wrap is not None:
+        rows = replace_prompts(rows, wrap)
+    if convention == "rewardbench":
+        from litcpt.rewardbench.conventions import tokenize_groups_rewardbench
+
+        groups, truncated = tokenize_groups_rewardbench(rows, tokenizer, kind=kind, max_length=max_length,
+                                                        max_prompt_length=int(max_prompt_length or 0))
+    else:
+        if truncation != "left":
+            raise ValueError(f"truncation: --version 2 cuts prompts from the left only, got {truncation!r}")
+        groups, truncated = tokenize_groups(rows, tokenizer, max_length=max_length)
+    if kind == "dpo":
+        for group in groups:
+            for k, (ids, n) in enumerate(zip(group.rows, group.prompt_lengths)):
+                if len(ids) - max(n, 1) < 1:
+                    raise ValueError(f"{source}: row {group.index + 1} completion {k}: no response token left to "
+                                     f"score after truncation ({n} prompt tokens); raise max_length")
+    return groups, truncated, template
+
+
+def prompt_wrapper(style_name: str | None, checkpoint_dir: Path) -> tuple[Any, str | None]:
+    """``(wrap, name)``: ``wrap(prompt, responses) -> (prompt, responses)`` for a prompt style (see
+    :func:`apply_prompt_style`), None for raw prompts."""
     from litgpt.prompts import PromptStyle, has_prompt_style, load_prompt_style
 
     if style_name in (None, "raw"):
-        return pairs, None
+        return None, None
     if style_name == "hh":
-        def wrap(pair):
-            space = lambda text: text if text[:1].isspace() else " " + text  # noqa: E731
-            return dataclasses.replace(pair, prompt=f"\n\nHuman: {pair.prompt}\n\nAssistant:",
-                                       chosen=space(pair.chosen), rejected=space(pair.rejected))
-        return [wrap(p) for p in pairs], "hh"
+        def wrap_hh(prompt: str, responses: Any) -> tuple[str, list[str]]:
+            return (f"\n\nHuman: {prompt}\n\nAssistant:",
+                    [r if r[:1].isspace() else " " + r for r in responses])
+        return wrap_hh, "hh"
     if style_name == "auto":
         style = (load_prompt_style(checkpoint_dir) if has_prompt_style(checkpoint_dir)
                  else PromptStyle.from_config(load_config(checkpoint_dir)))
@@ -58,7 +93,27 @@ def apply_prompt_style(pairs: list, style_name: str | None, checkpoint_dir: Path
             raise ValueError(f"prompt_style: {style_name!r} is not raw, hh, auto or a litgpt prompt style "
                              "(see litgpt.prompts.prompt_styles)") from None
         name = style_name
-    return [dataclasses.replace(p, prompt=style.apply(p.prompt)) for p in pairs], name
+
+    def wrap(prompt: str, responses: Any) -> tuple[str, list[str]]:
+        return style.apply(prompt), list(responses)
+    return wrap, name
+
+
+def apply_prompt_style(pairs: list, style_name: str | None, checkpoint_dir: Path) -> tuple[list, str | None]:
+    """Wrap every prompt with a template: ``None``/``raw`` (verbatim), ``hh``
+    (``\\n\\nHuman: {prompt}\\n\\nAssistant:``, the format of the bundled HH-RLHF data and of models trained on
+    it; responses get a leading space), ``auto`` (litgpt's prompt style of the checkpoint) or a litgpt prompt-style
+    name (``llama3``, ``qwen2.5``, ...)."""
+    import dataclasses
+
+    wrap, name = prompt_wrapper(style_name, checkpoint_dir)
+    if wrap is None:
+        return pairs, None
+    out = []
+    for pair in pairs:
+        prompt, (chosen, rejected) = wrap(pair.prompt, (pair.chosen, pair.rejected))
+        out.append(dataclasses.replace(pair, prompt=prompt, chosen=chosen, rejected=rejected))
+    return out, name
 
 
 def load_pairs(data: str | Path, *, split: str | None, limit: int | None) -> list:
@@ -79,6 +134,18 @@ def load_pairs(data: str | Path, *, split: str | None, limit: int | None) -> lis
             raise ValueError(f"limit: expected a positive number of pairs or null, got {limit}")
         pairs = pairs[:limit]
     return pairs
+
+
+def dpo_reduction(convention: str, has_reference: bool, ref_free_type: str | None,
+                  average_logps: bool | None) -> str:
+    """How response log-probs are reduced: RewardBench sums whenever a reference is present and uses
+    ``ref_free_type`` (default ``avg``, ``run_dpo.py``'s) without one; litcpt follows ``average_logps``, and
+    ``ref_free_type`` when reference-free."""
+    if convention == "rewardbench":
+        return "sum" if has_reference else (ref_free_type or "avg")
+    if ref_free_type is not None and not has_reference:
+        return ref_free_type
+    return "avg" if average_logps else "sum"
 
 
 def _launch(devices: int, num_nodes: int, accelerator: str) -> tuple[int, int, torch.device]:
@@ -129,6 +196,10 @@ def main(
     num_nodes: int = 1,
     accelerator: str = "auto",
     precision: str | None = None,
+    convention: ConventionName = "litcpt",
+    ref_free_type: RefFreeType | None = None,
+    max_prompt_length: int | None = None,
+    version: Literal[1, 2] = 1,
 ) -> dict[str, Any]:
     """RewardBench-style evaluation of a reward model or a DPO policy: accuracy per subset, section scores, Score.
 
@@ -164,6 +235,17 @@ def main(
         num_nodes: number of nodes.
         accelerator: ``auto``, ``cpu`` or ``gpu``.
         precision: ``32-true``, ``bf16-mixed``, ``bf16-true``, ``16-mixed``, ``16-true`` (default: bf16-mixed on GPU).
+        convention: ``litcpt`` (sequences and rewards as litcpt trains them) or ``rewardbench`` (the official code's
+            tokenisation, truncation and rewards: joint prompt+response encoding with the boundary-merge rule, BOS
+            always for DPO, log-probs summed with a reference and no β; see ``litcpt.rewardbench.conventions``).
+        ref_free_type: reference-free DPO reduction ``sum``, ``avg`` or ``norm`` (``-‖log π‖₂``); default ``avg``
+            with ``--convention rewardbench`` (``run_dpo.py``'s), else from ``average_logps``.
+        max_prompt_length: ``--convention rewardbench``: tokens a too-long prompt keeps (default 128, at most half of
+            ``max_length``); ``max_length`` defaults to 2048 there (or the block size when smaller).
+        version: 1 (pairs, sections) or 2 (RewardBench 2: rows with lists ``chosen``/``rejected``, ``num_correct``;
+            every completion scored, best-of-N with the tie penalty per subset, Ties by its own formula, Score = mean
+            of the six subsets; ``data`` may be ``allenai/reward-bench-2``, split ``test``). Works for reward models
+            and, through the implicit reward, DPO models.
 
     Returns: the ``results.json`` content.
     """
@@ -190,9 +272,21 @@ def main(
     for name, value in (("batch_size", batch_size), ("share_group", share_group)):
         if isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value}")
+    if version not in (1, 2):
+        raise ValueError(f"version: expected 1 or 2, got {version!r}")
+    if convention not in ("litcpt", "rewardbench"):
+        raise ValueError(f"convention: expected litcpt or rewardbench, got {convention!r}")
+    if ref_free_type is not None and ref_free_type not in ("norm", "avg", "sum"):
+        raise ValueError(f"ref_free_type: expected norm, avg or sum, got {ref_free_type!r}")
     if kind == "auto":
         kind = detect_kind(checkpoint_dir, ref_checkpoint_dir=ref_checkpoint_dir, ref_free=ref_free)
     meta = (read_dpo_metadata(checkpoint_dir) or {}) if kind == "dpo" else {}
+    if kind == "dpo" and convention == "rewardbench":
+        for name, value in (("beta", beta), ("average_logps", average_logps)):
+            if value is not None:
+                raise ValueError(f"{name}: not used with --convention rewardbench (RewardBench's rewards are summed "
+                                 "log-ratios without β; reference-free: --ref_free_type)")
+        beta, average_logps = 1.0, False
     if kind == "dpo":
         if beta is None:
             beta = float(meta.get("beta", 0.1))
@@ -210,14 +304,34 @@ def main(
             check_reference_compatible(checkpoint_dir, ref_checkpoint_dir)
     config = load_config(checkpoint_dir)
     tokenizer = Tokenizer(checkpoint_dir)
-    pairs = load_pairs(data, split=split, limit=limit)
-    pairs, template = apply_prompt_style(pairs, prompt_style, checkpoint_dir)
+    if convention == "rewardbench":
+        from litcpt.rewardbench.conventions import MAX_LENGTH
+        max_length = max_length or min(MAX_LENGTH, config.block_size)
     max_length = max_length or config.block_size
     if max_length > config.block_size:
         raise ValueError(f"max_length={max_length} exceeds the model's block_size {config.block_size}")
-    items, stats = tokenize_pairs(pairs, tokenizer, max_length=max_length, truncation=truncation)
-    if kind == "dpo":
-        check_scorable(items, source=str(data))
+    if convention == "rewardbench":
+        from litcpt.rewardbench.conventions import MAX_PROMPT_LENGTH
+
+        max_prompt_length = max_prompt_length or min(MAX_PROMPT_LENGTH, max_length // 2)
+    if version == 2:
+        items, truncated, template = _v2_items(data, split, limit, prompt_style, checkpoint_dir, tokenizer, kind,
+                                               convention, max_length, max_prompt_length, truncation)
+    else:
+        pairs = load_pairs(data, split=split, limit=limit)
+        pairs, template = apply_prompt_style(pairs, prompt_style, checkpoint_dir)
+        if convention == "rewardbench":
+            from litcpt.rewardbench.conventions import tokenize_pairs_rewardbench
+
+            items, stats = tokenize_pairs_rewardbench(pairs, tokenizer, kind=kind, max_length=max_length,
+                                                      max_prompt_length=max_prompt_length)
+        else:
+            items, stats = tokenize_pairs(pairs, tokenizer, max_length=max_length, truncation=truncation)
+        truncated = stats.truncated
+        if kind == "dpo":
+            check_scorable(items, source=str(data))
+    if convention == "rewardbench":
+        truncation = "rewardbench"  # type: ignore[assignment]
 
     rank, world_size, device = _launch(devices, num_nodes, accelerator)
     precision = resolve_precision(precision, device)
@@ -231,39 +345,55 @@ def main(
         policy = _load_gpt(checkpoint_dir, "checkpoint_dir", device, dtype)
         reference = _load_gpt(ref_checkpoint_dir, "ref_checkpoint_dir", device, dtype) if ref_checkpoint_dir else None
         scorer = ImplicitRewardScorer(policy, reference, beta=beta, average_logps=average_logps,
-                                      share_prompt=share_prompt)
+                                      share_prompt=share_prompt,
+                                      reduction=dpo_reduction(convention, reference is not None, ref_free_type,
+                                                              average_logps))
     default_subset = Path(str(data).rstrip("/")).name.split(".")[0] or "all"
     pad_id = 0 if tokenizer.eos_id is None else int(tokenizer.eos_id)
-    if rank == 0 and scorer.shares_prompt:
+    unit = "prompts" if version == 2 else "pairs"
+    if rank == 0 and scorer.shares_prompt and version == 1:
         held = shared_prompt_bytes(scorer, items, batch_size=batch_size, share_group=share_group, rank=rank,
                                    world_size=world_size)
         print(f"prompt sharing: {share_group} batches of {batch_size} pairs per call; up to {held / 2**20:.1f} MiB of "
               "prompt keys/values held per call (lower --share_group if memory is short)")
+    options = {"batch_size": batch_size, "pad_id": pad_id, "device": device, "precision": precision,
+               "default_subset": default_subset, "rank": rank, "world_size": world_size, "progress": True,
+               "share_group": share_group}
     with Timer() as timer:
-        scores = score_tokenized(scorer, items, batch_size=batch_size, pad_id=pad_id, device=device,
-                                 precision=precision, default_subset=default_subset, rank=rank,
-                                 world_size=world_size, progress=True, share_group=share_group)
-    summary = summarize(scores)
+        if version == 2:
+            from litcpt.rewardbench.evaluate_v2 import score_groups, summarize_groups
+
+            scores: Any = score_groups(scorer, items, **options)
+        else:
+            scores = score_tokenized(scorer, items, **options)
+    summary = summarize_groups(scores) if version == 2 else summarize(scores)
     model_type = "Seq. Classifier" if kind == "reward" else ("DPO Ref. Free" if ref_checkpoint_dir is None else "DPO")
     metadata: dict[str, Any] = {
         "model": str(checkpoint_dir), "ref_model": str(ref_checkpoint_dir) if ref_checkpoint_dir else None,
         "model_type": model_type, "chat_template": template, "kind": kind, "data": str(data), "split": split,
-        "pairs": len(scores), "truncated_pairs": stats.truncated, "max_length": max_length, "truncation": truncation,
+        unit: len(scores), f"truncated_{unit}": truncated, "max_length": max_length, "truncation": truncation,
         "batch_size": batch_size, "share_prompt": bool(scorer.shares_prompt), "world_size": world_size,
         "precision": precision,
-        "seconds": round(timer.seconds, 3), "pairs_per_second": round(len(scores) / max(timer.seconds, 1e-9), 2),
+        "seconds": round(timer.seconds, 3), f"{unit}_per_second": round(len(scores) / max(timer.seconds, 1e-9), 2),
     }
+    metadata.update(version=version, convention=convention)
+    if convention == "rewardbench":
+        metadata["max_prompt_length"] = max_prompt_length
     if kind == "dpo":
-        metadata.update(beta=beta, ref_free=ref_checkpoint_dir is None, average_logps=average_logps)
+        metadata.update(beta=beta, ref_free=ref_checkpoint_dir is None, average_logps=average_logps,
+                        reduction=scorer.reduction)
     from litcpt.rewardbench.evaluate import results_json
 
     results = results_json(summary, metadata)
     if rank == 0:
-        paths = write_outputs(out_dir, scores, summary, metadata, plot=plot)
+        xlabel = "best-of-N accuracy (1/k when k completions tie at the top; Ties: its own score)" if version == 2 \
+            else None
+        paths = write_outputs(out_dir, scores, summary, metadata, plot=plot, xlabel=xlabel,
+                              chance=0.25 if version == 2 else 0.5)
         title = f"{model_type}: {checkpoint_dir}" + (f" (reference {ref_checkpoint_dir})" if ref_checkpoint_dir else "")
-        print(format_table(summary, title=title))
-        print(f"{len(scores)} pairs in {timer.seconds:.1f} s ({metadata['pairs_per_second']} pairs/s, "
-              f"{world_size} process{'es' if world_size > 1 else ''}); {stats.truncated} truncated to {max_length} "
+        print(format_table(summary, title=title, unit=unit))
+        print(f"{len(scores)} {unit} in {timer.seconds:.1f} s ({metadata[f'{unit}_per_second']} {unit}/s, "
+              f"{world_size} process{'es' if world_size > 1 else ''}); {truncated} truncated to {max_length} "
               "tokens")
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return results

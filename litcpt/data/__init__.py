@@ -5,6 +5,7 @@ from litcpt.data.sampling import GreedyBlend, greedy_blend
 from litcpt.data.text import TextFiles
 from litcpt.data.tokens import TokenBlocks
 from litcpt.data.preference import Preference, PreferencePair, load_preference_pairs  # noqa: F401
+from litcpt.data.listwise import Listwise
 
-__all__ = ["GreedyBlend", "Preference", "PreferencePair", "Replay", "TextFiles", "TokenBlocks", "greedy_blend",
-           "load_preference_pairs"]
+__all__ = ["GreedyBlend", "Listwise", "Preference", "PreferencePair", "Replay", "TextFiles", "TokenBlocks",
+           "greedy_blend", "load_preference_pairs"]

@@ -1296,3 +1296,10 @@ class Preference(DataModule):
     def test_dataloader(self) -> DataLoader:
         """Same as :meth:`val_dataloader`."""
         return self.val_dataloader()
+
+
+def read_source_rows(source: Any, split: str | None = None) -> tuple[str, Iterator[tuple[str, Any]]]:
+    """``(label, rows)`` of any source :func:`load_preference_pairs` reads, before parsing: ``rows`` yields
+    ``(location, row)`` with locations such as ``"line 3"``; an undecodable JSON line is yielded as an exception
+    object with a ``message`` (raise a located error for it). For row layouts other than pairs (best-of-N rows)."""
+    return _source_rows(source, split)

@@ -31,7 +31,7 @@ from litcpt.checkpoint import check_checkpoint_dir, clean_state_dict, load_confi
 from litcpt.models.base import GPTModule
 
 HeadKind = Literal["linear", "logit"]
-LossKind = Literal["bradley_terry", "logistic"]
+LossKind = Literal["bradley_terry", "logistic", "plackett_luce"]
 HEAD_FILE = "reward_head.pth"
 META_FILE = "reward_model.json"
 
@@ -84,17 +84,21 @@ class RewardModel(GPTModule):
             with chosen = 1, rejected = 0).
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²`` (TRL's ``center_rewards_coefficient``).
         use_margin: subtract the batch's per-pair ``margin`` inside the Bradley–Terry loss.
+        share_prompt: listwise batches (:class:`litcpt.data.Listwise`): run each prompt once for all its
+            completions, in training and validation (same scores and gradients up to float rounding; used on a single
+            device or DDP without activation checkpointing or ``torch.compile``, else a plain forward). Off by
+            default: on CPU the backward through it was slower than a plain forward (``docs/benchmarks.md``).
         optimizer, activation_checkpointing: as for every litcpt module.
     """
 
     def __init__(self, config: Config, *, checkpoint_dir: Path | None = None, head: HeadKind = "linear",
                  token_id: int | None = None, loss: LossKind = "bradley_terry", center_coefficient: float = 0.0,
-                 use_margin: bool = True, **kwargs: Any) -> None:
+                 use_margin: bool = True, share_prompt: bool = False, **kwargs: Any) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
         if head not in ("linear", "logit"):
             raise ValueError(f"head: expected 'linear' or 'logit', got {head!r}")
-        if loss not in ("bradley_terry", "logistic"):
-            raise ValueError(f"loss: expected 'bradley_terry' or 'logistic', got {loss!r}")
+        if loss not in ("bradley_terry", "logistic", "plackett_luce"):
+            raise ValueError(f"loss: expected 'bradley_terry', 'logistic' or 'plackett_luce', got {loss!r}")
         self.head_kind, self.loss_kind = head, loss
         self.center_coefficient, self.use_margin = float(center_coefficient), use_margin
         lm_head = self.model.lm_head
@@ -113,6 +117,10 @@ class RewardModel(GPTModule):
         self.token_id = token_id
         self.model.lm_head = torch.nn.Identity()  # the backbone now returns the final hidden states
         self.train_metrics, self.val_metrics = PairMetrics(), PairMetrics()
+        from litcpt.listwise import ListwiseMetrics
+
+        self.train_list_metrics, self.val_list_metrics = ListwiseMetrics(), ListwiseMetrics()
+        self.share_prompt = bool(share_prompt)
 
     # ------------------------------------------------------------------ scoring
     def forward(self, input_ids: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
@@ -134,7 +142,73 @@ class RewardModel(GPTModule):
         return losses.bradley_terry(r_chosen, r_rejected, margin=margin, center_coefficient=self.center_coefficient)
 
     # ----------------------------------------------------------------- training
+    # ---------------------------------------------------------------- listwise
+    def listwise_scores(self, batch: dict[str, Any], *, share_prompt: bool = False) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+        """``(scores [B, K], mask [B, K])`` of a listwise batch (:func:`litcpt.data.listwise.collate_listwise`),
+        column 0 the chosen completion; ``share_prompt`` computes each prompt once for all its completions
+        (:func:`litcpt.models.row_scores.row_rewards`; differentiable)."""
+        from litcpt.listwise import to_matrix
+        from litcpt.models.row_scores import row_rewards
+
+        scores = row_rewards(self, batch, share_prompt=share_prompt)
+        return to_matrix(scores, batch["sizes"])
+
+    def listwise_loss(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``bradley_terry``: mean over each prompt's rejected of the pairwise loss (plus centering over pairs);
+        ``plackett_luce``: the ranking's negative log-likelihood; ``logistic``: BCE, chosen 1 and rejected 0."""
+        from litcpt.listwise import listwise_bradley_terry, plackett_luce
+
+        if self.loss_kind == "plackett_luce":
+            return plackett_luce(scores, mask)
+        if self.loss_kind == "logistic":
+            labels = torch.zeros_like(scores)
+            labels[:, 0] = 1.0
+            return losses.logistic(scores[mask], labels[mask])
+        loss = listwise_bradley_terry(scores, mask)
+        if self.center_coefficient:
+            pairs = (scores[:, :1] + scores[:, 1:])[mask[:, 1:]]
+            loss = loss + self.center_coefficient * pairs.square().mean()
+        return loss
+
+    def can_share_prompt(self) -> bool:
+        """Whether listwise batches may use the shared-prompt forward: ``share_prompt``, a plain litgpt ``GPT`` with
+        plain blocks (no FSDP wrapping, activation checkpointing or compile), on one device or DDP."""
+        from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+        from litgpt import GPT
+        from litgpt.model import Block
+
+        from litcpt.models.shared_prefix import supports_shared_prefix
+
+        if not self.share_prompt or self.activation_checkpointing or self.compile_model:
+            return False
+        if type(self.model) is not GPT or not all(type(b) is Block for b in self.model.transformer.h):
+            return False
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None and not isinstance(trainer.strategy, (SingleDeviceStrategy, DDPStrategy)):
+            return False
+        return supports_shared_prefix(self.model)
+
+    def _listwise_training_step(self, batch: dict[str, Any]) -> torch.Tensor:
+        scores, mask = self.listwise_scores(batch, share_prompt=self.can_share_prompt())
+        loss = self.listwise_loss(scores, mask)
+        self.train_list_metrics.update(scores, mask)
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def _listwise_validation_step(self, batch: dict[str, Any]) -> None:
+        scores, mask = self.listwise_scores(batch, share_prompt=self.can_share_prompt())
+        keep = ~batch["is_duplicate"].to(scores.device)
+        if not bool(keep.any()):
+            return
+        scores, mask = scores[keep], mask[keep]
+        self.val_list_metrics.update(scores, mask)
+        self.log("val/loss", self.listwise_loss(scores, mask), on_epoch=True, sync_dist=True,
+                 batch_size=scores.shape[0], add_dataloader_idx=False)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if "group" in batch:
+            return self._listwise_training_step(batch)
         r_chosen, r_rejected = self.pair_scores(batch)
         loss = self.pair_loss(r_chosen, r_rejected, batch)
         self.train_metrics.update(r_chosen, r_rejected)
@@ -144,11 +218,15 @@ class RewardModel(GPTModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.trainer.fit_loop._should_accumulate():
             return
-        values = self.train_metrics.compute()
-        self.log_dict({f"train/{k}": v for k, v in values.items()}, on_step=True, on_epoch=False)
-        self.train_metrics.reset()
+        for metrics in (self.train_metrics, self.train_list_metrics):
+            if metrics.accuracy.update_count:
+                values = metrics.compute()
+                self.log_dict({f"train/{k}": v for k, v in values.items()}, on_step=True, on_epoch=False)
+            metrics.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        if "group" in batch:
+            return self._listwise_validation_step(batch)
         r_chosen, r_rejected = self.pair_scores(batch)
         if "is_duplicate" in batch:  # pairs repeated only to even out ranks are not counted twice
             keep = ~batch["is_duplicate"].to(r_chosen.device)
@@ -161,10 +239,11 @@ class RewardModel(GPTModule):
                  batch_size=r_chosen.shape[0], add_dataloader_idx=False)
 
     def on_validation_epoch_end(self) -> None:
-        if self.val_metrics.accuracy.update_count:
-            values = self.val_metrics.compute()
-            self.log_dict({f"val/{k}": v for k, v in values.items()}, prog_bar=False)
-        self.val_metrics.reset()
+        for metrics in (self.val_metrics, self.val_list_metrics):
+            if metrics.accuracy.update_count:
+                values = metrics.compute()
+                self.log_dict({f"val/{k}": v for k, v in values.items()}, prog_bar=False)
+            metrics.reset()
 
     # ------------------------------------------------------------------- export
     def metadata(self) -> dict[str, Any]:

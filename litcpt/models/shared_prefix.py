@@ -243,7 +243,7 @@ def _run(gpt: GPT, ids: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, i
 
 
 def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Tensor, wanted: Tensor, *,
-                       rows_per_forward: int | None = None) -> Tensor:
+                       rows_per_forward: int | None = None, groups: Tensor | None = None) -> Tensor:
     """Final hidden states (after ``ln_f``, before the LM head) of a preference batch at the ``wanted`` positions.
 
     Args:
@@ -257,23 +257,37 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
             phase's average take proportionally more (up to 8x). The prompts are sorted by length and cut into
             forwards, and so are the tails, independently: little padding in either phase whatever mix of prompt
             and response lengths a batch has.
+        groups: ``[R]`` long, the prompt of each row (``0..G-1``), for rows that are not chosen/rejected pairs
+            (e.g. the N completions of a RewardBench 2 prompt): ``shared [G]`` is then per prompt, at most the
+            length of each of its rows minus one, and ``input_ids`` has any number of rows. Default: the pair
+            layout above (``groups = [0..B-1, 0..B-1]``).
 
     Returns:
         ``[wanted.sum(), n_embd]`` in the order of ``wanted.nonzero()`` (row-major), like ``hidden[wanted]`` of a
         plain forward. Call under ``torch.no_grad()`` / ``torch.inference_mode()``.
     """
     rows, T = input_ids.shape
-    half = rows // 2
     device = input_ids.device
-    if rows != 2 * half or half == 0:
-        raise ValueError(f"input_ids: expected 2B rows (chosen then rejected), got {rows}")
+    if groups is None:
+        half = rows // 2
+        if rows != 2 * half or half == 0:
+            raise ValueError(f"input_ids: expected 2B rows (chosen then rejected), got {rows}")
+        group_of = torch.arange(rows, device=device) % half
+        first_row = torch.arange(half, device=device)              # a row holding each prompt
+    else:
+        half = int(shared.shape[0]) if shared.dim() == 1 else -1
+        group_of = groups.to(device).long()
+        if rows == 0 or group_of.shape != (rows,) or bool(((group_of < 0) | (group_of >= half)).any()):
+            raise ValueError(f"groups: expected [R] prompt indices in [0, {half}) for {rows} rows")
+        first_row = torch.zeros(half, dtype=torch.long, device=device)
+        first_row[group_of] = torch.arange(rows, device=device)
     if shared.shape != (half,) or lengths.shape != (rows,) or wanted.shape != input_ids.shape:
         raise ValueError(f"shared [B], lengths [2B], wanted [2B, T]: got {tuple(shared.shape)}, "
                          f"{tuple(lengths.shape)}, {tuple(wanted.shape)} for input_ids {tuple(input_ids.shape)}")
     if rows_per_forward is not None and rows_per_forward < 1:
         raise ValueError(f"rows_per_forward: expected a positive integer or None, got {rows_per_forward}")
     lengths, shared, wanted = lengths.to(device), shared.to(device).long(), wanted.to(device)
-    start = torch.cat([shared, shared])                           # [2B] first tail position of each row
+    start = shared[group_of]                                      # [2B] first tail position of each row
     tails = lengths - start
     if bool((tails < 1).any()) or bool((shared < 0).any()):
         raise ValueError("shared: expected 0 <= shared < the length of both rows of the pair")
@@ -290,7 +304,7 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
     if r.numel() == 0:
         return gpt.transformer.wte.weight.new_zeros((0, gpt.config.n_embd))
     in_prefix = c < start[r]
-    pair_of = torch.where(r < half, r, r - half)
+    pair_of = group_of[r]
     hidden: Tensor | None = None
 
     def put(index: Tensor, values: Tensor) -> None:
@@ -323,7 +337,7 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
             mine = in_prefix & (row_of[pair_of] >= 0)
             keep, inverse = torch.unique(row_of[pair_of[mine]] * width + c[mine], return_inverse=True)
             row_of[pairs] = -1
-            out = _run(gpt, input_ids[pairs, :width], gpt.cos[:width].unsqueeze(0), gpt.sin[:width].unsqueeze(0),
+            out = _run(gpt, input_ids[first_row[pairs], :width], gpt.cos[:width].unsqueeze(0), gpt.sin[:width].unsqueeze(0),
                        None, steps, keep)
             if keep.numel():
                 put(mine.nonzero(as_tuple=True)[0], out[inverse])
@@ -332,7 +346,7 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
         row_of = torch.full((rows,), -1, dtype=torch.long, device=device)
         for chunk in tail_chunks:
             n, width = chunk.numel(), int(tails[chunk].max())
-            pairs = torch.where(chunk < half, chunk, chunk - half)
+            pairs = group_of[chunk]
             prefix = int(shared[pairs].max())
             before = torch.arange(prefix, device=device).unsqueeze(0)
             prefix_ok = before < shared[pairs].unsqueeze(1)                                   # [n, prefix]

@@ -131,6 +131,16 @@ class RewardModelScorer:
                                     wanted, rows_per_forward=rows_per_forward)
         return self.model.head(hidden).squeeze(-1).float()
 
+    def score_rows(self, batch: Mapping[str, Any], *, rows_per_forward: int | None = None) -> dict[str, Tensor]:
+        """``{"score": [R]}`` of a row batch whose rows share prompts in groups (:mod:`litcpt.models.row_scores`;
+        RewardBench 2)."""
+        from litcpt.models.row_scores import row_rewards
+
+        if self.shares_prompt:
+            _check_right_padded(batch)
+        return {"score": row_rewards(self.model, batch, share_prompt=self.shares_prompt,
+                                     rows_per_forward=rows_per_forward)}
+
 
 class ImplicitRewardScorer:
     """A DPO policy's implicit reward ``β (log π − log π_ref)`` of each response (``β log π`` without a reference).
@@ -140,6 +150,9 @@ class ImplicitRewardScorer:
         reference: the reference ``GPT`` (None: reference-free).
         beta: β of the run (scales all rewards; accuracies do not depend on it).
         average_logps: length-average the log-probs over response tokens instead of summing them.
+        reduction: ``sum``, ``avg`` or ``norm`` (``-‖per-token log-probs‖₂``, RewardBench's reference-free ``norm``)
+            of the response log-probs; overrides ``average_logps`` (default: ``avg`` if ``average_logps`` else
+            ``sum``).
         share_prompt: compute each pair's prompt once and both responses from its keys and values
             (:func:`litcpt.models.logprobs.pair_logps`; same scores up to float rounding); models it does not
             cover are scored with a plain forward whose LM head runs on response positions only.
@@ -148,8 +161,9 @@ class ImplicitRewardScorer:
     kind = "dpo"
 
     def __init__(self, policy: torch.nn.Module, reference: torch.nn.Module | None = None, *, beta: float = 0.1,
-                 average_logps: bool = False, share_prompt: bool = True) -> None:
+                 average_logps: bool = False, share_prompt: bool = True, reduction: str | None = None) -> None:
         from litcpt.models.logprobs import supports_fast_inference
+        from litcpt.models.row_scores import REDUCTIONS
         from litcpt.models.shared_prefix import supports_shared_prefix
 
         beta = float(beta)
@@ -157,6 +171,12 @@ class ImplicitRewardScorer:
             raise ValueError(f"beta: expected a finite number > 0, got {beta}")
         self.policy, self.reference = policy.eval(), reference.eval() if reference is not None else None
         self.beta, self.average_logps, self.share_prompt = beta, bool(average_logps), bool(share_prompt)
+        if reduction is None:
+            reduction = "avg" if self.average_logps else "sum"
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction: expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+        self.reduction = reduction
+        self.average_logps = reduction == "avg"
         self.device = _model_device(policy)
         models = [m for m in (policy, reference) if m is not None]
         self.shares_prompt = self.share_prompt and all(
@@ -167,16 +187,41 @@ class ImplicitRewardScorer:
 
         if self.shares_prompt:
             _check_right_padded(batch)
-        options = {"average": self.average_logps, "share_prompt": self.shares_prompt,
-                   "rows_per_forward": rows_per_forward}
-        pc, pr = pair_logps(self.policy, batch, **options)
+        if self.reduction == "norm":
+            def logps(model: torch.nn.Module) -> tuple[Tensor, Tensor]:
+                from litcpt.models.row_scores import row_logps
+
+                values = row_logps(model, batch, reduction="norm", share_prompt=self.shares_prompt,
+                                   rows_per_forward=rows_per_forward)
+                return values[: values.shape[0] // 2], values[values.shape[0] // 2:]
+        else:
+            def logps(model: torch.nn.Module) -> tuple[Tensor, Tensor]:
+                return pair_logps(model, batch, average=self.average_logps, share_prompt=self.shares_prompt,
+                                  rows_per_forward=rows_per_forward)
+        pc, pr = logps(self.policy)
         out = {"logps_chosen": pc, "logps_rejected": pr}
         if self.reference is None:
             rc, rr = torch.zeros_like(pc), torch.zeros_like(pr)
         else:
-            rc, rr = pair_logps(self.reference, batch, **options)
+            rc, rr = logps(self.reference)
             out.update(ref_logps_chosen=rc, ref_logps_rejected=rr)
         out.update(chosen=self.beta * (pc - rc), rejected=self.beta * (pr - rr))
+        return out
+
+    def score_rows(self, batch: Mapping[str, Any], *, rows_per_forward: int | None = None) -> dict[str, Tensor]:
+        """``{"score": [R], "logps": [R], "ref_logps": [R]}`` of a row batch whose rows share prompts in groups
+        (:mod:`litcpt.models.row_scores`; RewardBench 2): ``score = β (logps - ref_logps)``."""
+        from litcpt.models.row_scores import row_logps
+
+        if self.shares_prompt:
+            _check_right_padded(batch)
+        options = {"reduction": self.reduction, "share_prompt": self.shares_prompt,
+                   "rows_per_forward": rows_per_forward}
+        out = {"logps": row_logps(self.policy, batch, **options)}
+        ref = torch.zeros_like(out["logps"])
+        if self.reference is not None:
+            ref = out["ref_logps"] = row_logps(self.reference, batch, **options)
+        out["score"] = self.beta * (out["logps"] - ref)
         return out
 
 
@@ -277,13 +322,13 @@ class _NoBar:
         return None
 
 
-def _progress(enabled: bool, total: int) -> Any:
-    """A tqdm bar counting pairs (a no-op bar when disabled or without tqdm)."""
+def _progress(enabled: bool, total: int, unit: str = "pair") -> Any:
+    """A tqdm bar counting pairs (or ``unit``; a no-op bar when disabled or without tqdm)."""
     if enabled:
         try:
             from tqdm import tqdm
 
-            return tqdm(total=total, desc="scoring", unit="pair")
+            return tqdm(total=total, desc="scoring", unit=unit)
         except ImportError:  # pragma: no cover - tqdm comes with lightning
             pass
     return _NoBar()
@@ -382,7 +427,8 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
 
 def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer: Any, batch_size: int = 8, *,
                 max_length: int | None = None, truncation: str = "left", precision: str | None = None,
-                device: torch.device | str | None = None) -> list[tuple[float, float]]:
+                device: torch.device | str | None = None, convention: str = "litcpt",
+                max_prompt_length: int | None = None) -> list[tuple[float, float]]:
     """``(r_chosen, r_rejected)`` of each pair, in input order — the reusable entry point for other commands.
 
     Args:
@@ -394,6 +440,10 @@ def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer
         batch_size: pairs per forward pass.
         max_length: tokens per sequence (default: the model's ``block_size`` when it has a config).
         truncation: ``left`` or ``keep_end`` (see :func:`~litcpt.data.preference.truncate_sequence`).
+        convention: ``litcpt`` or ``rewardbench``: tokenise as the official code does
+            (:func:`~litcpt.rewardbench.conventions.tokenize_pairs_rewardbench`; ``max_length`` defaults to 2048 or
+            the block size when smaller, ``max_prompt_length`` to 128 or half of it). For RewardBench's rewards, pass
+            :func:`~litcpt.rewardbench.conventions.rewardbench_scorer`.
     """
     from litcpt.data.preference import PreferencePair, parse_preference_row, tokenize_pairs
 
@@ -412,7 +462,18 @@ def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer
     if max_length is None:
         config = getattr(model, "config", None) or getattr(getattr(scorer, "policy", None), "config", None)
         max_length = getattr(config, "block_size", None)
-    items, _ = tokenize_pairs(parsed, tokenizer, max_length=max_length, truncation=truncation)
+    if convention == "rewardbench":
+        from litcpt.rewardbench.conventions import MAX_LENGTH, MAX_PROMPT_LENGTH, tokenize_pairs_rewardbench
+
+        max_length = min(MAX_LENGTH, max_length or MAX_LENGTH)
+        kind = "dpo" if isinstance(scorer, ImplicitRewardScorer) else "reward"
+        items, _ = tokenize_pairs_rewardbench(parsed, tokenizer, kind=kind, max_length=max_length,
+                                              max_prompt_length=max_prompt_length or min(MAX_PROMPT_LENGTH,
+                                                                                         max_length // 2))
+    elif convention == "litcpt":
+        items, _ = tokenize_pairs(parsed, tokenizer, max_length=max_length, truncation=truncation)
+    else:
+        raise ValueError(f"convention: expected 'litcpt' or 'rewardbench', got {convention!r}")
     if len(items) != len(parsed):
         raise ValueError(f"pairs: {len(parsed) - len(items)} pairs did not fit max_length={max_length} "
                          f"(truncation={truncation!r})")
@@ -457,13 +518,14 @@ def summarize(scores: Sequence[PairScore]) -> Summary:
     return Summary(subsets=subsets, groups=groups, sections=sections)
 
 
-def format_table(summary: Summary, *, title: str | None = None) -> str:
-    """The terminal table: subsets grouped by section, each section's score, the final score."""
+def format_table(summary: Summary, *, title: str | None = None, unit: str = "pairs") -> str:
+    """The terminal table: subsets grouped by section, each section's score, the final score (``unit``: what the
+    count column counts, ``prompts`` for RewardBench 2)."""
     other_label = "other (no RewardBench section)"
     width = max([len(s) + 2 for s in summary.subsets] + [len(g) for g in summary.groups] + [len(other_label), 20])
     rule = "-" * (width + 20)
     lines = [title] if title else []
-    lines += [f"{'section / subset':<{width}}  {'pairs':>7}  {'accuracy':>8}", rule]
+    lines += [f"{'section / subset':<{width}}  {unit:>7}  {'accuracy':>8}", rule]
     for group, members in summary.groups.items():
         count = sum(summary.subsets[m][1] for m in members)
         value = summary.sections.get(group)
@@ -477,7 +539,7 @@ def format_table(summary: Summary, *, title: str | None = None) -> str:
     if SCORE in summary.sections:
         lines.append(f"{SCORE:<{width}}  {summary.num_pairs:>7}  {summary.sections[SCORE]:8.4f}")
     else:
-        lines.append(f"{'accuracy (all pairs)':<{width}}  {summary.num_pairs:>7}  {summary.accuracy:8.4f}")
+        lines.append(f"{f'accuracy (all {unit})':<{width}}  {summary.num_pairs:>7}  {summary.accuracy:8.4f}")
     return "\n".join(lines)
 
 
@@ -496,8 +558,9 @@ _SECTION_COLORS = {"Chat": "#4C72B0", "Chat Hard": "#DD8452", "Safety": "#55A868
                    PRIOR_SETS: "#8172B3", OTHER: "#937860"}
 
 
-def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "") -> Path:
-    """Horizontal bar chart of per-subset accuracy, coloured by section, with the 0.5 chance line (PNG, Agg)."""
+def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "", xlabel: str | None = None,
+                    chance: float = 0.5) -> Path:
+    """Horizontal bar chart of per-subset accuracy, coloured by section, with the ``chance`` line (PNG, Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -510,9 +573,9 @@ def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "") -> P
     bars = ax.barh(range(len(names)), values, color=[_SECTION_COLORS.get(section_of[n], "#777777") for n in names])
     ax.set_yticks(range(len(names)), labels=[f"{n} ({summary.subsets[n][1]})" for n in names])
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.axvline(0.5, color="black", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("accuracy (chosen scored above rejected; ties count as wrong)")
+    ax.set_xlim(min(0.0, *values), 1)
+    ax.axvline(chance, color="black", linestyle="--", linewidth=0.8)
+    ax.set_xlabel(xlabel or "accuracy (chosen scored above rejected; ties count as wrong)")
     for bar, value in zip(bars, values):
         inside = value > 0.15
         ax.text(value - 0.01 if inside else value + 0.01, bar.get_y() + bar.get_height() / 2, f"{value:.3f}",
@@ -538,7 +601,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_outputs(out_dir: Path | str, scores: Sequence[PairScore], summary: Summary, metadata: Mapping[str, Any],
-                  *, plot: bool = False) -> dict[str, Path]:
+                  *, plot: bool = False, xlabel: str | None = None, chance: float = 0.5) -> dict[str, Path]:
     """Write ``results.json`` (:func:`results_json`), ``scores.jsonl`` (one :meth:`PairScore.to_record` per line)
     and, with ``plot``, ``accuracy.png``. Returns the paths by kind."""
     out_dir = Path(out_dir)
@@ -547,7 +610,8 @@ def write_outputs(out_dir: Path | str, scores: Sequence[PairScore], summary: Sum
     _atomic_write(paths["results"], json.dumps(results_json(summary, metadata), indent=2, default=str) + "\n")
     _atomic_write(paths["scores"], "".join(json.dumps(s.to_record()) + "\n" for s in scores))
     if plot:
-        paths["plot"] = plot_accuracies(summary, out_dir / "accuracy.png", title=str(metadata.get("model") or ""))
+        paths["plot"] = plot_accuracies(summary, out_dir / "accuracy.png", title=str(metadata.get("model") or ""),
+                                        xlabel=xlabel, chance=chance)
     return paths
 
 
