@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
 from litcpt.config import EvalArgs, TrainArgs
+from litcpt.resume import AtomicCheckpointIO, clean_stale_saves
 from litcpt.strategies import make_strategy
 
 LoggerName = Literal["csv", "tensorboard"]
@@ -74,20 +75,22 @@ class RunSpec:
 
 
 def find_resume_checkpoint(resume: Resume, out_dir: Path) -> Path | None:
-    """``True``: ``out_dir/checkpoints/last.ckpt`` (must exist); ``"auto"``: that if it exists; a path: that path."""
+    """``True``: the newest loadable checkpoint in ``out_dir/checkpoints`` (``last.ckpt``, else the newest
+    ``step-*.ckpt`` that loads; one must exist); ``"auto"``: that if there is one; a path: that path (must load)."""
+    from litcpt.resume import check_loadable, pick_resume_checkpoint
+
     if resume is False or resume is None:
         return None
-    last = Path(out_dir) / "checkpoints" / "last.ckpt"
+    ckpt_dir = Path(out_dir) / "checkpoints"
     if resume is True or resume == "auto":
-        if last.exists():
-            return last
-        if resume == "auto":
-            return None
-        raise FileNotFoundError(f"resume: true but no checkpoint at {last} (use resume: auto to start fresh)")
+        found = pick_resume_checkpoint(ckpt_dir)
+        if found is not None or resume == "auto":
+            return found
+        raise FileNotFoundError(f"resume: true but no checkpoint in {ckpt_dir} (use resume: auto to start fresh)")
     path = Path(resume)
     if not path.exists():
         raise FileNotFoundError(f"resume: checkpoint {str(path)!r} does not exist")
-    return path
+    return check_loadable(path)
 
 
 def make_logger(name: LoggerName, out_dir: Path) -> Logger:
@@ -136,7 +139,7 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
     callbacks += [
         ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step:08d}", every_n_train_steps=train.save_interval or 0,
                         save_top_k=train.keep_checkpoints, save_last=True, auto_insert_metric_name=False,
-                        save_on_train_epoch_end=False),
+                        save_on_train_epoch_end=False, enable_version_counter=False),  # a redone step overwrites
         LitGPTCheckpoint(spec.out_dir, save_interval=train.save_interval, tokenizer_dir=spec.tokenizer_dir,
                          extra_files=[spec.out_dir / "config.yaml"]),
         LearningRateMonitor(logging_interval="step"),
@@ -152,6 +155,7 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
         precision=spec.resolved_precision(),
         logger=make_logger(spec.logger_name, spec.out_dir),
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],  # .ckpt written in its own dir (tmp, fsync, rename) whatever TMPDIR is
         max_steps=max_steps,
         max_epochs=-1,
         accumulate_grad_batches=accumulate,
@@ -172,6 +176,8 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
 
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunSpec, *, max_steps: int) -> L.Trainer:
     """Train ``module`` on ``datamodule`` as ``spec`` says; returns the finished Trainer."""
+    if is_global_zero_process():
+        clean_stale_saves(spec.out_dir)
     ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(spec, max_steps=max_steps)
