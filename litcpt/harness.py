@@ -15,10 +15,15 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
+from litcpt.callbacks.progress import StepProgressBar
+from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
+from litcpt.callbacks.summary import RunSummary
+from litcpt.metrics_csv import StepCSVLogger
+from litcpt.quiet import quiet_third_party
 from litcpt.config import EvalArgs, TrainArgs
 from litcpt.resume import AtomicCheckpointIO, clean_stale_saves
 from litcpt.strategies import make_strategy
@@ -96,7 +101,7 @@ def find_resume_checkpoint(resume: Resume, out_dir: Path) -> Path | None:
 def make_logger(name: LoggerName, out_dir: Path) -> Logger:
     """A new logger version per run (``logs/version_N``): a resumed run never overwrites earlier metrics."""
     if name == "csv":
-        return CSVLogger(save_dir=str(out_dir), name="logs")
+        return StepCSVLogger(save_dir=str(out_dir), name="logs")  # one metrics.csv row per optimizer step
     if name == "tensorboard":
         import importlib.util
 
@@ -142,10 +147,13 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
                         save_on_train_epoch_end=False, enable_version_counter=False),  # a redone step overwrites
         LitGPTCheckpoint(spec.out_dir, save_interval=train.save_interval, tokenizer_dir=spec.tokenizer_dir,
                          extra_files=[spec.out_dir / "config.yaml"]),
-        LearningRateMonitor(logging_interval="step"),
-        ThroughputMonitor(batch_size_fn=_batch_size, length_fn=_batch_length),
+        OptimizerLR(),
+        StepThroughputMonitor(batch_size_fn=_batch_size, length_fn=_batch_length),
+        StepProgressBar(),
+        RunSummary(),
         _LastValidationStep(),
     ]
+    quiet_third_party()
     return L.Trainer(
         accelerator=spec.accelerator,
         devices=spec.num_devices,
@@ -186,8 +194,20 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
     if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
+        _validate_on_last_step_row(trainer, module, datamodule)
     return trainer
+
+
+def _validate_on_last_step_row(trainer: L.Trainer, module: L.LightningModule, datamodule: Any) -> None:
+    """Validate after fit with metrics logged on the row of the last optimizer step, where validation during fit
+    logs them too (Lightning would use the next step's row: ``trainer.validate`` logs at ``_batches_that_stepped``)."""
+    loop = trainer.fit_loop.epoch_loop
+    shift = 1 if getattr(loop, "_batches_that_stepped", 0) > 0 else 0
+    loop._batches_that_stepped -= shift
+    try:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    finally:
+        loop._batches_that_stepped += shift
 
 
 def is_global_zero_process() -> bool:
