@@ -111,13 +111,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser(command, function)
     from jsonargparse import ArgumentError
 
+    cfg = None
     try:
         cfg = parser.parse_args(args)
         init = parser.instantiate_classes(cfg)
     except Exception as err:  # noqa: BLE001 - any parse failure is the user's input: one line, no traceback
         if os.environ.get("LITCPT_DEBUG"):
             raise
-        what = _one_line(err) if isinstance(err, (ArgumentError, ValueError, TypeError)) else f"{type(err).__name__}: {err}"
+        from litcpt.cli_errors import error_line
+
+        what = (error_line(err, cfg) if isinstance(err, (ArgumentError, ValueError, TypeError))
+                else f"{type(err).__name__}: {err}")
         print(f"litcpt {command}: error: {what} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
         raise SystemExit(2) from None
     _save_config(parser, cfg, command)

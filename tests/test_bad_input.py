@@ -69,3 +69,39 @@ def test_unknown_encoding_is_a_one_line_error(tmp_path):
         load_preference_pairs(path, encoding="utf-9")
     with pytest.raises(ValueError, match=r"not ASCII-compatible"):
         load_preference_pairs(path, encoding="utf-16")
+
+
+EN, FR = "litcpt/assets/data/pretrain/en", "litcpt/assets/data/pretrain/fr"
+
+
+@pytest.mark.parametrize(("command", "args", "expected"), [
+    ("pretrain", ["--data", "litcpt.data.Replay", "--data.new", FR, "--data.replay", f"[{EN}]",
+                  "--data.fraction", "1.5"], "data (litcpt.data.Replay): Replay: fraction must be in [0, 1), got 1.5"),
+    ("pretrain", ["--data", "litcpt.data.Replay", "--data.new", FR, "--data.replay", f"[{EN}, {FR}]",
+                  "--data.weights", "[1, -1]"], "Replay: weights[1] must be a positive number, got -1"),
+    ("pretrain", ["--data", "litcpt.data.Replay", "--data.new", FR, "--data.replay", f"[{EN}]",
+                  "--data.weights", "[0]"], "Replay: weights[0] must be a positive number, got 0"),
+    ("pretrain", ["--data", "litcpt.data.Replay",
+                  "--data.new", '{"class_path": "litcpt.data.TextFiles", "init_args": {"train_data_path": "%s", '
+                                '"name": "x"}}' % FR,
+                  "--data.replay", '[{"class_path": "litcpt.data.TextFiles", "init_args": {"train_data_path": "%s", '
+                                   '"name": "x"}}]' % EN],
+     "Replay: source names must be unique, ['x'] used twice"),
+    ("pretrain", ["--lr_schedule", "litcpt.callbacks.WarmupCosineLR", "--lr_schedule.warmup", "1.5"],
+     "lr_schedule (litcpt.callbacks.WarmupCosineLR): warmup=1.5 must be in [0, 1]"),
+    ("dpo", ["--checkpoint_dir", "ckpt", "--data", "litcpt.data.Preference", "--data.max_length", "1"],
+     "data (litcpt.data.Preference): max_length must be >= 2 or None, got 1"),
+])
+def test_bad_init_args_give_the_innermost_message_in_one_short_line(command, args, expected, capsys, monkeypatch,
+                                                                     repo_root):
+    from litcpt.cli import main
+
+    monkeypatch.chdir(repo_root)
+    with pytest.raises(SystemExit) as exit_:
+        main([command, *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Does not validate" not in err and "Namespace(" not in err, err
+    message = err.split(" (arguments: ")[0]
+    assert message.startswith(f"litcpt {command}: error: ") and expected in message, err
+    assert len(message) < 200, message
