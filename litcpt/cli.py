@@ -50,7 +50,7 @@ def build_parser(command: str, function: Callable):
 
     set_docstring_parse_options(attribute_docstrings=True)
     parser = ArgumentParser(prog=f"litcpt {command}", description=(function.__doc__ or "").split("\n\n")[0],
-                            exit_on_error=False, default_meta=False)
+                            exit_on_error=False, default_meta=False, allow_abbrev=False)  # no key prefixes
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML recipe; later flags override its keys")
     parser.add_function_arguments(function, as_group=False, fail_untyped=False)
     return parser

@@ -105,3 +105,12 @@ def test_bad_init_args_give_the_innermost_message_in_one_short_line(command, arg
     message = err.split(" (arguments: ")[0]
     assert message.startswith(f"litcpt {command}: error: ") and expected in message, err
     assert len(message) < 200, message
+
+
+def test_keys_are_not_completed_from_a_prefix(capsys, monkeypatch, repo_root):
+    from litcpt.cli import main
+
+    monkeypatch.chdir(repo_root)
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--train.max_token", "655360", "--print_config"])
+    assert "Unrecognized arguments: --train.max_token 655360" in capsys.readouterr().err
