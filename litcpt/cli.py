@@ -94,6 +94,20 @@ def _save_config(parser, cfg, command: str) -> None:
     os.replace(tmp, out / "config.yaml")
 
 
+def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
+    """Exit with the cached help, or with a one-line error for an unknown key; return if neither applies."""
+    from litcpt import cli_cache
+
+    flags = _positional_to_flags(args, cached["positional"]) if cached.get("positional") else args
+    if cli_cache.wants_help(flags):
+        print(cached["help"], end="")
+        raise SystemExit(0)
+    problem = cli_cache.unknown_key(flags, cached)
+    if problem:
+        print(f"litcpt {command}: error: {problem} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -104,11 +118,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"litcpt: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
+    from litcpt import cli_cache
+
+    cached = cli_cache.load(command)  # --help and unknown keys answered without importing torch/Lightning/LitGPT
+    if cached is not None:
+        _answer_from_cache(command, args, cached)
     function = _load(COMMANDS[command])
     positional = getattr(sys.modules[function.__module__], "cli_positional", None)
     if positional:
         args = _positional_to_flags(args, positional)
     parser = build_parser(command, function)
+    if cached is None:
+        cli_cache.store(command, parser, positional)
     from jsonargparse import ArgumentError
 
     cfg = None

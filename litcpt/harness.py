@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
@@ -25,7 +25,7 @@ from litcpt.callbacks.summary import RunSummary
 from litcpt.metrics_csv import StepCSVLogger
 from litcpt.quiet import quiet_third_party
 from litcpt.config import EvalArgs, TrainArgs
-from litcpt.resume import AtomicCheckpointIO, clean_stale_saves
+from litcpt.resume import AtomicCheckpointIO, StepCheckpoint, clean_stale_saves
 from litcpt.strategies import make_strategy
 
 LoggerName = Literal["csv", "tensorboard"]
@@ -142,9 +142,9 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
     ckpt_dir = spec.out_dir / "checkpoints"
     callbacks: list[Callback] = list(spec.callbacks)
     callbacks += [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step:08d}", every_n_train_steps=train.save_interval or 0,
-                        save_top_k=train.keep_checkpoints, save_last=True, auto_insert_metric_name=False,
-                        save_on_train_epoch_end=False, enable_version_counter=False),  # a redone step overwrites
+        StepCheckpoint(dirpath=ckpt_dir, filename="step-{step:08d}", every_n_train_steps=train.save_interval or 0,
+                       save_top_k=train.keep_checkpoints, save_last=True, auto_insert_metric_name=False,
+                       save_on_train_epoch_end=False),
         LitGPTCheckpoint(spec.out_dir, save_interval=train.save_interval, tokenizer_dir=spec.tokenizer_dir,
                          extra_files=[spec.out_dir / "config.yaml"]),
         OptimizerLR(),

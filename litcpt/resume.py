@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from litcpt.checkpoint import atomic_torch_save
@@ -35,6 +37,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_torch_save(checkpoint, Path(path))
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for step checkpoints of a resumable run.
+
+    * A redone step overwrites its checkpoint (no ``step-N-v1.ckpt`` beside ``step-N.ckpt``).
+    * A resumed run does not save again at the step it resumed from. Lightning does not restore which step it
+      saved last, so with gradient accumulation the first micro-batch after a resume re-saved ``step-N.ckpt`` and
+      ``last.ckpt`` in the middle of step N+1, and resuming from those failed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("enable_version_counter", False)
+        super().__init__(*args, **kwargs)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_global_step_saved = trainer.global_step
 
 
 def _say(message: str) -> None:
@@ -81,9 +101,13 @@ def _why(err: BaseException) -> str:
 
 
 def pick_resume_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest loadable checkpoint in ``ckpt_dir`` (``last.ckpt`` or ``step-*.ckpt``), or ``None`` if there is
-    none at all. A checkpoint that fails to load is reported in one line and the next newest one is used; if
-    checkpoints exist but none loads, a one-line ``ValueError``."""
+    """``last.ckpt`` in ``ckpt_dir`` if it loads, else the newest ``step-*.ckpt`` that loads (a failed one is
+    reported in one line, with the one used instead); ``None`` if there is no checkpoint at all; a one-line
+    ``ValueError`` if checkpoints exist but none loads.
+
+    ``last.ckpt`` wins even when a newer ``step-*.ckpt`` exists (a kill between the two saves of one step): it is
+    whole, and the steps after it are redone exactly, overwriting their checkpoints.
+    """
     ckpt_dir = Path(ckpt_dir)
     last = ckpt_dir / "last.ckpt"
     steps = []
@@ -93,31 +117,20 @@ def pick_resume_checkpoint(ckpt_dir: Path) -> Path | None:
             if match:
                 steps.append((int(match.group(1)), child))
     steps.sort(key=lambda item: (item[0], item[1].stat().st_mtime), reverse=True)
-    if not last.exists() and not steps:
+    candidates = ([last] if last.exists() else []) + [path for _, path in steps]
+    if not candidates:
         return None
     bad: list[str] = []
-    last_step = None
-    if last.exists():
+    for path in candidates:
         try:
-            last_step = read_step(last)
+            step = read_step(path)
         except Exception as err:  # noqa: BLE001 - any failure to load means: not usable, say why in one line
-            bad.append(f"{last.name} ({_why(err)})")
-    chosen: tuple[Path, int] | None = None
-    for step, path in steps:
-        if last_step is not None and step <= last_step:
-            break
-        try:
-            chosen = (path, read_step(path))
-            break
-        except Exception as err:  # noqa: BLE001
             bad.append(f"{path.name} ({_why(err)})")
-    if chosen is None and last_step is not None:
-        chosen = (last, last_step)
-    if chosen is None:
-        raise ValueError(f"resume: no checkpoint in {ckpt_dir} can be loaded: " + "; ".join(bad))
-    if bad:
-        _say(f"resume: cannot load {'; '.join(bad)}; resuming from {chosen[0]} (step {chosen[1]}) instead")
-    return chosen[0]
+            continue
+        if bad:
+            _say(f"resume: cannot load {'; '.join(bad)}; resuming from {path} (step {step}) instead")
+        return path
+    raise ValueError(f"resume: no checkpoint in {ckpt_dir} can be loaded: " + "; ".join(bad))
 
 
 def check_loadable(path: Path) -> Path:

@@ -44,7 +44,10 @@ def test_metrics_rows_and_progress_bar_count_optimizer_steps(tmp_path):
     assert "Training FLOPs per micro-batch" in first.stderr + first.stdout
 
     # a resume that extends the run to 10 steps: the bar starts at 6 and ends at 10/10
+    saved = {p.name: p.read_bytes() for p in (out / "checkpoints").glob("*.ckpt")}
     resumed = run_litcpt("pretrain", "--config", str(recipe), "--resume", "true", "--train.max_steps", "10")
+    # the step resumed from is not saved again (it was, mid-step, after the first micro-batch: unresumable)
+    assert (out / "checkpoints" / "step-00000006.ckpt").read_bytes() == saved["step-00000006.ckpt"]
     bar = _bar(resumed.stdout)
     assert bar[0][0] == 6 and bar[-1] == (10, 10) and {t for _, t in bar} == {10}, bar
     steps = [int(r["step"]) for r in _rows(out / "logs" / "version_1" / "metrics.csv")]

@@ -1,0 +1,70 @@
+"""`litcpt <command> --help` and unknown keys are answered from the parser cache without importing torch,
+Lightning or LitGPT; the cache never serves stale answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from helpers import REPO
+
+PROBE = """
+import sys, time
+t0 = time.perf_counter()
+from litcpt.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit_:
+    code = exit_.code
+heavy = sorted(m for m in ("torch", "lightning", "litgpt") if m in sys.modules)
+print(f"PROBE code={code} heavy={heavy} seconds={time.perf_counter() - t0:.3f}", file=sys.stderr)
+"""
+
+
+def _probe(tmp_path, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LITCPT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "100"}
+    env.pop("LITCPT_NO_CLI_CACHE", None)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=600)
+    return proc, time.perf_counter() - start
+
+
+def test_help_and_unknown_keys_come_from_the_cache_without_heavy_imports(tmp_path):
+    first, _ = _probe(tmp_path, "pretrain", "--help")  # builds the parser (imports everything) and fills the cache
+    assert "PROBE code=0" in first.stderr and "--train.max_tokens" in first.stdout
+    second, seconds = _probe(tmp_path, "pretrain", "--help")
+    assert "PROBE code=0 heavy=[]" in second.stderr, second.stderr[-2000:]
+    assert second.stdout == first.stdout
+    print(f"cached `litcpt pretrain --help`: {seconds:.2f} s wall (first: parser built)")
+
+    bad, _ = _probe(tmp_path, "pretrain", "--train.max_tokns", "5")
+    assert "PROBE code=2 heavy=[]" in bad.stderr
+    line = [ln for ln in bad.stderr.splitlines() if "error" in ln][0]
+    assert "unknown key '--train.max_tokns' (did you mean '--train.max_tokens'?)" in line
+
+    # keys below options that take nested keys are left to the real parser (it knows the classes)
+    deep, _ = _probe(tmp_path, "pretrain", "--lr_schedule", "litcpt.callbacks.WarmupCosineLR",
+                     "--lr_schedule.warmup", "1.5")
+    assert "PROBE code=2 heavy=['lightning', 'litgpt', 'torch']" in deep.stderr
+    assert "warmup=1.5 must be in [0, 1]" in deep.stderr
+
+
+def test_fingerprint_changes_with_terminal_width_and_sources(tmp_path, monkeypatch):
+    from litcpt import cli_cache
+
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = cli_cache.fingerprint("pretrain")
+    monkeypatch.setenv("COLUMNS", "120")
+    assert cli_cache.fingerprint("pretrain") != narrow
+    assert cli_cache.fingerprint("dpo") != cli_cache.fingerprint("pretrain")
+    source = REPO / "litcpt" / "cli_cache.py"
+    before = cli_cache.fingerprint("pretrain")
+    stat = source.stat()
+    try:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        assert cli_cache.fingerprint("pretrain") != before
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
