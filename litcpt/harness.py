@@ -22,10 +22,10 @@ from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
 from litcpt.callbacks.progress import StepProgressBar
 from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
 from litcpt.callbacks.summary import RunSummary
+from litcpt.config import EvalArgs, TrainArgs
 from litcpt.metrics_csv import StepCSVLogger
 from litcpt.quiet import quiet_third_party
-from litcpt.config import EvalArgs, TrainArgs
-from litcpt.resume import AtomicCheckpointIO, StepCheckpoint, clean_stale_saves
+from litcpt.resume import AtomicCheckpointIO, StepCheckpoint, check_loadable, clean_stale_saves, pick_resume_checkpoint
 from litcpt.strategies import make_strategy
 
 LoggerName = Literal["csv", "tensorboard"]
@@ -80,10 +80,8 @@ class RunSpec:
 
 
 def find_resume_checkpoint(resume: Resume, out_dir: Path) -> Path | None:
-    """``True``: the newest loadable checkpoint in ``out_dir/checkpoints`` (``last.ckpt``, else the newest
-    ``step-*.ckpt`` that loads; one must exist); ``"auto"``: that if there is one; a path: that path (must load)."""
-    from litcpt.resume import check_loadable, pick_resume_checkpoint
-
+    """``True``: ``out_dir/checkpoints/last.ckpt``, or the newest ``step-*.ckpt`` there that loads if it does not
+    (one must exist); ``"auto"``: the same if there is any checkpoint; a path: that path (it must load)."""
     if resume is False or resume is None:
         return None
     ckpt_dir = Path(out_dir) / "checkpoints"

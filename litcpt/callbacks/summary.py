@@ -30,5 +30,6 @@ class RunSummary(ModelSummary):
         lines = table.splitlines()[:-1]  # the last line is Lightning's "Total Flops" (0 here)
         flops = getattr(pl_module, "flops_per_batch", None)
         if flops:
-            lines.append(f"{get_human_readable_count(int(flops)):<10}Training FLOPs per micro-batch (forward + backward)")
+            count = get_human_readable_count(int(flops))
+            lines.append(f"{count:<10}Training FLOPs per micro-batch (forward + backward)")
         log.info("\n" + "\n".join(lines))
