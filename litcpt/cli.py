@@ -102,7 +102,7 @@ def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
     if cli_cache.wants_help(flags):
         print(cached["help"], end="")
         raise SystemExit(0)
-    problem = cli_cache.unknown_key(flags, cached)
+    problem = cli_cache.unknown_key(flags, cached) or cli_cache.bad_value(flags, cached)
     if problem:
         print(f"litcpt {command}: error: {problem} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
         raise SystemExit(2)

@@ -4,9 +4,11 @@ A command's typed signature stays its schema: the jsonargparse parser is built f
 importing the command's types (LitGPT's ``Config`` and ``DataModule``, Lightning's ``Callback``, torch optimizers),
 about 9 s of imports before anything can be said. So whenever a parser is built, what it says about itself is
 kept in a small cache: its help text, its option strings, the options that take nested keys (``--data``,
-``--optimizer``...) and the command's positional parameter. The next ``--help`` prints the cached text, and a key
-that the parser would reject as unknown (``--train.max_tokns``) is reported from the cache, both in well under a
-second. Anything else (values, ``--config`` files, ``--print_config``) goes through the real parser.
+``--optimizer``...), the types of options that are plain int/float/bool/None/Literal, and the command's positional
+parameter. The next ``--help`` prints the cached text, and a key that the parser would reject as unknown
+(``--train.max_tokns``) or a plainly wrong simple value (``--train.max_steps abc``) is reported from the cache, in
+well under a second. Anything else (values inside ``init_args``, ``--config`` files, ``--print_config``) goes
+through the real parser, which checks every value again.
 
 The cache is keyed by the command, the size and modification time of every litcpt source file, the versions of
 jsonargparse/LitGPT/Lightning/torch, the Python version and the terminal width, so an edit or an upgrade never serves
@@ -76,13 +78,16 @@ def store(command: str, parser: Any, positional: str | None) -> None:
         return
     from jsonargparse._typehints import ActionTypeHint
 
-    options, nested = [], []
+    options, nested, kinds = [], [], {}
     for action in parser._actions:
         options += action.option_strings
         if isinstance(action, ActionTypeHint):
             nested += [o for o in action.option_strings if o.startswith("--")]
+            kind = simple_kind(getattr(action, "_typehint", None))
+            if kind is not None:
+                kinds.update({o: kind for o in action.option_strings if o.startswith("--")})
     entry = {"help": parser.format_help(), "options": sorted(set(options)), "nested": sorted(set(nested)),
-             "positional": positional}
+             "kinds": kinds, "positional": positional}
     try:
         path = _path(command)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +96,68 @@ def store(command: str, parser: Any, positional: str | None) -> None:
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+def simple_kind(typehint: Any) -> dict[str, Any] | None:
+    """``{"types": [...], "choices": [...]}`` for a type hint made only of int, float, bool, None and Literal
+    members (what the cache can check a value against); ``None`` for anything else."""
+    import typing
+
+    members = typing.get_args(typehint) if typing.get_origin(typehint) in (typing.Union, type(int | None)) else (
+        typehint,)
+    types, choices = [], []
+    for member in members:
+        if member in (int, float, bool):
+            types.append(member.__name__)
+        elif member is type(None):
+            types.append("null")
+        elif typing.get_origin(member) is typing.Literal and all(
+                isinstance(c, (str, int, float, bool)) for c in typing.get_args(member)):
+            choices += list(typing.get_args(member))
+        else:
+            return None
+    return {"types": types, "choices": choices} if (types or choices) else None
+
+
+def bad_value(args: list[str], entry: dict[str, Any]) -> str | None:
+    """The first ``--key value`` whose value cannot be of the key's (simple) type, as ``key: expected ...``."""
+    import yaml
+
+    kinds = entry.get("kinds", {})
+    for i, arg in enumerate(args):
+        if not arg.startswith("--"):
+            continue
+        key, eq, text = arg.partition("=")
+        if key not in kinds:
+            continue
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                continue
+            text = args[i + 1]
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        kind = kinds[key]
+        # When in doubt, accept: the full parser checks every value again; this only catches the plainly wrong.
+        ok = (("null" in kind["types"] and value is None)
+              or ("bool" in kind["types"] and (isinstance(value, bool) or value in (0, 1)))
+              or (("int" in kind["types"] or "float" in kind["types"]) and _number(value, text))
+              or value in kind["choices"] or text in kind["choices"])
+        if not ok:
+            expected = [*kind["types"], *(repr(c) for c in kind["choices"])]
+            return f"{key[2:]}: expected {' or '.join(expected)}, got {text!r}"
+    return None
+
+
+def _number(value: Any, text: str) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    try:
+        float(text)  # 2e6, which YAML reads as a string
+    except ValueError:
+        return False
+    return True
 
 
 def wants_help(args: list[str]) -> bool:

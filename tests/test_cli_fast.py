@@ -45,6 +45,9 @@ def test_help_and_unknown_keys_come_from_the_cache_without_heavy_imports(tmp_pat
     line = [ln for ln in bad.stderr.splitlines() if "error" in ln][0]
     assert "unknown key '--train.max_tokns' (did you mean '--train.max_tokens'?)" in line
 
+    value, _ = _probe(tmp_path, "pretrain", "--train.max_steps", "abc")
+    assert "PROBE code=2 heavy=[]" in value.stderr and "train.max_steps: expected int or null, got 'abc'" in value.stderr
+
     # keys below options that take nested keys are left to the real parser (it knows the classes)
     deep, _ = _probe(tmp_path, "pretrain", "--lr_schedule", "litcpt.callbacks.WarmupCosineLR",
                      "--lr_schedule.warmup", "1.5")
@@ -68,3 +71,22 @@ def test_fingerprint_changes_with_terminal_width_and_sources(tmp_path, monkeypat
         assert cli_cache.fingerprint("pretrain") != before
     finally:
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_simple_values_are_checked_from_the_cache_and_doubt_is_left_to_the_parser():
+    from typing import Literal
+
+    from litcpt.cli_cache import bad_value, simple_kind
+
+    assert simple_kind(int | None) == {"types": ["int", "null"], "choices": []}
+    assert simple_kind(Literal["auto", "ddp"]) == {"types": [], "choices": ["auto", "ddp"]}
+    assert simple_kind(int | str) is None  # anything goes for a str member: nothing to check here
+    entry = {"kinds": {"--train.max_steps": simple_kind(int | None), "--train.compile": simple_kind(bool),
+                       "--strategy": simple_kind(Literal["auto", "ddp"]),
+                       "--train.max_tokens": simple_kind(int | float | None)}}
+    assert bad_value(["--train.max_steps", "abc"], entry) == "train.max_steps: expected int or null, got 'abc'"
+    assert bad_value(["--strategy=fsdp3"], entry) == "strategy: expected 'auto' or 'ddp', got 'fsdp3'"
+    assert bad_value(["--train.compile", "maybe"], entry) == "train.compile: expected bool, got 'maybe'"
+    ok = ["--train.max_steps", "null", "--train.max_tokens", "2e6", "--train.compile", "yes", "--strategy", "ddp",
+          "--train.max_steps=0x10", "--train.max_steps", "--strategy", "auto"]
+    assert bad_value(ok, entry) is None
