@@ -143,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         what = (error_line(err, cfg) if isinstance(err, (ArgumentError, ValueError, TypeError))
                 else f"{type(err).__name__}: {err}")
+        if "Unrecognized arguments" in what:  # the same line as from the cache: the key, and the closest one
+            what = cli_cache.unknown_key(args, cli_cache.describe(parser)) or what
         print(f"litcpt {command}: error: {what} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
         raise SystemExit(2) from None
     _save_config(parser, cfg, command)

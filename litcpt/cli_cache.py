@@ -76,6 +76,19 @@ def store(command: str, parser: Any, positional: str | None) -> None:
     """Describe ``parser`` in the cache (best effort: a read-only home only loses the speed-up)."""
     if not enabled():
         return
+    entry = {**describe(parser), "help": parser.format_help(), "positional": positional}
+    try:
+        path = _path(command)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entry), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def describe(parser: Any) -> dict[str, Any]:
+    """``{"options", "nested", "kinds"}`` of a jsonargparse parser (see :func:`unknown_key`, :func:`bad_value`)."""
     from jsonargparse._typehints import ActionTypeHint
 
     options, nested, kinds = [], [], {}
@@ -86,16 +99,7 @@ def store(command: str, parser: Any, positional: str | None) -> None:
             kind = simple_kind(getattr(action, "_typehint", None))
             if kind is not None:
                 kinds.update({o: kind for o in action.option_strings if o.startswith("--")})
-    entry = {"help": parser.format_help(), "options": sorted(set(options)), "nested": sorted(set(nested)),
-             "kinds": kinds, "positional": positional}
-    try:
-        path = _path(command)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entry), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    return {"options": sorted(set(options)), "nested": sorted(set(nested)), "kinds": kinds}
 
 
 def simple_kind(typehint: Any) -> dict[str, Any] | None:

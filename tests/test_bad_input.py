@@ -97,6 +97,7 @@ def test_bad_init_args_give_the_innermost_message_in_one_short_line(command, arg
     from litcpt.cli import main
 
     monkeypatch.chdir(repo_root)
+    monkeypatch.setenv("LITCPT_NO_CLI_CACHE", "1")
     with pytest.raises(SystemExit) as exit_:
         main([command, *args])
     assert exit_.value.code == 2
@@ -107,10 +108,17 @@ def test_bad_init_args_give_the_innermost_message_in_one_short_line(command, arg
     assert len(message) < 200, message
 
 
-def test_keys_are_not_completed_from_a_prefix(capsys, monkeypatch, repo_root):
+@pytest.mark.parametrize("cache", ["off", "cold", "warm"])
+def test_keys_are_not_completed_from_a_prefix(cache, capsys, monkeypatch, repo_root, tmp_path):
     from litcpt.cli import main
 
     monkeypatch.chdir(repo_root)
-    with pytest.raises(SystemExit):
-        main(["pretrain", "--train.max_token", "655360", "--print_config"])
-    assert "Unrecognized arguments: --train.max_token 655360" in capsys.readouterr().err
+    monkeypatch.setenv("LITCPT_CACHE_DIR", str(tmp_path))
+    if cache == "off":
+        monkeypatch.setenv("LITCPT_NO_CLI_CACHE", "1")
+    for _ in range(2 if cache == "warm" else 1):
+        with pytest.raises(SystemExit) as exit_:
+            main(["pretrain", "--train.max_token", "655360", "--print_config"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "error: unknown key '--train.max_token' (did you mean '--train.max_tokens'?)" in err, err
