@@ -46,6 +46,7 @@ def fingerprint(command: str) -> str:
 
     digest = hashlib.sha256(f"{command}\n{sys.version}\n{shutil.get_terminal_size().columns}\n".encode())
     package = Path(__file__).resolve().parent
+    digest.update(f"{package}\n".encode())  # two checkouts never share answers
     for path in sorted(package.rglob("*.py")):
         stat = path.stat()
         digest.update(f"{path.relative_to(package)}:{stat.st_mtime_ns}:{stat.st_size}\n".encode())
