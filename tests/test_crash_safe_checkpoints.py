@@ -131,13 +131,17 @@ def test_kill_during_save_with_tmpdir_on_the_same_filesystem(tmp_path, straight)
     _resume_and_compare(recipe, tmpdir, out, straight)
 
 
-def test_no_loadable_checkpoint_is_a_one_line_error(tmp_path):
+def test_no_loadable_checkpoint_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    from litcpt.cli import main
+
     ckpts = tmp_path / "out" / "checkpoints"
     ckpts.mkdir(parents=True)
     (ckpts / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
     (ckpts / "step-00000002.ckpt").write_bytes(b"")
-    proc = run_litcpt("pretrain", "--config", str(tiny_recipe(tmp_path)), "--resume", "true", check=False)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    line = proc.stderr.strip().splitlines()[-1]
-    assert "no checkpoint in" in line and "last.ckpt" in line and "step-00000002.ckpt" in line, proc.stderr[-2000:]
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as exit_:
+        main(["pretrain", "--config", str(tiny_recipe(tmp_path)), "--resume", "true"])
+    assert exit_.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("litcpt pretrain: error: resume: no checkpoint in"), lines
+    assert "last.ckpt (" in lines[-1] and "step-00000002.ckpt (" in lines[-1]
