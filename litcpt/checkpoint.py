@@ -101,17 +101,36 @@ def load_weights(model: torch.nn.Module, checkpoint_dir: Path | str, *, field: s
 
 
 def atomic_torch_save(obj: Any, path: Path | str) -> None:
-    """``torch.save`` to a temporary file in the same directory, then ``os.replace`` it into place."""
+    """``torch.save`` to a temporary file in the same directory, fsync it, ``os.replace`` it into place and fsync
+    the directory: whatever ``TMPDIR`` is and wherever a kill lands, ``path`` holds the old file or the new one,
+    never part of one (a stale ``.<name>.*.tmp`` may stay; :func:`litcpt.resume.clean_stale_saves` removes it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as fp:
+            torch.save(obj, fp)
+            fp.flush()
+            os.fsync(fp.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def fsync_dir(path: Path | str) -> None:
+    """Make a rename inside ``path`` durable (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_litgpt_dir(state_dict: Mapping[str, torch.Tensor], config: Config, out_dir: Path | str, *,
@@ -143,7 +162,9 @@ def save_litgpt_dir(state_dict: Mapping[str, torch.Tensor], config: Config, out_
                 (tmp / name).write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
             else:
                 torch.save(obj, tmp / name)
+        _fsync_files(tmp)
         _replace_dir(tmp, out_dir)
+        fsync_dir(out_dir.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -159,3 +180,12 @@ def _replace_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_files(directory: Path) -> None:
+    """fsync every file in ``directory`` and the directory itself (before it is renamed into place)."""
+    for child in directory.iterdir():
+        if child.is_file():
+            with open(child, "rb") as fp:
+                os.fsync(fp.fileno())
+    fsync_dir(directory)

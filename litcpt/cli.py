@@ -50,7 +50,7 @@ def build_parser(command: str, function: Callable):
 
     set_docstring_parse_options(attribute_docstrings=True)
     parser = ArgumentParser(prog=f"litcpt {command}", description=(function.__doc__ or "").split("\n\n")[0],
-                            exit_on_error=False, default_meta=False)
+                            exit_on_error=False, default_meta=False, allow_abbrev=False)  # no key prefixes
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML recipe; later flags override its keys")
     parser.add_function_arguments(function, as_group=False, fail_untyped=False)
     return parser
@@ -94,6 +94,20 @@ def _save_config(parser, cfg, command: str) -> None:
     os.replace(tmp, out / "config.yaml")
 
 
+def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
+    """Exit with the cached help, or with a one-line error for an unknown key; return if neither applies."""
+    from litcpt import cli_cache
+
+    flags = _positional_to_flags(args, cached["positional"]) if cached.get("positional") else args
+    if cli_cache.wants_help(flags):
+        print(cached["help"], end="")
+        raise SystemExit(0)
+    problem = cli_cache.unknown_key(flags, cached) or cli_cache.bad_value(flags, cached)
+    if problem:
+        print(f"litcpt {command}: error: {problem} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -104,20 +118,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"litcpt: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
+    from litcpt import cli_cache
+
+    cached = cli_cache.load(command)  # --help and unknown keys answered without importing torch/Lightning/LitGPT
+    if cached is not None:
+        _answer_from_cache(command, args, cached)
     function = _load(COMMANDS[command])
     positional = getattr(sys.modules[function.__module__], "cli_positional", None)
     if positional:
         args = _positional_to_flags(args, positional)
     parser = build_parser(command, function)
+    if cached is None:
+        cli_cache.store(command, parser, positional)
     from jsonargparse import ArgumentError
 
+    cfg = None
     try:
         cfg = parser.parse_args(args)
         init = parser.instantiate_classes(cfg)
     except Exception as err:  # noqa: BLE001 - any parse failure is the user's input: one line, no traceback
         if os.environ.get("LITCPT_DEBUG"):
             raise
-        what = _one_line(err) if isinstance(err, (ArgumentError, ValueError, TypeError)) else f"{type(err).__name__}: {err}"
+        from litcpt.cli_errors import error_line
+
+        what = (error_line(err, cfg) if isinstance(err, (ArgumentError, ValueError, TypeError))
+                else f"{type(err).__name__}: {err}")
+        if "Unrecognized arguments" in what:  # the same line as from the cache: the key, and the closest one
+            what = cli_cache.unknown_key(args, cli_cache.describe(parser)) or what
         print(f"litcpt {command}: error: {what} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
         raise SystemExit(2) from None
     _save_config(parser, cfg, command)

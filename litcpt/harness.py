@@ -15,11 +15,17 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
+from litcpt.callbacks.progress import StepProgressBar
+from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
+from litcpt.callbacks.summary import RunSummary
 from litcpt.config import EvalArgs, TrainArgs
+from litcpt.metrics_csv import StepCSVLogger
+from litcpt.quiet import quiet_third_party
+from litcpt.resume import AtomicCheckpointIO, StepCheckpoint, check_loadable, clean_stale_saves, pick_resume_checkpoint
 from litcpt.strategies import make_strategy
 
 LoggerName = Literal["csv", "tensorboard"]
@@ -74,26 +80,26 @@ class RunSpec:
 
 
 def find_resume_checkpoint(resume: Resume, out_dir: Path) -> Path | None:
-    """``True``: ``out_dir/checkpoints/last.ckpt`` (must exist); ``"auto"``: that if it exists; a path: that path."""
+    """``True``: ``out_dir/checkpoints/last.ckpt``, or the newest ``step-*.ckpt`` there that loads if it does not
+    (one must exist); ``"auto"``: the same if there is any checkpoint; a path: that path (it must load)."""
     if resume is False or resume is None:
         return None
-    last = Path(out_dir) / "checkpoints" / "last.ckpt"
+    ckpt_dir = Path(out_dir) / "checkpoints"
     if resume is True or resume == "auto":
-        if last.exists():
-            return last
-        if resume == "auto":
-            return None
-        raise FileNotFoundError(f"resume: true but no checkpoint at {last} (use resume: auto to start fresh)")
+        found = pick_resume_checkpoint(ckpt_dir)
+        if found is not None or resume == "auto":
+            return found
+        raise FileNotFoundError(f"resume: true but no checkpoint in {ckpt_dir} (use resume: auto to start fresh)")
     path = Path(resume)
     if not path.exists():
         raise FileNotFoundError(f"resume: checkpoint {str(path)!r} does not exist")
-    return path
+    return check_loadable(path)
 
 
 def make_logger(name: LoggerName, out_dir: Path) -> Logger:
     """A new logger version per run (``logs/version_N``): a resumed run never overwrites earlier metrics."""
     if name == "csv":
-        return CSVLogger(save_dir=str(out_dir), name="logs")
+        return StepCSVLogger(save_dir=str(out_dir), name="logs")  # one metrics.csv row per optimizer step
     if name == "tensorboard":
         import importlib.util
 
@@ -134,15 +140,18 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
     ckpt_dir = spec.out_dir / "checkpoints"
     callbacks: list[Callback] = list(spec.callbacks)
     callbacks += [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step:08d}", every_n_train_steps=train.save_interval or 0,
-                        save_top_k=train.keep_checkpoints, save_last=True, auto_insert_metric_name=False,
-                        save_on_train_epoch_end=False),
+        StepCheckpoint(dirpath=ckpt_dir, filename="step-{step:08d}", every_n_train_steps=train.save_interval or 0,
+                       save_top_k=train.keep_checkpoints, save_last=True, auto_insert_metric_name=False,
+                       save_on_train_epoch_end=False),
         LitGPTCheckpoint(spec.out_dir, save_interval=train.save_interval, tokenizer_dir=spec.tokenizer_dir,
                          extra_files=[spec.out_dir / "config.yaml"]),
-        LearningRateMonitor(logging_interval="step"),
-        ThroughputMonitor(batch_size_fn=_batch_size, length_fn=_batch_length),
+        OptimizerLR(),
+        StepThroughputMonitor(batch_size_fn=_batch_size, length_fn=_batch_length),
+        StepProgressBar(),
+        RunSummary(),
         _LastValidationStep(),
     ]
+    quiet_third_party()
     return L.Trainer(
         accelerator=spec.accelerator,
         devices=spec.num_devices,
@@ -152,6 +161,7 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
         precision=spec.resolved_precision(),
         logger=make_logger(spec.logger_name, spec.out_dir),
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],  # .ckpt written in its own dir (tmp, fsync, rename) whatever TMPDIR is
         max_steps=max_steps,
         max_epochs=-1,
         accumulate_grad_batches=accumulate,
@@ -172,6 +182,8 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
 
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunSpec, *, max_steps: int) -> L.Trainer:
     """Train ``module`` on ``datamodule`` as ``spec`` says; returns the finished Trainer."""
+    if is_global_zero_process():
+        clean_stale_saves(spec.out_dir)
     ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(spec, max_steps=max_steps)
@@ -180,8 +192,20 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
     if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
+        _validate_on_last_step_row(trainer, module, datamodule)
     return trainer
+
+
+def _validate_on_last_step_row(trainer: L.Trainer, module: L.LightningModule, datamodule: Any) -> None:
+    """Validate after fit with metrics logged on the row of the last optimizer step, where validation during fit
+    logs them too (Lightning would use the next step's row: ``trainer.validate`` logs at ``_batches_that_stepped``)."""
+    loop = trainer.fit_loop.epoch_loop
+    shift = 1 if getattr(loop, "_batches_that_stepped", 0) > 0 else 0
+    loop._batches_that_stepped -= shift
+    try:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    finally:
+        loop._batches_that_stepped += shift
 
 
 def is_global_zero_process() -> bool:

@@ -11,23 +11,31 @@ import torch
 from litcpt.checkpoint import check_checkpoint_dir
 
 
-def _rows(path: Path) -> list[dict]:
-    """Rows of a jsonl file, with the line number of each bad row in the error."""
-    import gzip
+def _rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict]]:
+    """``(line number, row)`` of a jsonl file, with the line of each bad row (bad JSON or bytes) in the error."""
+    from litcpt.data.textio import iter_lines
 
-    opener = gzip.open if path.suffix == ".gz" else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as fp:
-        for line_no, line in enumerate(fp, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
+    for line_no, line in iter_lines(path, encoding):
+        if not line.strip():
+            continue
+        try:
+            rows.append((line_no, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
     if not rows:
         raise ValueError(f"{path}: no rows")
     return rows
+
+
+def scores_file_name(data: Path) -> str:
+    """``<data name without .jsonl/.jsonl.gz/.json>.scores.jsonl``: the whole stem, dots included."""
+    name = Path(data).name
+    for suffix in (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".gz"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return f"{name}.scores.jsonl"
 
 
 @torch.no_grad()
@@ -55,8 +63,8 @@ def score_texts(model, tokenizer, texts: list[tuple[str, str]], *, batch_size: i
     return scores
 
 
-def main(checkpoint_dir: Path, data: Path, out_file: Path | None = None, batch_size: int = 8,
-         max_length: int | None = None, device: str = "cpu") -> dict:
+def main(checkpoint_dir: Path, data: Path, out_dir: Path | None = None, out_file: Path | None = None,
+         batch_size: int = 8, max_length: int | None = None, device: str = "cpu", encoding: str = "utf-8") -> dict:
     """Score a jsonl file with a reward model trained by ``litcpt reward``.
 
     Rows are either ``{"prompt", "response"}`` (one score each) or preference pairs in any format
@@ -66,12 +74,17 @@ def main(checkpoint_dir: Path, data: Path, out_file: Path | None = None, batch_s
     Args:
         checkpoint_dir: a reward checkpoint dir (``out/reward/final``).
         data: a ``.jsonl`` / ``.jsonl.gz`` file.
-        out_file: where to write the scores (jsonl; default ``<data stem>.scores.jsonl`` next to the data).
+        out_dir: where the scores go: ``<out_dir>/<data name>.scores.jsonl`` (the data's full name without
+            ``.jsonl``/``.jsonl.gz``), plus the run's ``config.yaml``; default ``out/score`` (never the data's dir).
+        out_file: write the scores to this file instead.
         batch_size: sequences per forward pass.
         max_length: tokens per sequence (default: the model's block size). Pairs are truncated as in training
             (the prompt is cut from the left, both responses keep the same prompt); single rows keep their last
             ``max_length`` tokens.
         device: ``cpu`` or ``cuda``.
+        encoding: text encoding of ``data`` (``utf-8``, ``latin-1``, ``cp1252``, ...).
+
+    Every output row carries ``index`` (0-based position among the data rows) and ``line`` (its line in ``data``).
     """
     from litgpt import Tokenizer
 
@@ -86,8 +99,9 @@ def main(checkpoint_dir: Path, data: Path, out_file: Path | None = None, batch_s
     model = load_reward_model(checkpoint_dir, device=device)
     tokenizer = Tokenizer(checkpoint_dir)
     max_length = max_length or model.config.block_size
-    rows = _rows(data)
-    out_file = Path(out_file) if out_file else data.with_name(data.name.split(".")[0] + ".scores.jsonl")
+    numbered = _rows(data, encoding)
+    lines, rows = [n for n, _ in numbered], [row for _, row in numbered]
+    out_file = Path(out_file) if out_file else Path(out_dir or "out/score") / scores_file_name(data)
     summary: dict = {"checkpoint_dir": str(checkpoint_dir), "data": str(data), "rows": len(rows)}
     if all("response" in row for row in rows):
         for line_no, row in enumerate(rows, 1):
@@ -95,18 +109,20 @@ def main(checkpoint_dir: Path, data: Path, out_file: Path | None = None, batch_s
                 raise ValueError(f"{data}: row {line_no}: fields 'prompt' and 'response' must be strings")
         scores = score_texts(model, tokenizer, [(r.get("prompt", ""), r["response"]) for r in rows],
                              batch_size=batch_size, max_length=max_length)
-        records = [{**row, "score": s} for row, s in zip(rows, scores)]
+        records = [{"index": i, "line": line, **row, "score": s}
+                   for i, (line, row, s) in enumerate(zip(lines, rows, scores))]
     else:
         from litcpt.rewardbench.evaluate import score_pairs
 
-        pairs = load_preference_pairs(data)
+        pairs = load_preference_pairs(data, encoding=encoding)
         # the same tokenisation and truncation as training (shared prompt, "left" truncation) and as rewardbench
         scored = score_pairs(model, pairs, tokenizer, batch_size, max_length=max_length, device=device)
         chosen, rejected = [c for c, _ in scored], [r for _, r in scored]
-        records = [{"id": p.id, "subset": p.subset, "score_chosen": c, "score_rejected": r}
-                   for p, c, r in zip(pairs, chosen, rejected)]
+        records = [{"index": i, "line": line, "id": p.id, "subset": p.subset, "score_chosen": c, "score_rejected": r}
+                   for i, (line, p, c, r) in enumerate(zip(lines, pairs, chosen, rejected))]
         summary["accuracy"] = pair_accuracy(chosen, rejected, ties="half")
         summary["pairs"] = len(pairs)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fp:
         for record in records:

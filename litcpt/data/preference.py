@@ -24,7 +24,6 @@ See ``docs/preference-data.md`` for examples and the exact batch layout.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import json
 import logging
@@ -44,6 +43,8 @@ from litgpt.prompts import PromptStyle
 from litgpt.tokenizer import Tokenizer
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
+
+from litcpt.data.textio import DEFAULT_ENCODING, check_encoding, iter_lines, read_text
 
 __all__ = [
     "ASSISTANT_MARKER",
@@ -514,33 +515,25 @@ def _import_datasets(purpose: str) -> Any:
     return datasets
 
 
-def _open_text(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 _Row = tuple[str, Any]  # (location such as "line 3", row or _BadRow)
 
 
-def _jsonl_rows(path: Path) -> Iterator[_Row]:
-    with _open_text(path) as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"line {number}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                message = f"invalid JSON ({exc.msg} at column {exc.colno})"
-                yield f"line {number}", _BadRow("invalid_json", None, message)
-
-
-def _json_rows(path: Path) -> Iterator[_Row]:
-    with _open_text(path) as fh:
+def _jsonl_rows(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[_Row]:
+    for number, line in iter_lines(path, encoding):
+        if not line.strip():
+            continue
         try:
-            data = json.load(fh)
+            yield f"line {number}", json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            message = f"invalid JSON ({exc.msg} at column {exc.colno})"
+            yield f"line {number}", _BadRow("invalid_json", None, message)
+
+
+def _json_rows(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[_Row]:
+    try:
+        data = json.loads(read_text(path, encoding))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of row objects, got {_type_name(data)}")
     for number, row in enumerate(data, start=1):
@@ -600,7 +593,7 @@ def _is_dataset_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(hasattr(v, "column_names") for v in obj.values())
 
 
-def _source_rows(source: Any, split: str | None) -> tuple[str, Iterator[_Row]]:
+def _source_rows(source: Any, split: str | None, encoding: str = DEFAULT_ENCODING) -> tuple[str, Iterator[_Row]]:
     """Return (label used in messages, iterator of (location, row))."""
 
     def numbered(rows: Iterable[Any]) -> Iterator[_Row]:
@@ -619,9 +612,9 @@ def _source_rows(source: Any, split: str | None) -> tuple[str, Iterator[_Row]]:
             if split is not None:
                 raise ValueError(f"{label}: split={split!r} only applies to dataset dicts and hub names")
             if name.endswith((".jsonl", ".jsonl.gz")):
-                return label, _jsonl_rows(path)
+                return label, _jsonl_rows(path, encoding)
             if name.endswith((".json", ".json.gz")):
-                return label, _json_rows(path)
+                return label, _json_rows(path, encoding)
             if name.endswith(".parquet"):
                 return label, numbered(_parquet_records(path))
             raise ValueError(f"{label}: unsupported file type, expected one of {list(_SUFFIXES)}")
@@ -654,12 +647,13 @@ def load_preference_pairs_with_report(
     on_bad_row: BadRowPolicy = "error",
     split: str | None = None,
     prompt_style: str | PromptStyle | None = None,
+    encoding: str = DEFAULT_ENCODING,
 ) -> tuple[list[PreferencePair], LoadReport]:
     """Like :func:`load_preference_pairs`, also returning a :class:`LoadReport`."""
     _check_choice("format", format, _FORMATS)
     _check_choice("on_bad_row", on_bad_row, ("error", "skip"))
     style = _resolve_prompt_style(prompt_style)
-    label, rows = _source_rows(source, split)
+    label, rows = _source_rows(source, split, check_encoding(encoding))
     report = LoadReport(source=label)
     skipped: Counter[str] = Counter()
     formats: Counter[str] = Counter()
@@ -695,6 +689,7 @@ def load_preference_pairs(
     on_bad_row: BadRowPolicy = "error",
     split: str | None = None,
     prompt_style: str | PromptStyle | None = None,
+    encoding: str = DEFAULT_ENCODING,
 ) -> list[PreferencePair]:
     """Read preference pairs from ``source``.
 
@@ -713,12 +708,14 @@ def load_preference_pairs(
         prompt_style: litgpt prompt style (name or instance) for ``"chat"`` rows; ``None``
             uses the default Human/Assistant template (see :func:`render_chat_pair`).
             Not applied to ``"prompt"`` or ``"hh"`` rows, which are used verbatim.
+        encoding: text encoding of ``.jsonl``/``.json`` files (see :mod:`litcpt.data.textio`): a byte that does
+            not decode is a one-line error naming the file and line; a UTF-8 byte-order mark is dropped.
 
     A response that is the empty string is a bad row; whitespace-only responses are kept
     (HH-RLHF has silent refusals) and counted in :attr:`LoadReport.blank_responses`.
     """
     return load_preference_pairs_with_report(
-        source, format=format, on_bad_row=on_bad_row, split=split, prompt_style=prompt_style
+        source, format=format, on_bad_row=on_bad_row, split=split, prompt_style=prompt_style, encoding=encoding
     )[0]
 
 
@@ -1186,6 +1183,8 @@ class Preference(DataModule):
     num_workers: int = 0
     prompt_style: str | PromptStyle | None = None
     """For "chat" rows; ``None`` uses the default Human/Assistant template."""
+    encoding: str = DEFAULT_ENCODING
+    """Text encoding of ``.jsonl``/``.json`` files (``utf-8``, ``latin-1``, ``cp1252``, ...)."""
 
     tokenizer: Tokenizer | None = field(default=None, init=False, repr=False)
     batch_size: int = field(default=1, init=False, repr=False)
@@ -1232,7 +1231,8 @@ class Preference(DataModule):
 
     def _load(self, source: Any) -> tuple[list[PreferencePair], LoadReport]:
         return load_preference_pairs_with_report(
-            source, format=self.format, on_bad_row=self.on_bad_row, prompt_style=self.prompt_style
+            source, format=self.format, on_bad_row=self.on_bad_row, prompt_style=self.prompt_style,
+            encoding=self.encoding,
         )
 
     def setup(self, stage: str = "") -> None:

@@ -16,6 +16,7 @@ from litgpt.data import DataModule
 from torch.utils.data import DataLoader
 
 from litcpt.data.sampling import BlockStream, Mixer, StreamLoader
+from litcpt.data.textio import check_encoding
 from litcpt.data.tokens import BlockSplit, LitdataTokens, TokenBlocks, TokenFile, make_blocks, open_tokens, split_blocks
 
 __all__ = ["ResumableStreamMixin", "TextFiles", "load_tokenizer"]
@@ -130,6 +131,8 @@ class TextFiles(ResumableStreamMixin, DataModule):
         litdata_kwargs: extra keyword arguments for ``litdata.StreamingDataset`` (streamed
             ``litdata:`` paths only), e.g. ``{"cache_dir": "/scratch/chunks", "max_cache_size":
             "200GB", "storage_options": {...}}``; not ``item_loader``/``shuffle``/``subsample``.
+        encoding: text encoding of ``.txt``/``.jsonl``/``.json`` files (ASCII-compatible: ``utf-8``,
+            ``latin-1``, ``cp1252``, ...); a byte that does not decode is reported with file and line.
 
     Training batches are ``LongTensor[batch_size, max_seq_length + 1]`` from an infinite,
     seeded stream, reshuffled every epoch; see :mod:`litcpt.data.sampling`.
@@ -147,6 +150,7 @@ class TextFiles(ResumableStreamMixin, DataModule):
         cache_dir: str | Path | None = None,
         hf_kwargs: dict[str, Any] | None = None,
         litdata_kwargs: dict[str, Any] | None = None,
+        encoding: str = "utf-8",
     ) -> None:
         super().__init__()
         if val_data_path is None and not 0 < float(val_split_fraction) < 1:
@@ -163,6 +167,7 @@ class TextFiles(ResumableStreamMixin, DataModule):
         self.cache_dir = cache_dir
         self.hf_kwargs = dict(hf_kwargs) if hf_kwargs else None
         self.litdata_kwargs = dict(litdata_kwargs) if litdata_kwargs else None
+        self.encoding = check_encoding(encoding, f"TextFiles({train_data_path}): encoding")
 
         self.tokenizer: Any = None
         self.batch_size = 1
@@ -206,6 +211,7 @@ class TextFiles(ResumableStreamMixin, DataModule):
             "hf_kwargs": self.hf_kwargs,
             "litdata_kwargs": self.litdata_kwargs,
             "create": create,
+            "encoding": self.encoding,
         }
         train = open_tokens(self.train_data_path, self.tokenizer, what="train_data_path", **common)
         val = None

@@ -40,9 +40,7 @@ overlap, cut within each chunk (``chunk_tokens // (T + 1)`` per chunk; a chunk's
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
-import io
 import json
 import os
 import uuid
@@ -56,6 +54,7 @@ import torch
 from torch.utils.data import Dataset
 
 from litcpt.data.sampling import derive_key, permute
+from litcpt.data.textio import DEFAULT_ENCODING, iter_lines, read_text
 
 __all__ = [
     "BlockSplit",
@@ -223,24 +222,18 @@ def resolve_source(spec: str | Path, what: str = "data path") -> SourceRef:
     return SourceRef("files", text, files=files, path=path)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
-def _iter_txt(path: Path, chunk_chars: int = _TXT_CHUNK_CHARS) -> Iterator[tuple[str, bool]]:
+def _iter_txt(path: Path, chunk_chars: int = _TXT_CHUNK_CHARS,
+              encoding: str = DEFAULT_ENCODING) -> Iterator[tuple[str, bool]]:
     """One document per file, yielded as pieces cut at line boundaries (blank lines preferred)."""
-    with _open_text(path) as fp:
-        buffer: list[str] = []
-        size = 0
-        for line in fp:
-            buffer.append(line)
-            size += len(line)
-            if size >= chunk_chars and (not line.strip() or size >= 4 * chunk_chars):
-                yield "".join(buffer), False
-                buffer, size = [], 0
-        yield "".join(buffer), True
+    buffer: list[str] = []
+    size = 0
+    for _, line in iter_lines(path, encoding):
+        buffer.append(line)
+        size += len(line)
+        if size >= chunk_chars and (not line.strip() or size >= 4 * chunk_chars):
+            yield "".join(buffer), False
+            buffer, size = [], 0
+    yield "".join(buffer), True
 
 
 def _row_text(row: Any, text_field: str, where: str) -> str:
@@ -254,29 +247,26 @@ def _row_text(row: Any, text_field: str, where: str) -> str:
     return value
 
 
-def _iter_jsonl(path: Path, text_field: str) -> Iterator[tuple[str, bool]]:
-    with _open_text(path) as fp:
-        for lineno, line in enumerate(fp, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
-            yield _row_text(row, text_field, f"{path}:{lineno}"), True
-
-
-def _iter_json(path: Path, text_field: str) -> Iterator[tuple[str, bool]]:
-    with _open_text(path) as fp:
-        head = fp.read(4096)
-    if not head.lstrip().startswith("["):  # JSON lines saved as .json
-        yield from _iter_jsonl(path, text_field)
-        return
-    with _open_text(path) as fp:
+def _iter_jsonl(path: Path, text_field: str, encoding: str = DEFAULT_ENCODING) -> Iterator[tuple[str, bool]]:
+    for lineno, line in iter_lines(path, encoding):
+        if not line.strip():
+            continue
         try:
-            rows = json.load(fp)
+            row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
+            raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+        yield _row_text(row, text_field, f"{path}:{lineno}"), True
+
+
+def _iter_json(path: Path, text_field: str, encoding: str = DEFAULT_ENCODING) -> Iterator[tuple[str, bool]]:
+    first = next((line for _, line in iter_lines(path, encoding) if line.strip()), "")
+    if not first.lstrip().startswith("["):  # JSON lines saved as .json
+        yield from _iter_jsonl(path, text_field, encoding)
+        return
+    try:
+        rows = json.loads(read_text(path, encoding))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
     for i, row in enumerate(rows):
         yield _row_text(row, text_field, f"{path}: element {i}"), True
 
@@ -340,7 +330,8 @@ def _iter_hf(ref: SourceRef, text_field: str, hf_kwargs: dict[str, Any] | None) 
 
 
 def iter_documents(
-    ref: SourceRef, text_field: str = "text", hf_kwargs: dict[str, Any] | None = None
+    ref: SourceRef, text_field: str = "text", hf_kwargs: dict[str, Any] | None = None,
+    encoding: str = DEFAULT_ENCODING,
 ) -> Iterator[tuple[str, bool]]:
     """Stream ``(text piece, ends_document)`` pairs of a corpus (a ``.txt`` file is one document
     split into several pieces; every other row is one piece that ends its document)."""
@@ -348,11 +339,11 @@ def iter_documents(
         for path in ref.files:
             name = path.name.lower()
             if name.endswith((".txt", ".txt.gz")):
-                yield from _iter_txt(path)
+                yield from _iter_txt(path, encoding=encoding)
             elif name.endswith((".jsonl", ".jsonl.gz")):
-                yield from _iter_jsonl(path, text_field)
+                yield from _iter_jsonl(path, text_field, encoding)
             elif name.endswith((".json", ".json.gz")):
-                yield from _iter_json(path, text_field)
+                yield from _iter_json(path, text_field, encoding)
             elif name.endswith(".parquet"):
                 yield from _iter_parquet(path, text_field)
             else:  # pragma: no cover - filtered by resolve_source
@@ -741,6 +732,7 @@ def cache_entry(
     cache_dir: str | Path | None = None,
     text_field: str = "text",
     hf_kwargs: dict[str, Any] | None = None,
+    encoding: str = DEFAULT_ENCODING,
 ) -> Path:
     """Directory where the tokens of ``ref`` under ``tokenizer`` and settings are cached."""
     if ref.kind == "tokens":
@@ -754,6 +746,8 @@ def cache_entry(
         "text_field": None if _only_txt(ref) else text_field,
         "hf_kwargs": hf_kwargs if ref.kind == "hf_hub" else None,
     }
+    if encoding != DEFAULT_ENCODING:  # only then: UTF-8 caches made before `encoding` existed stay valid
+        key_data["encoding"] = encoding
     digest = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:16]
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return root / f"{ref.label}-{digest}"
@@ -767,6 +761,7 @@ def ensure_tokens(
     hf_kwargs: dict[str, Any] | None = None,
     what: str = "data path",
     create: bool = True,
+    encoding: str = DEFAULT_ENCODING,
 ) -> TokenFile:
     """Tokenise ``spec`` (see :func:`resolve_source`) unless cached; return its :class:`TokenFile`.
 
@@ -781,13 +776,13 @@ def ensure_tokens(
         return tf
     if tokenizer is None:
         raise ValueError(f"{what} {str(spec)!r}: a tokenizer is needed (pass --tokenizer_dir / connect(tokenizer=...))")
-    entry = cache_entry(ref, tokenizer, cache_dir, text_field, hf_kwargs)
+    entry = cache_entry(ref, tokenizer, cache_dir, text_field, hf_kwargs, encoding)
     if (entry / "meta.json").is_file():
         tf = TokenFile.load(entry)
     elif create and ref.kind == "litdata":
         tf = write_token_chunks(_litdata_chunks(ref, tokenizer), tokenizer, entry, source=str(spec))
     elif create:
-        tf = write_tokens(iter_documents(ref, text_field, hf_kwargs), tokenizer, entry, source=str(spec))
+        tf = write_tokens(iter_documents(ref, text_field, hf_kwargs, encoding), tokenizer, entry, source=str(spec))
     else:
         raise ValueError(f"{what} {str(spec)!r}: not tokenised yet (expected {entry}); call prepare_data() first")
     _check_tokenizer(tf, tokenizer, f"{what} {str(spec)!r}")
@@ -804,13 +799,14 @@ def open_tokens(
     litdata_kwargs: dict[str, Any] | None = None,
     what: str = "data path",
     create: bool = True,
+    encoding: str = DEFAULT_ENCODING,
 ) -> TokenFile | LitdataTokens:
     """The tokens of ``spec``: a streamed :class:`LitdataTokens` for a ``TokensLoader`` litdata
     dataset, else the (cached) :class:`TokenFile` of :func:`ensure_tokens`."""
     ref = resolve_source(spec, what)
     if ref.kind == "litdata_stream":
         return open_litdata(ref, tokenizer, block_size, litdata_kwargs, what)
-    return ensure_tokens(spec, tokenizer, cache_dir, text_field, hf_kwargs, what, create)
+    return ensure_tokens(spec, tokenizer, cache_dir, text_field, hf_kwargs, what, create, encoding)
 
 
 # ----------------------------------------------------------------------------- blocks

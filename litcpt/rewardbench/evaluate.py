@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import time
@@ -42,7 +43,8 @@ import torch
 from torch import Tensor
 
 from litcpt.rewardbench.scoring import REWARDBENCH_TIES, accuracy_by_subset
-from litcpt.rewardbench.sections import OTHER, PRIOR_SETS, SCORE, group_subsets, section_scores
+from litcpt.rewardbench.sections import (CORE_SECTIONS, OTHER, PRIOR_SETS, SCORE, group_subsets, section_scores,
+                                         subset_name_warnings)
 
 __all__ = [
     "DEFAULT_SUBSET",
@@ -503,6 +505,11 @@ class Summary:
         return sum(n for _, n in self.subsets.values())
 
     @property
+    def num_scored_pairs(self) -> int:
+        """Pairs of the subsets that count towards a section (what the Score is computed from)."""
+        return sum(self.subsets[m][1] for group, members in self.groups.items() if group != OTHER for m in members)
+
+    @property
     def accuracy(self) -> float:
         """Accuracy over all pairs (what a single-subset run reports)."""
         return sum(acc * n for acc, n in self.subsets.values()) / max(self.num_pairs, 1)
@@ -515,6 +522,8 @@ def summarize(scores: Sequence[PairScore]) -> Summary:
     subsets = accuracy_by_subset((s.to_record() for s in scores), ties=REWARDBENCH_TIES, source="scores")
     groups = group_subsets(sorted(subsets))
     sections = section_scores({name: acc for name, (acc, _) in subsets.items()})
+    for warning in subset_name_warnings(sorted(subsets)):
+        logging.getLogger(__name__).warning("rewardbench: %s", warning)
     return Summary(subsets=subsets, groups=groups, sections=sections)
 
 
@@ -537,7 +546,7 @@ def format_table(summary: Summary, *, title: str | None = None, unit: str = "pai
             lines.append(f"  {name:<{width - 2}}  {n:>7}  {acc:8.4f}")
     lines.append(rule)
     if SCORE in summary.sections:
-        lines.append(f"{SCORE:<{width}}  {summary.num_pairs:>7}  {summary.sections[SCORE]:8.4f}")
+        lines.append(f"{SCORE:<{width}}  {summary.num_scored_pairs:>7}  {summary.sections[SCORE]:8.4f}")
     else:
         lines.append(f"{f'accuracy (all {unit})':<{width}}  {summary.num_pairs:>7}  {summary.accuracy:8.4f}")
     return "\n".join(lines)
@@ -547,9 +556,13 @@ def results_json(summary: Summary, metadata: Mapping[str, Any]) -> dict[str, Any
     """RewardBench's results shape: model metadata and one top-level ``subset: accuracy`` entry per subset; litcpt's
     extras (sections, pair counts, "other" subsets, run details) under ``"litcpt"``."""
     out: dict[str, Any] = {key: metadata.get(key) for key in ("model", "ref_model", "model_type", "chat_template")}
-    out.update({name: acc for name, (acc, _) in summary.subsets.items()})
-    extras = {k: v for k, v in metadata.items() if k not in out}
-    out["litcpt"] = {"sections": summary.sections, "num_pairs": {k: n for k, (_, n) in summary.subsets.items()},
+    # A subset named like a metadata key, a section or "litcpt" stays out of the top level (only under
+    # litcpt.subsets), so a section's name at the top level never holds a subset's accuracy.
+    reserved = {*out, "litcpt", SCORE, PRIOR_SETS, OTHER, *CORE_SECTIONS}
+    out.update({name: acc for name, (acc, _) in summary.subsets.items() if name not in reserved})
+    extras = {k: v for k, v in metadata.items() if k not in out and k not in summary.subsets}
+    out["litcpt"] = {"sections": summary.sections, "subsets": {k: acc for k, (acc, _) in summary.subsets.items()},
+                     "num_pairs": {k: n for k, (_, n) in summary.subsets.items()},
                      "other_subsets": summary.groups.get(OTHER, []), "tie_rule": REWARDBENCH_TIES, **extras}
     return out
 

@@ -34,9 +34,11 @@ __all__ = [
     "PRIOR_SETS",
     "SCORE",
     "SectionSpec",
+    "edit_distance",
     "group_subsets",
     "load_spec",
     "section_scores",
+    "subset_name_warnings",
 ]
 
 #: The four core RewardBench sections, in leaderboard order.
@@ -172,3 +174,34 @@ def section_scores(
     if total_weight > 0:
         result[SCORE] = sum(weights.get(name, 1.0) * value for name, value in result.items()) / total_weight
     return result
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions) between ``a`` and ``b``."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def subset_name_warnings(subsets: Iterable[str], spec: SectionSpec | None = None, max_distance: int = 2) -> list[str]:
+    """One line per subset name that counts towards no section but looks like a mistake: a near miss of a known
+    subset (edit distance <= ``max_distance``, case ignored) or the name of a section or of the Score."""
+    spec = spec or load_spec()
+    known = sorted({*spec.example_counts, *spec.prior_sets, *(s for v in spec.sections.values() for s in v)})
+    reserved = {*spec.sections, PRIOR_SETS, SCORE, OTHER}
+    out = []
+    for name in dict.fromkeys(subsets):
+        if spec.section_of(name) is not None:
+            continue
+        if name in reserved:
+            out.append(f"subset {name!r} has the name of a section; it counts towards no section (scored as 'other')")
+            continue
+        best = min(known, key=lambda k: (edit_distance(name.lower(), k.lower()), k), default=None)
+        if best is not None and edit_distance(name.lower(), best.lower()) <= max_distance:
+            out.append(f"subset {name!r} is not a RewardBench subset and counts towards no section; did you mean "
+                       f"{best!r}?")
+    return out
