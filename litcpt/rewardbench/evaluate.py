@@ -494,11 +494,14 @@ class Summary:
         subsets: ``{subset: (accuracy, pairs)}`` (RewardBench ties: a tie is wrong).
         groups: section -> its subsets present, in leaderboard order; ``"other"`` holds subsets of no section.
         sections: :func:`~litcpt.rewardbench.section_scores` of the subsets (``"Score"`` when any section exists).
+        section_names: the benchmark's section names, whether scored in this run or not: a subset of that name stays
+            out of ``results.json``'s top level (RewardBench v1's four sections and Prior Sets by default).
     """
 
     subsets: dict[str, tuple[float, int]]
     groups: dict[str, list[str]]
     sections: dict[str, float]
+    section_names: tuple[str, ...] = (*CORE_SECTIONS, PRIOR_SETS)
 
     @property
     def num_pairs(self) -> int:
@@ -558,7 +561,7 @@ def results_json(summary: Summary, metadata: Mapping[str, Any]) -> dict[str, Any
     out: dict[str, Any] = {key: metadata.get(key) for key in ("model", "ref_model", "model_type", "chat_template")}
     # A subset named like a metadata key, a section or "litcpt" stays out of the top level (only under
     # litcpt.subsets), so a section's name at the top level never holds a subset's accuracy.
-    reserved = {*out, "litcpt", SCORE, PRIOR_SETS, OTHER, *CORE_SECTIONS}
+    reserved = {*out, "litcpt", SCORE, OTHER, *summary.section_names}
     out.update({name: acc for name, (acc, _) in summary.subsets.items() if name not in reserved})
     extras = {k: v for k, v in metadata.items() if k not in out and k not in summary.subsets}
     out["litcpt"] = {"sections": summary.sections, "subsets": {k: acc for k, (acc, _) in summary.subsets.items()},

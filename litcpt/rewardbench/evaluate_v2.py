@@ -136,4 +136,4 @@ def summarize_groups(scores: Sequence[GroupScore]) -> Summary:
     if others:
         groups[OTHER] = others
     sections = {SCORE: final_score({name: subsets[name][0] for name in present})} if present else {}
-    return Summary(subsets=subsets, groups=groups, sections=sections)
+    return Summary(subsets=subsets, groups=groups, sections=sections, section_names=(GROUP,))
