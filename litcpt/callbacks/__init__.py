@@ -4,9 +4,12 @@ from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint  # noqa: F401
 from litcpt.callbacks.lr_schedule import (  # noqa: F401
     ConstantLR,
     InfiniteLR,
+    LinearDecayLR,
     LRScheduleCallback,
+    PowerLR,
     WarmupCosineLR,
     WSDLR,
 )
 
-__all__ = ["ConstantLR", "InfiniteLR", "LitGPTCheckpoint", "LRScheduleCallback", "WarmupCosineLR", "WSDLR"]
+__all__ = ["ConstantLR", "InfiniteLR", "LinearDecayLR", "LitGPTCheckpoint", "LRScheduleCallback", "PowerLR",
+           "WarmupCosineLR", "WSDLR"]
