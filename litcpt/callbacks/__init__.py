@@ -10,6 +10,7 @@ from litcpt.callbacks.lr_schedule import (  # noqa: F401
     WarmupCosineLR,
     WSDLR,
 )
+from litcpt.callbacks.skip_step import SkipSpikes  # noqa: F401
 
 __all__ = ["ConstantLR", "InfiniteLR", "LinearDecayLR", "LitGPTCheckpoint", "LRScheduleCallback", "PowerLR",
-           "WarmupCosineLR", "WSDLR"]
+           "SkipSpikes", "WarmupCosineLR", "WSDLR"]

@@ -69,6 +69,7 @@ def setup(
     logger_name: LoggerName = "csv",
     seed: int = 42,
     accelerator: str = "auto",
+    callbacks: list[Callback] | None = None,
 ) -> Path:
     """Pretrain a litgpt model, or continue pretraining one (a new stage) from ``initial_checkpoint_dir``.
 
@@ -96,6 +97,8 @@ def setup(
         logger_name: ``csv`` or ``tensorboard``.
         seed: random seed.
         accelerator: ``auto``, ``cpu``, ``gpu``.
+        callbacks: more Lightning callbacks, e.g. ``litcpt.callbacks.SkipSpikes`` (skip-step on loss/gradient spikes)
+            or ``litcpt.callbacks.EMA`` (an exponential moving average of the weights, saved as its own LitGPT dir).
 
     Returns: the path of the final LitGPT checkpoint dir.
     """
@@ -126,7 +129,7 @@ def setup(
     module = LanguageModel(config, seq_length=seq_length, tokens_per_step=train.global_batch_size * seq_length,
                            optimizer=optimizer, checkpoint_dir=initial_checkpoint_dir,
                            activation_checkpointing=train.activation_checkpointing,
-                           tie_embeddings=train.tie_embeddings, compile=train.compile)
-    spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule()]
+                           tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0)
+    spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule(), *(callbacks or [])]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"
