@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import read_metrics, run_litcpt, series, tiny_recipe
-from litcpt.commands.anneal import checkpoint_lr, read_source
+from litcpt.commands.anneal import checkpoint_lr, read_source, setup
 
 
 def test_checkpoint_lr_reads_the_optimizer_state(tmp_path):
@@ -40,7 +40,6 @@ def test_anneal_a_wsd_run_from_its_stored_lr(tmp_path):
     assert record["const_lr"] == stored and record["const_lr_from"] == "checkpoint"
     lrs = [v for _, v in series(read_metrics(tmp_path / "anneal"), "lr")]
     assert lrs == pytest.approx([stored, stored / 2, 0.0], rel=1e-6, abs=1e-12)
-    # without it, the same branch is refused with the hint
-    proc = run_litcpt("anneal", "--checkpoint", str(ckpt), "--anneal_steps", "3", "--out_dir",
-                      str(tmp_path / "anneal2"), check=False)
-    assert proc.returncode != 0 and "'checkpoint' for the LR stored in the checkpoint" in proc.stderr
+    # without it, the same branch is refused with the hint (before any training)
+    with pytest.raises(ValueError, match="'checkpoint' for the LR stored in the checkpoint"):
+        setup(checkpoint=ckpt, anneal_steps=3, out_dir=tmp_path / "anneal2")
