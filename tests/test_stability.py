@@ -114,22 +114,25 @@ def test_a_spike_is_skipped_exactly(tmp_path):
 
 # ------------------------------------------------------------------------------------------ end to end (subprocess)
 STABLE = {"train.z_loss": 1e-4, "callbacks": [{"class_path": "litcpt.callbacks.SkipSpikes",
-                                               "init_args": {"sigma": 0.5, "window": 8, "min_history": 4}}]}
+                                               "init_args": {"sigma": 0.5, "window": 8, "min_history": 4}},
+                                              {"class_path": "litcpt.callbacks.EMA", "init_args": {"decay": 0.9}}]}
 
 
 @pytest.mark.slow
-def test_killed_run_with_z_loss_and_skip_step_resumes_exactly(tmp_path):
-    """Also: z-loss and skip counts are logged every step."""
-    straight = tiny_recipe(tmp_path / "a", **{**STABLE, "train.max_steps": 30, "eval.interval": 100})
+def test_killed_run_with_z_loss_skip_step_and_ema_resumes_exactly(tmp_path):
+    """A run with z-loss, skip-step and an EMA of the weights, killed with SIGKILL after its first checkpoint and
+    resumed, ends with bitwise the raw weights, the EMA weights and the skipped steps of an uninterrupted run.
+    Also: z-loss and skip counts are logged every step; the EMA is its own LitGPT dir; .ckpt files hold raw weights."""
+    straight = tiny_recipe(tmp_path / "a", **{**STABLE, "train.max_steps": 20, "eval.interval": 100})
     run_litcpt("pretrain", "--config", str(straight))
     rows = read_metrics(tmp_path / "a" / "out")
     z = [v for _, v in series(rows, "train/z_loss")]
-    assert len(z) == 30 and all(0 < v < 1e-2 for v in z)  # 1e-4 x logsumexp^2 (~ ln(4096)^2 = 69 at init)
+    assert len(z) == 20 and all(0 < v < 1e-2 for v in z)  # 1e-4 x logsumexp^2 (~ ln(4096)^2 = 69 at init)
     skipped = [v for _, v in series(rows, "train/skipped_steps")]
     assert skipped == sorted(skipped) and skipped[-1] >= 1  # sigma 0.5 skips some steps
-    assert len(series(rows, "train/grad_norm")) == 30
+    assert len(series(rows, "train/grad_norm")) == 20
 
-    killed = tiny_recipe(tmp_path / "b", **{**STABLE, "train.max_steps": 30, "eval.interval": 100})
+    killed = tiny_recipe(tmp_path / "b", **{**STABLE, "train.max_steps": 20, "eval.interval": 100})
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "litcpt", "pretrain", "--config", str(killed)], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -142,10 +145,23 @@ def test_killed_run_with_z_loss_and_skip_step_resumes_exactly(tmp_path):
     assert ckpt.exists() and not (tmp_path / "b" / "out" / "final").exists(), "killed too late to test resume"
     run_litcpt("pretrain", "--config", str(killed), "--resume", "true")
 
-    a = torch.load(tmp_path / "a" / "out" / "final" / "lit_model.pth", weights_only=True)
-    b = torch.load(tmp_path / "b" / "out" / "final" / "lit_model.pth", weights_only=True)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    for name in ("final", "final-ema", "step-00000020", "step-00000020-ema"):
+        a = torch.load(tmp_path / "a" / "out" / name / "lit_model.pth", weights_only=True)
+        b = torch.load(tmp_path / "b" / "out" / name / "lit_model.pth", weights_only=True)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    out = tmp_path / "a" / "out"
+    raw, ema = (torch.load(out / n / "lit_model.pth", weights_only=True) for n in ("final", "final-ema"))
+    assert not all(torch.equal(raw[k], ema[k]) for k in raw)  # the EMA is not the raw model
+    for f in ("model_config.yaml", "tokenizer.json", "config.yaml"):
+        assert (out / "final-ema" / f).is_file()
+    # the Lightning checkpoint keeps the raw weights as the model; the average rides along
+    ckpt = torch.load(out / "checkpoints" / "step-00000010.ckpt", weights_only=False)
+    step10 = torch.load(out / "step-00000010" / "lit_model.pth", weights_only=True)
+    assert all(torch.equal(ckpt["state_dict"]["model." + k], v) for k, v in step10.items())
+    ema10 = torch.load(out / "step-00000010-ema" / "lit_model.pth", weights_only=True)
+    assert all(torch.equal(ckpt["averaged_state_dict"]["module.model." + k], v) for k, v in ema10.items())
 
     def skip_state(run):
         ckpt = torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=False)

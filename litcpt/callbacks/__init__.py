@@ -10,7 +10,8 @@ from litcpt.callbacks.lr_schedule import (  # noqa: F401
     WarmupCosineLR,
     WSDLR,
 )
+from litcpt.callbacks.ema import EMA, SWA  # noqa: F401
 from litcpt.callbacks.skip_step import SkipSpikes  # noqa: F401
 
-__all__ = ["ConstantLR", "InfiniteLR", "LinearDecayLR", "LitGPTCheckpoint", "LRScheduleCallback", "PowerLR",
+__all__ = ["EMA", "SWA", "ConstantLR", "InfiniteLR", "LinearDecayLR", "LitGPTCheckpoint", "LRScheduleCallback", "PowerLR",
            "SkipSpikes", "WarmupCosineLR", "WSDLR"]
