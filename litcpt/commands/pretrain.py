@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from litgpt import Config, Tokenizer
 from litgpt.data import DataModule
 
+from litcpt.carry import CarryArgs
 from litcpt.checkpoint import check_checkpoint_dir, load_config
 from litcpt.config import EvalArgs, OptimizerArg, TrainArgs
 from litcpt.harness import LoggerName, RunSpec, fit
@@ -43,6 +44,51 @@ def load_tokenizer(tokenizer_dir: Path, config: Config, *, field: str = "tokeniz
     return tokenizer
 
 
+def apply_carry(carry: CarryArgs, initial_checkpoint_dir: Path | None, lr_schedule: Callback,
+                data: DataModule) -> list[Callback]:
+    """Load what ``carry`` asks for from the run's ``.ckpt`` into ``lr_schedule`` and ``data`` (now) and the optimizer
+    (a callback, when it exists); returns the callbacks to add."""
+    import re
+    import warnings
+
+    from litcpt.carry import CarryOptimizerState, find_carry_checkpoint, load_carry_checkpoint, lr_state, \
+        shifted_lr_state
+
+    path = find_carry_checkpoint(initial_checkpoint_dir, carry.checkpoint)
+    ckpt = load_carry_checkpoint(path)
+    step = int(ckpt["global_step"])
+    match = re.match(r"^step-(\d+)$", Path(initial_checkpoint_dir).name) if initial_checkpoint_dir else None
+    if match and int(match.group(1)) != step:
+        raise ValueError(f"carry.checkpoint: {path} is from global step {step} but initial_checkpoint_dir "
+                         f"{initial_checkpoint_dir} from step {int(match.group(1))}: weights and carried state must "
+                         "come from the same step")
+    added: list[Callback] = []
+    if carry.optimizer:
+        if not ckpt.get("optimizer_states"):
+            raise ValueError(f"carry.optimizer: {path} holds no optimizer state")
+        added.append(CarryOptimizerState(ckpt["optimizer_states"], source=str(path)))
+    if carry.schedule:
+        from litcpt.callbacks import LRScheduleCallback
+
+        state = lr_state(ckpt)
+        if state is None:
+            raise ValueError(f"carry.schedule: {path} holds no litcpt LR-schedule state to continue")
+        if not isinstance(lr_schedule, LRScheduleCallback):
+            raise ValueError("carry.schedule needs a litcpt lr_schedule callback to continue the schedule with")
+        if state.get("unit") != lr_schedule.unit:
+            raise ValueError(f"carry.schedule: the checkpoint's schedule counts {state.get('unit')}, lr_schedule "
+                             f"counts {lr_schedule.unit}: set lr_schedule.init_args.unit: {state.get('unit')}")
+        lr_schedule.load_state_dict(shifted_lr_state(state, step, stage_name=lr_schedule.stage_name))
+        warnings.filterwarnings("ignore", message=r".*the checkpoint's schedule .* differs from the one resolved")
+    if carry.data:
+        key = type(data).__qualname__
+        saved = ckpt.get(key)
+        if not isinstance(saved, dict) or not hasattr(data, "load_state_dict"):
+            raise ValueError(f"carry.data: {path} holds no data-stream state for {key} (its data module differs)")
+        data.load_state_dict({**saved, "global_step": 0})
+    return added
+
+
 def default_schedule() -> Callback:
     """The paper's schedule: linear warmup over 1% of the stage, cosine to 0.1 x peak."""
     from litcpt.callbacks import WarmupCosineLR
@@ -70,6 +116,7 @@ def setup(
     seed: int = 42,
     accelerator: str = "auto",
     callbacks: list[Callback] | None = None,
+    carry: CarryArgs = CarryArgs(),
 ) -> Path:
     """Pretrain a litgpt model, or continue pretraining one (a new stage) from ``initial_checkpoint_dir``.
 
@@ -99,6 +146,10 @@ def setup(
         accelerator: ``auto``, ``cpu``, ``gpu``.
         callbacks: more Lightning callbacks, e.g. ``litcpt.callbacks.SkipSpikes`` (skip-step on loss/gradient spikes)
             or ``litcpt.callbacks.EMA`` (an exponential moving average of the weights, saved as its own LitGPT dir).
+        carry: what a new stage carries from the Lightning checkpoint of the run it continues, besides the weights
+            of ``initial_checkpoint_dir``: ``carry.optimizer`` (AdamW moments), ``carry.schedule`` (continue its LR
+            schedule), ``carry.data`` (continue its data stream); ``carry.checkpoint``: the ``.ckpt`` (default: the
+            one of the same step as ``initial_checkpoint_dir``). See docs/pretraining.md.
 
     Returns: the path of the final LitGPT checkpoint dir.
     """
@@ -131,5 +182,9 @@ def setup(
                            activation_checkpointing=train.activation_checkpointing,
                            tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0)
     spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule(), *(callbacks or [])]
+    from litcpt.harness import find_resume_checkpoint
+
+    if carry.any and find_resume_checkpoint(resume, spec.out_dir) is None:  # a resumed stage has it all in its .ckpt
+        spec.callbacks += apply_carry(carry, initial_checkpoint_dir, spec.callbacks[0], data)
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"
