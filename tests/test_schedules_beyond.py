@@ -102,3 +102,15 @@ def test_power_callback_resume_state_round_trip():
         tr2.global_step += 1
     assert part + rest == full
     assert full[-1] == pytest.approx(Power(warmup=384, total=2560, decay=640, max_lr=LR, batch_size=4)(19 * 128))
+
+
+@pytest.mark.parametrize("recipe", ["recipes/tiny/d2z.yaml", "recipes/tiny/power.yaml"])
+def test_recipes_parse_and_resolve(recipe):
+    from helpers import REPO
+
+    from litcpt.commands.plot_schedule import read_recipe, recipe_stage
+
+    args = read_recipe(REPO / recipe)
+    stage = recipe_stage(args, name="x", recipe=REPO / recipe)
+    schedule = stage.schedule
+    assert schedule(0) == 0.0 and schedule(schedule.length) == 0.0  # warmup from 0, decay to 0 at the end
