@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-__all__ = ["CarryArgs", "CarryOptimizerState", "find_carry_checkpoint", "load_carry_checkpoint", "lr_state",
+__all__ = ["apply_carry", "CarryArgs", "CarryOptimizerState", "find_carry_checkpoint", "load_carry_checkpoint", "lr_state",
            "shifted_lr_state"]
 
 
@@ -135,3 +135,45 @@ class CarryOptimizerState(Callback):
                 group.update(hyper)
         self.loaded = True
         self.optimizer_states = []  # free the copy
+
+
+def apply_carry(carry: CarryArgs, initial_checkpoint_dir: Path | None, lr_schedule: Callback,
+                data: Any) -> list[Callback]:
+    """Load what ``carry`` asks for from the run's ``.ckpt`` into ``lr_schedule`` and ``data`` (now) and the optimizer
+    (a callback, when it exists); returns the callbacks to add."""
+    import re
+    import warnings
+
+    path = find_carry_checkpoint(initial_checkpoint_dir, carry.checkpoint)
+    ckpt = load_carry_checkpoint(path)
+    step = int(ckpt["global_step"])
+    match = re.match(r"^step-(\d+)$", Path(initial_checkpoint_dir).name) if initial_checkpoint_dir else None
+    if match and int(match.group(1)) != step:
+        raise ValueError(f"carry.checkpoint: {path} is from global step {step} but initial_checkpoint_dir "
+                         f"{initial_checkpoint_dir} from step {int(match.group(1))}: weights and carried state must "
+                         "come from the same step")
+    added: list[Callback] = []
+    if carry.optimizer:
+        if not ckpt.get("optimizer_states"):
+            raise ValueError(f"carry.optimizer: {path} holds no optimizer state")
+        added.append(CarryOptimizerState(ckpt["optimizer_states"], source=str(path)))
+    if carry.schedule:
+        from litcpt.callbacks import LRScheduleCallback
+
+        state = lr_state(ckpt)
+        if state is None:
+            raise ValueError(f"carry.schedule: {path} holds no litcpt LR-schedule state to continue")
+        if not isinstance(lr_schedule, LRScheduleCallback):
+            raise ValueError("carry.schedule needs a litcpt lr_schedule callback to continue the schedule with")
+        if state.get("unit") != lr_schedule.unit:
+            raise ValueError(f"carry.schedule: the checkpoint's schedule counts {state.get('unit')}, lr_schedule "
+                             f"counts {lr_schedule.unit}: set lr_schedule.init_args.unit: {state.get('unit')}")
+        lr_schedule.load_state_dict(shifted_lr_state(state, step, stage_name=lr_schedule.stage_name))
+        warnings.filterwarnings("ignore", message=r".*the checkpoint's schedule .* differs from the one resolved")
+    if carry.data:
+        key = type(data).__qualname__
+        saved = ckpt.get(key)
+        if not isinstance(saved, dict) or not hasattr(data, "load_state_dict"):
+            raise ValueError(f"carry.data: {path} holds no data-stream state for {key} (its data module differs)")
+        data.load_state_dict({**saved, "global_step": 0})
+    return added

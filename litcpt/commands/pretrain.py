@@ -44,51 +44,6 @@ def load_tokenizer(tokenizer_dir: Path, config: Config, *, field: str = "tokeniz
     return tokenizer
 
 
-def apply_carry(carry: CarryArgs, initial_checkpoint_dir: Path | None, lr_schedule: Callback,
-                data: DataModule) -> list[Callback]:
-    """Load what ``carry`` asks for from the run's ``.ckpt`` into ``lr_schedule`` and ``data`` (now) and the optimizer
-    (a callback, when it exists); returns the callbacks to add."""
-    import re
-    import warnings
-
-    from litcpt.carry import CarryOptimizerState, find_carry_checkpoint, load_carry_checkpoint, lr_state, \
-        shifted_lr_state
-
-    path = find_carry_checkpoint(initial_checkpoint_dir, carry.checkpoint)
-    ckpt = load_carry_checkpoint(path)
-    step = int(ckpt["global_step"])
-    match = re.match(r"^step-(\d+)$", Path(initial_checkpoint_dir).name) if initial_checkpoint_dir else None
-    if match and int(match.group(1)) != step:
-        raise ValueError(f"carry.checkpoint: {path} is from global step {step} but initial_checkpoint_dir "
-                         f"{initial_checkpoint_dir} from step {int(match.group(1))}: weights and carried state must "
-                         "come from the same step")
-    added: list[Callback] = []
-    if carry.optimizer:
-        if not ckpt.get("optimizer_states"):
-            raise ValueError(f"carry.optimizer: {path} holds no optimizer state")
-        added.append(CarryOptimizerState(ckpt["optimizer_states"], source=str(path)))
-    if carry.schedule:
-        from litcpt.callbacks import LRScheduleCallback
-
-        state = lr_state(ckpt)
-        if state is None:
-            raise ValueError(f"carry.schedule: {path} holds no litcpt LR-schedule state to continue")
-        if not isinstance(lr_schedule, LRScheduleCallback):
-            raise ValueError("carry.schedule needs a litcpt lr_schedule callback to continue the schedule with")
-        if state.get("unit") != lr_schedule.unit:
-            raise ValueError(f"carry.schedule: the checkpoint's schedule counts {state.get('unit')}, lr_schedule "
-                             f"counts {lr_schedule.unit}: set lr_schedule.init_args.unit: {state.get('unit')}")
-        lr_schedule.load_state_dict(shifted_lr_state(state, step, stage_name=lr_schedule.stage_name))
-        warnings.filterwarnings("ignore", message=r".*the checkpoint's schedule .* differs from the one resolved")
-    if carry.data:
-        key = type(data).__qualname__
-        saved = ckpt.get(key)
-        if not isinstance(saved, dict) or not hasattr(data, "load_state_dict"):
-            raise ValueError(f"carry.data: {path} holds no data-stream state for {key} (its data module differs)")
-        data.load_state_dict({**saved, "global_step": 0})
-    return added
-
-
 def default_schedule() -> Callback:
     """The paper's schedule: linear warmup over 1% of the stage, cosine to 0.1 x peak."""
     from litcpt.callbacks import WarmupCosineLR
@@ -185,6 +140,8 @@ def setup(
     from litcpt.harness import find_resume_checkpoint
 
     if carry.any and find_resume_checkpoint(resume, spec.out_dir) is None:  # a resumed stage has it all in its .ckpt
+        from litcpt.carry import apply_carry
+
         spec.callbacks += apply_carry(carry, initial_checkpoint_dir, spec.callbacks[0], data)
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"
