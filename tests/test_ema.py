@@ -59,3 +59,13 @@ def test_swa_is_the_mean_from_start_step():
 def test_bad_arguments(bad, match):
     with pytest.raises(ValueError, match=match):
         EMA(**bad)
+
+
+def test_sharded_strategies_are_refused_in_one_line():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    trainer = SimpleNamespace(strategy=FSDPStrategy())
+    with pytest.raises(ValueError, match=r"EMA: weight averaging is not supported with sharded strategies"):
+        EMA().setup(trainer, None, "fit")
