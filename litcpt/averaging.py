@@ -21,8 +21,8 @@ import yaml
 
 from litcpt.checkpoint import TOKENIZER_FILES, check_checkpoint_dir, load_state_dict
 
-__all__ = ["average_checkpoints", "check_out_dir", "check_same_model", "check_same_tokenizer", "last_checkpoints", "normalize_weights",
-           "weighted_mean"]
+__all__ = ["average_checkpoints", "check_out_dir", "check_same_model", "check_same_tokenizer", "last_checkpoints",
+           "normalize_weights", "weighted_mean"]
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 

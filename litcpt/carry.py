@@ -24,8 +24,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-__all__ = ["apply_carry", "CarryArgs", "CarryOptimizerState", "find_carry_checkpoint", "load_carry_checkpoint", "lr_state",
-           "shifted_lr_state"]
+__all__ = ["apply_carry", "CarryArgs", "CarryOptimizerState", "find_carry_checkpoint", "load_carry_checkpoint",
+           "lr_state", "shifted_lr_state"]
 
 
 @dataclass

@@ -134,7 +134,8 @@ def test_carry_errors_are_one_line(stage1, tmp_path):
 
         shutil.copytree(first / "step-00000010", tmp_path / "run" / "step-00000005")
         (tmp_path / "run" / "checkpoints").mkdir()
-        shutil.copy(first / "checkpoints" / "step-00000010.ckpt", tmp_path / "run" / "checkpoints" / "step-00000005.ckpt")
+        shutil.copy(first / "checkpoints" / "step-00000010.ckpt",
+                    tmp_path / "run" / "checkpoints" / "step-00000005.ckpt")
         run(tmp_path, "y", 2, ConstantLR(), initial=tmp_path / "run" / "step-00000005",
             carry=CarryArgs(optimizer=True), cache=tmp / "cache")
     assert math.isfinite(LR)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
-import yaml
 from conftest import make_checkpoint, tiny_config
 
 from litcpt.averaging import average_checkpoints, weighted_mean

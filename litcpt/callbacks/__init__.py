@@ -13,5 +13,5 @@ from litcpt.callbacks.lr_schedule import (  # noqa: F401
 from litcpt.callbacks.ema import EMA, SWA  # noqa: F401
 from litcpt.callbacks.skip_step import SkipSpikes  # noqa: F401
 
-__all__ = ["EMA", "SWA", "ConstantLR", "InfiniteLR", "LinearDecayLR", "LitGPTCheckpoint", "LRScheduleCallback", "PowerLR",
-           "SkipSpikes", "WarmupCosineLR", "WSDLR"]
+__all__ = ["EMA", "SWA", "ConstantLR", "InfiniteLR", "LinearDecayLR", "LitGPTCheckpoint", "LRScheduleCallback",
+           "PowerLR", "SkipSpikes", "WarmupCosineLR", "WSDLR"]

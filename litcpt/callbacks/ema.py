@@ -86,7 +86,8 @@ class _LitGPTAveraging:
     # -------------------------------------------------------------- LitGPT dirs
     @staticmethod
     def _writer(trainer: L.Trainer) -> LitGPTCheckpoint | None:
-        return next((c for c in trainer.callbacks if isinstance(c, LitGPTCheckpoint)), None)  # type: ignore[attr-defined]
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]
+        return next((c for c in callbacks if isinstance(c, LitGPTCheckpoint)), None)
 
     def averaged_state_dict(self) -> dict[str, Any]:
         """The averaged LightningModule's state dict (keys as the module's own, wrapper prefixes removed)."""

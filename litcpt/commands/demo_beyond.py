@@ -167,8 +167,10 @@ def run_beyond(*, out_dir: Path, d1_tokens: int | None, d2_tokens: int | None, l
              steps["const"] + steps["const-anneal"]),
             ("d1-cosine", "final", "D1 cosine to 0.1 × peak", steps["d1-cosine"]),
             ("d1-d2z", "final", "D1 linear decay to 0 (D2Z)", steps["d1-d2z"]),
-            ("d2-fresh", "final", "D1 → D2 (5% replay): fresh AdamW at the boundary", steps["d1-cosine"] + steps["d2-fresh"]),
-            ("d2-carried", "final", "D1 → D2 (5% replay): AdamW state carried", steps["d1-cosine"] + steps["d2-carried"]),
+            ("d2-fresh", "final", "D1 → D2 (5% replay): fresh AdamW at the boundary",
+             steps["d1-cosine"] + steps["d2-fresh"]),
+            ("d2-carried", "final", "D1 → D2 (5% replay): AdamW state carried",
+             steps["d1-cosine"] + steps["d2-carried"]),
         ]
         results = []
         for run, ckpt, label, n_steps in rows:

@@ -51,5 +51,6 @@ def main(checkpoint_dirs: list[Path], out_dir: Path, weights: list[float] | None
     save_litgpt_dir(state, load_config(dirs[0]), out_dir, tokenizer_dir=dirs[0],
                     extra_files=[config_yaml] if config_yaml.is_file() else [], extra_objects={"merge.json": record})
     if os.environ.get("RANK", "0") == "0":
-        print(f"litcpt merge: {len(dirs)} checkpoints -> {out_dir} (weights {', '.join(f'{w / total:.4g}' for w in weights)})")
+        shown = ", ".join(f"{w / total:.4g}" for w in weights)
+        print(f"litcpt merge: {len(dirs)} checkpoints -> {out_dir} (weights {shown})")
     return out_dir

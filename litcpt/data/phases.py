@@ -25,7 +25,8 @@ from litcpt.data.sampling import GreedyBlend, _as_fraction
 __all__ = ["PhasedMixer", "parse_phases"]
 
 
-def parse_phases(phases: Sequence[dict], *, samples_per_token: Fraction, default_fraction: float) -> list[tuple[int, Fraction]]:
+def parse_phases(phases: Sequence[dict], *, samples_per_token: Fraction,
+                 default_fraction: float) -> list[tuple[int, Fraction]]:
     """``[{"tokens": N, "fraction": f}, ...]`` -> ``[(start sample, fraction), ...]`` starting at sample 0.
 
     ``tokens`` is where a phase starts, in training tokens (rounded down to whole samples); the run starts with
@@ -34,7 +35,7 @@ def parse_phases(phases: Sequence[dict], *, samples_per_token: Fraction, default
     out: list[tuple[int, Fraction]] = [(0, _as_fraction(default_fraction, "Replay: fraction"))]
     last_tokens = -1.0
     for i, phase in enumerate(phases):
-        if not isinstance(phase, dict) or set(phase) - {"tokens", "fraction"} or not {"tokens", "fraction"} <= set(phase):
+        if not isinstance(phase, dict) or set(phase) != {"tokens", "fraction"}:
             raise ValueError(f"Replay: phases[{i}] must be a mapping with keys 'tokens' and 'fraction', got {phase!r}")
         tokens, fraction = phase["tokens"], phase["fraction"]
         if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or not tokens >= 0:
