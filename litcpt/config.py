@@ -54,6 +54,9 @@ class TrainArgs:
     """``torch.compile`` the model in place (``nn.Module.compile``) before training, as ``litgpt pretrain`` always does."""
     keep_checkpoints: int = -1
     """How many periodic Lightning ``.ckpt`` files to keep (-1: all; ``last.ckpt`` is always kept)."""
+    z_loss: float | None = None
+    """Weight of the z-loss ``mean(logsumexp(logits)^2)`` added to the training loss (OLMo / PaLM use 1e-4; None or
+    0: off). Logged separately as ``train/z_loss`` (weighted); ``train/loss`` stays the cross-entropy."""
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None:
@@ -63,6 +66,8 @@ class TrainArgs:
         for name in ("global_batch_size", "micro_batch_size", "log_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if self.z_loss is not None and not (isinstance(self.z_loss, (int, float)) and self.z_loss >= 0):
+            raise ValueError(f"train.z_loss must be >= 0 or null, got {self.z_loss}")
         for name in ("max_tokens", "max_steps", "save_interval", "max_seq_length"):
             value = getattr(self, name)
             if value is not None and value <= 0:

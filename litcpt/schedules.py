@@ -13,6 +13,10 @@ Schedules (notation of Ibrahim et al. 2024, arXiv:2403.08763):
 * :func:`wsd` -- warmup-stable-decay: constant ``max_lr``, then decay in the
   last ``decay`` units of the stage.
 * :func:`constant` -- constant LR with optional linear warmup.
+* :func:`linear_decay` -- linear warmup then linear decay to ``min_lr`` (0 by default: "D2Z",
+  Bergsma et al. 2025, arXiv:2502.15938).
+* :func:`power` -- the Power scheduler (Shen et al. 2024, arXiv:2408.13359): warmup, then
+  ``min(max_lr, batch_size * a * n^b)`` in tokens ``n``, optional decay at the end.
 
 Each function validates its arguments and raises a one-line :class:`ValueError`
 naming the offending field. The frozen dataclasses :class:`WarmupCosine`,
@@ -41,10 +45,15 @@ __all__ = [
     "infinite",
     "wsd",
     "constant",
+    "linear_decay",
+    "power",
+    "power_lr",
     "WarmupCosine",
     "Infinite",
     "WSD",
     "Constant",
+    "LinearDecay",
+    "Power",
     "Schedule",
     "schedule_from_dict",
     "fractions_to_lengths",
@@ -430,8 +439,102 @@ class Constant(_ScheduleBase):
         return self.lr
 
 
-Schedule = Union[WarmupCosine, Infinite, WSD, Constant]
-_KINDS: dict[str, type] = {c.kind: c for c in (WarmupCosine, Infinite, WSD, Constant)}
+@dataclass(frozen=True)
+class LinearDecay(_ScheduleBase):
+    """Linear warmup to ``max_lr``, then linear decay to ``min_lr`` at ``total`` (``min_lr=0``: D2Z).
+
+    See :func:`linear_decay` for the formula.
+    """
+
+    warmup: float
+    total: float
+    max_lr: float
+    min_lr: float = 0.0
+    kind: ClassVar[str] = "linear_decay"
+
+    def __post_init__(self) -> None:
+        check_length("warmup", self.warmup)
+        check_length("total", self.total)
+        check_fits({"warmup": self.warmup}, self.total)
+        check_lr_range(self.max_lr, self.min_lr)
+
+    def __call__(self, t: float) -> float:
+        t = _check_t(t)
+        if t <= self.warmup and self.warmup > 0:
+            return _warmup(t, self.warmup, self.max_lr)
+        if t >= self.total:
+            return self.min_lr
+        return _decay((t - self.warmup) / (self.total - self.warmup), self.max_lr, self.min_lr, "linear")
+
+    @property
+    def length(self) -> float:
+        return float(self.total)
+
+
+def power_lr(n: float, *, a: float, b: float, batch_size: float, max_lr: float) -> float:
+    """The Power scheduler's LR after ``n`` tokens: ``min(max_lr, batch_size * a * n^b)`` (``max_lr`` at ``n=0``)."""
+    if n <= 0:
+        return float(max_lr)
+    return min(float(max_lr), batch_size * a * n ** b)
+
+
+@dataclass(frozen=True)
+class Power(_ScheduleBase):
+    """The Power scheduler (arXiv:2408.13359) in tokens; see :func:`power` for the formula.
+
+    ``total`` may be ``inf`` (no decay: the schedule does not need to know the run's length).
+    """
+
+    warmup: float
+    total: float
+    decay: float
+    max_lr: float
+    a: float = 4.0
+    b: float = -0.51
+    batch_size: float = 1.0
+    min_lr: float = 0.0
+    decay_shape: str = "linear"
+    kind: ClassVar[str] = "power"
+
+    def __post_init__(self) -> None:
+        check_length("warmup", self.warmup)
+        check_length("total", self.total, allow_inf=True)
+        check_length("decay", self.decay)
+        if math.isinf(self.total) and self.decay > 0:
+            raise ValueError(f"decay={self.decay!r} needs a finite total (the decay ends the stage)")
+        check_fits({"warmup": self.warmup, "decay": self.decay}, self.total)
+        check_lr_range(self.max_lr, self.min_lr)
+        check_shape("decay_shape", self.decay_shape, DECAY_SHAPES)
+        for name in ("a", "batch_size"):
+            v = getattr(self, name)
+            if not _is_number(v) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name}={v!r} must be a positive finite number")
+        if not _is_number(self.b) or not math.isfinite(self.b) or self.b >= 0:
+            raise ValueError(f"b={self.b!r} must be a negative number (the LR decays as n^b)")
+        if self.decay_shape == "exponential" and self.decay > 0 and self.min_lr <= 0:
+            raise ValueError(f"min_lr={self.min_lr!r} must be > 0 for decay_shape='exponential'")
+
+    def _power(self, n: float) -> float:
+        return power_lr(n, a=self.a, b=self.b, batch_size=self.batch_size, max_lr=self.max_lr)
+
+    def __call__(self, t: float) -> float:
+        t = _check_t(t)
+        if t < self.warmup:
+            return self._power(self.warmup) * t / self.warmup
+        start = self.total - self.decay
+        if self.decay <= 0 or t <= start:
+            return self._power(t)
+        if t >= self.total:
+            return self.min_lr
+        return _decay((t - start) / self.decay, self._power(start), self.min_lr, self.decay_shape)
+
+    @property
+    def length(self) -> float:
+        return float(self.total)
+
+
+Schedule = Union[WarmupCosine, Infinite, WSD, Constant, LinearDecay, Power]
+_KINDS: dict[str, type] = {c.kind: c for c in (WarmupCosine, Infinite, WSD, Constant, LinearDecay, Power)}
 
 
 def schedule_from_dict(d: Mapping[str, Any]) -> Schedule:
@@ -539,3 +642,44 @@ def wsd(
 def constant(t: float, *, lr: float, warmup: float = 0) -> float:
     """Constant ``lr``, after an optional linear warmup ``lr * t / warmup`` for ``t < warmup``."""
     return Constant(lr=lr, warmup=warmup)(t)
+
+
+def linear_decay(t: float, *, warmup: float, total: float, max_lr: float, min_lr: float = 0.0) -> float:
+    r"""Linear warmup then linear decay; with ``min_lr = 0`` this is D2Z (arXiv:2502.15938).
+
+    .. math::
+        \eta_t = \eta_{max}\,t/T_{warmup} \quad (t \le T_{warmup})
+
+        \eta_t = \eta_{min} + (\eta_{max}-\eta_{min})\bigl(1 - \tfrac{t-T_{warmup}}{T_{total}-T_{warmup}}\bigr)
+                 \quad (T_{warmup} < t \le T_{total})
+
+    and ``min_lr`` for ``t > total``.
+    """
+    return LinearDecay(warmup=warmup, total=total, max_lr=max_lr, min_lr=min_lr)(t)
+
+
+def power(
+    t: float,
+    *,
+    warmup: float,
+    max_lr: float,
+    a: float = 4.0,
+    b: float = -0.51,
+    batch_size: float = 1.0,
+    total: float = math.inf,
+    decay: float = 0.0,
+    min_lr: float = 0.0,
+    decay_shape: DecayShape = "linear",
+) -> float:
+    r"""The Power scheduler (Shen et al. 2024, arXiv:2408.13359), ``t`` = tokens trained.
+
+    With :math:`\eta_{pow}(n) = \min(\eta_{max}, \beta a n^b)` (``beta = batch_size`` in sequences,
+    paper defaults ``a = 4``, ``b = -0.51``):
+
+    * warmup (``t < warmup``): :math:`\eta_{pow}(T_{warmup})\,t/T_{warmup}`;
+    * then :math:`\eta_{pow}(t)` -- no dependence on the run's length;
+    * decay (last ``decay`` tokens of a finite ``total``): from :math:`\eta_{pow}(T_{total}-T_{decay})` to
+      ``min_lr`` with ``decay_shape`` (as :func:`wsd`); ``min_lr`` for ``t >= total``.
+    """
+    return Power(warmup=warmup, total=total, decay=decay, max_lr=max_lr, a=a, b=b, batch_size=batch_size,
+                 min_lr=min_lr, decay_shape=decay_shape)(t)

@@ -11,6 +11,8 @@ optimizer before each **optimizer** step, following one of the schedules of
   continue at the constant LR (``stage_start="constant"``).
 * :class:`WSDLR` -- warmup-stable-decay.
 * :class:`ConstantLR` -- constant LR with optional warmup.
+* :class:`LinearDecayLR` -- linear warmup + linear decay to ``min_lr`` (0 by default: D2Z).
+* :class:`PowerLR` -- the Power scheduler (LR a power law of the tokens seen; optional final decay).
 
 They share :class:`LRScheduleCallback`, which handles units (optimizer steps or
 tokens), lengths given as fractions of the stage or as absolute values, per-group
@@ -51,6 +53,8 @@ from litcpt.schedules import (
     WSD,
     Constant,
     Infinite,
+    LinearDecay,
+    Power,
     Schedule,
     WarmupCosine,
     check_fits,
@@ -59,7 +63,7 @@ from litcpt.schedules import (
     schedule_from_dict,
 )
 
-__all__ = ["LRScheduleCallback", "WarmupCosineLR", "InfiniteLR", "WSDLR", "ConstantLR"]
+__all__ = ["LRScheduleCallback", "WarmupCosineLR", "InfiniteLR", "WSDLR", "ConstantLR", "LinearDecayLR", "PowerLR"]
 
 Unit = Literal["steps", "tokens"]
 _UNITS = ("steps", "tokens")
@@ -740,3 +744,123 @@ class ConstantLR(LRScheduleCallback):
     def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
         check_fits({"warmup": lengths["warmup"] or 0.0}, total)
         return Constant(lr=max_lr, warmup=lengths["warmup"] or 0.0)
+
+
+class LinearDecayLR(LRScheduleCallback):
+    r"""Linear warmup, then linear decay to ``min_lr`` at the end of the stage; ``min_lr=0`` (the default) is D2Z
+    ("Straight to Zero", Bergsma et al. 2025, arXiv:2502.15938).
+
+    Args:
+        warmup, warmup_steps, warmup_tokens: warmup length. Default 0.01 of the stage.
+        min_lr / min_lr_ratio: final LR, absolute or as a fraction of ``max_lr`` (default 0: decay to zero).
+        **kwargs: see :class:`LRScheduleCallback`.
+
+    Example::
+
+        trainer = Trainer(max_steps=10_000, callbacks=[LinearDecayLR(warmup=0.01)])   # D2Z
+    """
+
+    def __init__(
+        self,
+        warmup: Optional[float] = None,
+        *,
+        warmup_steps: Optional[int] = None,
+        warmup_tokens: Optional[float] = None,
+        min_lr: Optional[float] = None,
+        min_lr_ratio: Optional[float] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._add_length("warmup", warmup, warmup_steps, warmup_tokens, default=0.01)
+        self.min_lr, self.min_lr_ratio = _check_min(min_lr, min_lr_ratio)
+        if self.min_lr is None and self.min_lr_ratio is None:
+            self.min_lr = 0.0
+        self._check_fractions()
+
+    @override
+    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
+        return LinearDecay(warmup=lengths["warmup"] or 0.0, total=total, max_lr=max_lr,
+                           min_lr=_min_lr(self.min_lr, self.min_lr_ratio, max_lr))
+
+
+class PowerLR(LRScheduleCallback):
+    r"""The Power scheduler (Shen et al. 2024, arXiv:2408.13359): ``min(max_lr, batch_size * a * n^b)`` after ``n``
+    tokens, after a linear warmup, with an optional decay over the end of the stage.
+
+    The progress unit is always tokens. Without a decay the schedule does not depend on the stage's length, which is
+    the point of the scheduler: a run can be stopped or continued at any time, then decayed (e.g. by ``litcpt
+    anneal``) like WSD.
+
+    Args:
+        warmup, warmup_steps, warmup_tokens: warmup length (linear from 0 to the power-law LR at its end). Default 0.
+        decay, decay_steps, decay_tokens: decay length at the end of the stage. Default 0 (no decay).
+        a, b: the power law's coefficient and exponent (paper: ``a=4``, ``b=-0.51``, with muP).
+        batch_size: ``beta`` of the paper, in sequences per optimizer step. Default: ``pl_module.tokens_per_step /
+            pl_module.seq_length`` (the global batch size of ``litcpt pretrain``).
+        min_lr / min_lr_ratio: LR at the end of the decay (default 0).
+        decay_shape: ``"linear"`` (default), ``"1-sqrt"``, ``"cosine"`` or ``"exponential"`` (``min_lr > 0``).
+        **kwargs: see :class:`LRScheduleCallback` (``unit`` must be ``"tokens"``). ``max_lr`` caps the LR (default:
+            the optimizer's ``lr``).
+
+    Example::
+
+        trainer = Trainer(max_steps=10_000, callbacks=[PowerLR(warmup_tokens=1e8, a=4.0, b=-0.51)])
+    """
+
+    def __init__(
+        self,
+        warmup: Optional[float] = None,
+        decay: Optional[float] = None,
+        *,
+        warmup_steps: Optional[int] = None,
+        warmup_tokens: Optional[float] = None,
+        decay_steps: Optional[int] = None,
+        decay_tokens: Optional[float] = None,
+        a: float = 4.0,
+        b: float = -0.51,
+        batch_size: Optional[float] = None,
+        min_lr: Optional[float] = None,
+        min_lr_ratio: Optional[float] = None,
+        decay_shape: DecayShape = "linear",
+        unit: Literal["tokens"] = "tokens",
+        **kwargs: Any,
+    ) -> None:
+        if unit != "tokens":
+            raise ValueError(f"unit={unit!r}: PowerLR is defined in tokens (unit='tokens')")
+        super().__init__(unit=unit, **kwargs)
+        check_shape("decay_shape", decay_shape, DECAY_SHAPES)
+        self._add_length("warmup", warmup, warmup_steps, warmup_tokens, default=0.0)
+        self._add_length("decay", decay, decay_steps, decay_tokens, default=0.0)
+        self.min_lr, self.min_lr_ratio = _check_min(min_lr, min_lr_ratio)
+        if self.min_lr is None and self.min_lr_ratio is None:
+            self.min_lr = 0.0
+        self.a, self.b = float(a), float(b)
+        self.batch_size = _opt_number("batch_size", batch_size, positive=True)
+        self.decay_shape = decay_shape
+        self._resolved_batch_size: Optional[float] = None
+        self._check_fractions()
+        Power(warmup=0.0, total=math.inf, decay=0.0, max_lr=1.0, a=self.a, b=self.b)  # validates a and b now
+
+    @override
+    def _needs_total(self) -> bool:
+        decay = self._lengths["decay"]
+        return bool(decay.fraction or decay.steps or decay.tokens) or self._lengths["warmup"].fraction is not None
+
+    @override
+    def resolve(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage_start_step: int = 0) -> Schedule:
+        batch_size = self.batch_size
+        if batch_size is None:
+            tps, seq = getattr(pl_module, "tokens_per_step", None), getattr(pl_module, "seq_length", None)
+            if not tps or not seq:
+                raise ValueError("PowerLR: batch_size is needed (sequences per optimizer step): pass batch_size= or "
+                                 "set pl_module.tokens_per_step and pl_module.seq_length")
+            batch_size = float(tps) / float(seq)
+        self._resolved_batch_size = batch_size
+        return super().resolve(trainer, pl_module, stage_start_step)
+
+    @override
+    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
+        decay = lengths["decay"] or 0.0
+        return Power(warmup=lengths["warmup"] or 0.0, total=total, decay=decay, max_lr=max_lr, a=self.a, b=self.b,
+                     batch_size=float(self._resolved_batch_size or 1.0),
+                     min_lr=_min_lr(self.min_lr, self.min_lr_ratio, max_lr), decay_shape=self.decay_shape)

@@ -198,6 +198,28 @@ def infinite_phase(schedule: Infinite, t: float) -> str:
     return "anneal" if t < schedule.anneal else "end"
 
 
+def checkpoint_lr(source: Source) -> float:
+    """The LR to anneal from when the run's schedule is not an infinite one (``--const_lr checkpoint``, the OLMo 2
+    recipe): the LR of the last step in the optimizer state of a Lightning ``.ckpt``; for a LitGPT dir, the run's
+    resolved schedule at the dir's step."""
+    if source.kind == "lightning" and not source.checkpoint.is_dir():
+        meta = _load_meta(source.checkpoint)
+        try:
+            lr = meta["optimizer_states"][0]["param_groups"][0]["lr"]
+        except (KeyError, IndexError, TypeError):
+            lr = None
+        if hasattr(lr, "item"):
+            lr = lr.item()
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0:
+            return float(lr)
+        raise ValueError(f"checkpoint: {source.checkpoint} holds no optimizer state with a positive lr "
+                         "(optimizer_states[0].param_groups[0].lr): pass --const_lr as a number")
+    if source.schedule is not None and source.progress is not None:
+        return float(source.schedule(source.progress))
+    raise ValueError(f"checkpoint: {source.checkpoint} holds no optimizer state and its run's LR schedule is unknown: "
+                     "pass --const_lr as a number")
+
+
 def check_constant_phase(source: Source, *, const_lr_given: bool) -> None:
     """Error (or, with an explicit ``const_lr``, warn) unless the checkpoint is in the constant phase of an infinite
     schedule."""
@@ -207,7 +229,8 @@ def check_constant_phase(source: Source, *, const_lr_given: bool) -> None:
             return
         kind = schedule.kind if schedule is not None else "unknown"
         raise ValueError(f"checkpoint: {source.checkpoint} was not trained with an infinite schedule (InfiniteLR; "
-                         f"its LR schedule is {kind}): pass --const_lr (the LR to anneal from) and --min_lr")
+                         f"its LR schedule is {kind}): pass --const_lr (the LR to anneal from, or 'checkpoint' for "
+                         "the LR stored in the checkpoint) and --min_lr")
     if t is None:
         return
     phase = infinite_phase(schedule, t)
@@ -319,7 +342,7 @@ def _resolve_litgpt_schedule(source: Source, run: dict[str, Any], config: Config
         callback = lr_callback(run, where=str(source.config))  # the run's, or litcpt pretrain's default
         steps = train.resolve_max_steps(seq)
         schedule = resolve_callback_schedule(callback, steps=steps, tokens_per_step=tokens_per_step,
-                                             peak_lr=peak_lr(run, callback, where=str(source.config)))
+                                             peak_lr=peak_lr(run, callback, where=str(source.config)), seq_length=seq)
     except ValueError:
         return source
     step = source.step if source.step is not None else (steps if source.checkpoint.name == "final" else None)
@@ -406,7 +429,7 @@ def setup(
     anneal_steps: int | None = None,
     anneal_tokens: int | float | None = None,
     shape: AnnealShape = "exponential",
-    const_lr: float | None = None,
+    const_lr: float | Literal["checkpoint"] | None = None,
     min_lr: float | None = None,
     data: DataModule | None = None,
     out_dir: AnnealDir | None = None,
@@ -433,6 +456,9 @@ def setup(
         shape: ``exponential`` (``const_lr (min_lr/const_lr)^s``), ``linear``, ``cosine`` or ``1-sqrt``.
         const_lr: LR of the first anneal step. Default: the run's constant LR (from the checkpoint's InfiniteLR
             state). Giving it also allows annealing a checkpoint that is not in the constant phase (with a warning).
+            ``checkpoint``: the LR stored in the checkpoint (the optimizer's LR at its last step; for a LitGPT dir the
+            run's schedule at its step), for runs whose schedule is not an infinite one (cosine, WSD, Power, a
+            foreign run): the OLMo 2 recipe of annealing from wherever the LR is.
         min_lr: LR of the last anneal step. Default: the run schedule's ``min_lr``.
         data: a LitGPT DataModule. Default: the run's data; from a ``.ckpt`` the stream continues where the run was.
         out_dir: the anneal's run dir (``final/`` is the annealed LitGPT checkpoint). Default:
@@ -454,17 +480,24 @@ def setup(
 
     _check_length(anneal_steps, anneal_tokens)
     check_shape("shape", shape, ANNEAL_SHAPES)
-    _check_number("const_lr", const_lr, positive=True)
+    from_checkpoint = const_lr == "checkpoint"
+    if not from_checkpoint:
+        _check_number("const_lr", const_lr, positive=True)
     _check_number("min_lr", min_lr, positive=False)
 
     source = read_source(checkpoint)
     if source.kind == "lightning":
+        if from_checkpoint:
+            const_lr = checkpoint_lr(source)
         check_constant_phase(source, const_lr_given=const_lr is not None)
     run = read_run_args(source)
     config = _model_config(run, source)
     if source.kind == "litgpt":
         source = _resolve_litgpt_schedule(source, run, config)
+        if from_checkpoint:
+            const_lr = checkpoint_lr(source)
         check_constant_phase(source, const_lr_given=const_lr is not None)
+    const_lr_given_by_user = const_lr is not None and not from_checkpoint
     const_lr, min_lr = _lrs(source, const_lr, min_lr)
     if shape == "exponential" and min_lr <= 0:
         raise ValueError(f"min_lr={min_lr!r} must be > 0 for shape='exponential' (const_lr (min_lr/const_lr)^s)")
@@ -506,6 +539,7 @@ def setup(
                          if isinstance(source.schedule, Infinite) and source.progress is not None else None),
         "anneal_steps": steps, "anneal_tokens": steps * tokens_per_step, "tokens_per_step": tokens_per_step,
         "shape": shape, "const_lr": const_lr, "min_lr": min_lr, "first_global_step": start,
+        "const_lr_from": "checkpoint" if from_checkpoint else ("given" if const_lr_given_by_user else "schedule"),
         "last_global_step": start + steps - 1, "resumed_from": str(resume_from) if resume_from else None,
         "final": str(out_dir / "final"),
     }

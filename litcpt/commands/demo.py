@@ -229,6 +229,12 @@ def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -
     _write_yaml_atomic(out / "config.yaml", recipe)
     kwargs = dict(recipe)  # the optimizer stays a {class_path, init_args} dict, as `setup` expects
     kwargs["data"], kwargs["lr_schedule"] = instantiate(recipe["data"]), instantiate(recipe["lr_schedule"])
+    if "callbacks" in kwargs:
+        kwargs["callbacks"] = instantiate(recipe["callbacks"])
+    if "carry" in kwargs:
+        from litcpt.carry import CarryArgs
+
+        kwargs["carry"] = CarryArgs(**recipe["carry"])
     if "model_config" in kwargs:
         from litgpt import Config
 
@@ -307,7 +313,7 @@ def main(
     num_threads: int = 1,
     cache_dir: Path | None = None,
     verbose: bool = False,
-    part: Literal["cpt", "reward", "all"] = "cpt",
+    part: Literal["cpt", "reward", "all", "beyond"] = "cpt",
     reward_steps: int = 120,
 ) -> dict[str, Any]:
     """Run the paper's continual-pretraining comparison at toy scale on CPU and write a report.
@@ -329,17 +335,23 @@ def main(
         verbose: show Lightning's per-run output instead of writing it to ``runs/<scenario>/train.log``.
         part: ``cpt`` (the continual-pretraining comparison), ``reward`` (fine-tune the D1-pretrained tiny model
             as a reward model on the bundled HH-RLHF pairs, both heads, and report held-out accuracy; runs only the
-            D1 pretraining first if ``runs/d1/final`` is missing), or ``all``.
+            D1 pretraining first if ``runs/d1/final`` is missing), ``all`` (both), or ``beyond`` (opt-in: EMA, checkpoint
+            averaging vs. anneal, D2Z vs. cosine, optimizer state carried at the D1 -> D2 boundary; see
+            :mod:`litcpt.commands.demo_beyond`).
         reward_steps: optimizer steps (16 pairs each) of each reward model in the reward part.
 
     Returns: the JSON summary of ``report.json`` plus ``wall_time_s``.
     """
-    if part not in ("cpt", "reward", "all"):
-        raise ValueError(f"part: expected 'cpt', 'reward' or 'all', got {part!r}")
+    if part not in ("cpt", "reward", "all", "beyond"):
+        raise ValueError(f"part: expected 'cpt', 'reward', 'all' or 'beyond', got {part!r}")
     kwargs = dict(out_dir=out_dir, d1_tokens=d1_tokens, d2_tokens=d2_tokens, replay_fractions=replay_fractions,
                   infinite=infinite, infinite_replay=infinite_replay, anneal_fraction=anneal_fraction, lr=lr,
                   seed=seed, quick=quick, num_threads=num_threads, cache_dir=cache_dir, verbose=verbose)
     summary: dict[str, Any] = {}
+    if part == "beyond":
+        from litcpt.commands.demo_beyond import run_beyond
+
+        return run_beyond(**kwargs)
     if part in ("cpt", "all"):
         summary = run_cpt(**kwargs)
     if part in ("reward", "all"):

@@ -159,7 +159,8 @@ def lr_callback(args: dict[str, Any], *, where: str) -> Any:
         return default_schedule()
     if not isinstance(callback, LRScheduleCallback):
         raise ValueError(f"{where}: lr_schedule is a {type(callback).__module__}.{type(callback).__qualname__}, not "
-                         "a litcpt LR-schedule callback (WarmupCosineLR, InfiniteLR, WSDLR, ConstantLR)")
+                         "a litcpt LR-schedule callback (WarmupCosineLR, InfiniteLR, WSDLR, ConstantLR, LinearDecayLR, "
+                         "PowerLR)")
     return callback
 
 
@@ -185,7 +186,8 @@ def seq_length_of(args: dict[str, Any]) -> int | None:
     return None
 
 
-def resolve_callback_schedule(callback: Any, *, steps: int, tokens_per_step: float, peak_lr: float) -> Schedule:
+def resolve_callback_schedule(callback: Any, *, steps: int, tokens_per_step: float, peak_lr: float,
+                              seq_length: int | None = None) -> Schedule:
     """Resolve an LR callback's schedule for a stage of ``steps`` optimizer steps, without a Trainer.
 
     Calls the callback's own :meth:`~litcpt.callbacks.LRScheduleCallback.resolve` (what it runs in
@@ -194,7 +196,7 @@ def resolve_callback_schedule(callback: Any, *, steps: int, tokens_per_step: flo
     """
     trainer = SimpleNamespace(max_steps=int(steps), estimated_stepping_batches=int(steps),
                               optimizers=[SimpleNamespace(defaults={"lr": float(peak_lr)})])
-    module = SimpleNamespace(tokens_per_step=float(tokens_per_step))
+    module = SimpleNamespace(tokens_per_step=float(tokens_per_step), seq_length=seq_length)
     return callback.resolve(trainer, module, stage_start_step=0)
 
 
@@ -210,7 +212,7 @@ def recipe_stage(args: dict[str, Any], *, name: str, recipe: Path, seq_length: i
     try:
         steps = train.resolve_max_steps(seq)
         schedule = resolve_callback_schedule(callback, steps=steps, tokens_per_step=train.global_batch_size * seq,
-                                             peak_lr=peak_lr(args, callback, where=where))
+                                             peak_lr=peak_lr(args, callback, where=where), seq_length=seq)
     except ValueError as err:
         message = str(err)
         raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None

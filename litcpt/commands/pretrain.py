@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from litgpt import Config, Tokenizer
 from litgpt.data import DataModule
 
+from litcpt.carry import CarryArgs
 from litcpt.checkpoint import check_checkpoint_dir, load_config
 from litcpt.config import EvalArgs, OptimizerArg, TrainArgs
 from litcpt.harness import LoggerName, RunSpec, fit
@@ -69,6 +70,8 @@ def setup(
     logger_name: LoggerName = "csv",
     seed: int = 42,
     accelerator: str = "auto",
+    callbacks: list[Callback] | None = None,
+    carry: CarryArgs = CarryArgs(),
 ) -> Path:
     """Pretrain a litgpt model, or continue pretraining one (a new stage) from ``initial_checkpoint_dir``.
 
@@ -96,6 +99,12 @@ def setup(
         logger_name: ``csv`` or ``tensorboard``.
         seed: random seed.
         accelerator: ``auto``, ``cpu``, ``gpu``.
+        callbacks: more Lightning callbacks, e.g. ``litcpt.callbacks.SkipSpikes`` (skip-step on loss/gradient spikes)
+            or ``litcpt.callbacks.EMA`` (an exponential moving average of the weights, saved as its own LitGPT dir).
+        carry: what a new stage carries from the Lightning checkpoint of the run it continues, besides the weights
+            of ``initial_checkpoint_dir``: ``carry.optimizer`` (AdamW moments), ``carry.schedule`` (continue its LR
+            schedule), ``carry.data`` (continue its data stream); ``carry.checkpoint``: the ``.ckpt`` (default: the
+            one of the same step as ``initial_checkpoint_dir``). See docs/pretraining.md.
 
     Returns: the path of the final LitGPT checkpoint dir.
     """
@@ -126,7 +135,13 @@ def setup(
     module = LanguageModel(config, seq_length=seq_length, tokens_per_step=train.global_batch_size * seq_length,
                            optimizer=optimizer, checkpoint_dir=initial_checkpoint_dir,
                            activation_checkpointing=train.activation_checkpointing,
-                           tie_embeddings=train.tie_embeddings, compile=train.compile)
-    spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule()]
+                           tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0)
+    spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule(), *(callbacks or [])]
+    from litcpt.harness import find_resume_checkpoint
+
+    if carry.any and find_resume_checkpoint(resume, spec.out_dir) is None:  # a resumed stage has it all in its .ckpt
+        from litcpt.carry import apply_carry
+
+        spec.callbacks += apply_carry(carry, initial_checkpoint_dir, spec.callbacks[0], data)
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,11 @@ class Replay(ResumableStreamMixin, DataModule):
         num_workers: dataloader worker processes (the stream does not depend on it).
         val_split_fraction, text_field, cache_dir, hf_kwargs: used for sources given as strings;
             ``cache_dir`` is also given to ``TextFiles`` sources that have none.
+        phases: data phases: ``[{tokens: N, fraction: f}, ...]``: from training token ``N`` on, the replay share is
+            ``f`` (before the first phase: ``fraction``). The replay count stays within 1/2 of its target
+            ``sum_j f_j x tokens of phase j so far`` after every prefix, across boundaries (:mod:`litcpt.data.phases`).
+        max_repetition: most epochs any source (a number) or the named sources (``{name: epochs}``) may be used in
+            this run (known under a Trainer from ``max_steps``): more is an error (``on_repetition="warn"``: a warning).
 
     Validation: one held-out set per source, named by ``val_names`` (each ``TextFiles``' ``name``,
     else ``"new"``, ``"replay0"``, ``"replay1"``, ...). Under a Lightning ``Trainer``
@@ -71,8 +77,20 @@ class Replay(ResumableStreamMixin, DataModule):
         text_field: str = "text",
         cache_dir: str | Path | None = None,
         hf_kwargs: dict[str, Any] | None = None,
+        phases: list[dict[str, float]] | None = None,
+        max_repetition: float | dict[str, float] | None = None,
+        on_repetition: Literal["error", "warn"] = "error",
     ) -> None:
         super().__init__()
+        from litcpt.data.phases import parse_phases
+
+        self.phases = [dict(p) for p in phases] if phases else None
+        if self.phases:
+            parse_phases(self.phases, samples_per_token=Fraction(1), default_fraction=0.0)  # validates the keys
+        self.max_repetition = _check_repetition(max_repetition)
+        if on_repetition not in ("error", "warn"):
+            raise ValueError(f"Replay: on_repetition must be 'error' or 'warn', got {on_repetition!r}")
+        self.on_repetition = on_repetition
         try:
             frac = _as_fraction(fraction, "Replay: fraction")
         except ValueError as err:
@@ -188,10 +206,41 @@ class Replay(ResumableStreamMixin, DataModule):
         return [float(w) / total for w in raw]
 
     def mixer(self) -> Mixer:
-        """The two-level blend of this module (new vs. replay, then between replay sources)."""
+        """The two-level blend of this module (new vs. replay, then between replay sources); with ``phases``, a
+        :class:`~litcpt.data.phases.PhasedMixer`."""
         self._ensure()
         raw = self.weights if self.weights is not None else [len(s.train_blocks()) for s in self.replay]
+        if self.phases:
+            from litcpt.data.phases import PhasedMixer, parse_phases
+
+            schedule = parse_phases(self.phases, samples_per_token=Fraction(1, int(self.max_seq_length or 1)),
+                                    default_fraction=self.fraction)
+            return PhasedMixer(schedule, raw)  # type: ignore[return-value]
         return Mixer(self.fraction, raw)
+
+    def check_repetition(self, total_samples: int) -> list[float]:
+        """Epochs of each source used by ``total_samples`` samples; error (or warn) above ``max_repetition``."""
+        self._ensure()
+        counts = self.mixer().counts_at(int(total_samples))
+        sizes = [len(s.train_blocks()) for s in self.sources]
+        epochs = [c / n for c, n in zip(counts, sizes)]
+        cap = self.max_repetition
+        if cap is None:
+            return epochs
+        if isinstance(cap, dict):
+            unknown = sorted(set(cap) - set(self.val_names))
+            if unknown:
+                raise ValueError(f"Replay: max_repetition names unknown sources {unknown} (sources: {self.val_names})")
+        for name, used, count, size in zip(self.val_names, epochs, counts, sizes):
+            limit = cap.get(name) if isinstance(cap, dict) else cap
+            if limit is not None and used > limit:
+                message = (f"Replay: source {name!r} would be used {used:.2f} times ({count} samples of its {size} "
+                           f"training blocks) in this run's {total_samples} samples, more than "
+                           f"max_repetition={limit:g}: add data, lower its share or raise max_repetition")
+                if self.on_repetition == "error":
+                    raise ValueError(message)
+                warnings.warn(message, UserWarning, stacklevel=2)
+        return epochs
 
     def _has_sources(self) -> bool:
         return self._ready
@@ -207,6 +256,7 @@ class Replay(ResumableStreamMixin, DataModule):
             "seed": self.seed,
             "fraction": self.fraction,
             "weights": self.replay_weights(),
+            **({"phases": self.phases} if self.phases else {}),
         }
 
     def train_stream(self) -> BlockStream:
@@ -249,6 +299,10 @@ class Replay(ResumableStreamMixin, DataModule):
     def train_dataloader(self) -> StreamLoader:
         """Infinite, resumable loader of ``LongTensor[B, T + 1]`` mixing new and replay blocks."""
         stream = self.train_stream()
+        trainer = getattr(self, "trainer", None)
+        if self.max_repetition is not None and trainer is not None and (trainer.max_steps or 0) > 0:
+            self.check_repetition(int(trainer.max_steps) * int(trainer.accumulate_grad_batches)
+                                  * int(self.batch_size) * int(trainer.world_size))
         start = self.stream_position()
         self._epochs_seen = self._epochs_at(stream.mixer, start)
         loader = StreamLoader(
@@ -285,6 +339,19 @@ class Replay(ResumableStreamMixin, DataModule):
         if getattr(self, "trainer", None) is not None:
             return self.val_dataloaders()
         return self._val_loader(RoundRobinBlocks(self.val_datasets()))
+
+
+def _check_repetition(value: Any) -> float | dict[str, float] | None:
+    def number(v: Any, what: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"Replay: {what} must be a positive number of epochs, got {v!r}")
+        return float(v)
+
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {str(k): number(v, f"max_repetition[{k!r}]") for k, v in value.items()}
+    return number(value, "max_repetition")
 
 
 def _as_fraction_or_none(value: Any) -> Any:

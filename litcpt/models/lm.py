@@ -32,8 +32,9 @@ class LanguageModel(GPTModule):
     """
 
     def __init__(self, config, *, seq_length: int | None = None, tokens_per_step: int | None = None,
-                 initial_tokens: int = 0, **kwargs) -> None:
+                 initial_tokens: int = 0, z_loss: float = 0.0, **kwargs) -> None:
         super().__init__(config, **kwargs)
+        self.z_loss_weight = float(z_loss or 0.0)
         self.seq_length = seq_length or config.block_size
         if self.seq_length > config.block_size:
             raise ValueError(f"train.max_seq_length={self.seq_length} exceeds the model's block_size "
@@ -65,13 +66,25 @@ class LanguageModel(GPTModule):
         inputs, targets = split_block(batch, self.seq_length)
         return chunked_cross_entropy(self.model(inputs), targets)
 
+    def training_loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(cross-entropy, weighted z-loss or None): the loss to train on is their sum (``z_loss`` > 0)."""
+        if not self.z_loss_weight:
+            return self.loss(batch), None
+        from litcpt.stability import z_loss
+
+        inputs, targets = split_block(batch, self.seq_length)
+        logits = self.model(inputs)
+        return chunked_cross_entropy(logits, targets), self.z_loss_weight * z_loss(logits, targets)
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
+        loss, z = self.training_loss(batch)
+        if z is not None:
+            self.log("train/z_loss", z.detach(), on_step=True, on_epoch=False, sync_dist=False)
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, sync_dist=False)
         if self.tokens_per_step:
             self.log("train/tokens", float(self.initial_tokens + (self.global_step + 1) * self.tokens_per_step),
                      on_step=True, on_epoch=False)
-        return loss
+        return loss if z is None else loss + z
 
     # -------------------------------------------------------------- validation
     def val_names(self) -> list[str]:
