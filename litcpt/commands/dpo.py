@@ -86,8 +86,13 @@ def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, aver
             return [data.train_dataloader(), data.val_dataloader()]
 
     sizes = {split: len(ds) for split, ds in datasets.items() if ds is not None}
+    # pair indices are positions in the loaded file: with truncation="drop" some are missing, the table spans them all
+    expected = {split: [int(item.index) for item in ds.items] for split, ds in datasets.items()
+                if ds is not None and hasattr(ds, "items")}
+    sizes.update({split: max(max(indices, default=-1) + 1, sizes[split]) for split, indices in expected.items()})
     module = ReferenceLogpsModule(load_config(ref_dir), checkpoint_dir=ref_dir, average_logps=average_logps,
-                                  sizes=sizes, meta=meta, cache_path=cache_path, ld_alpha=ld_alpha)
+                                  sizes=sizes, meta=meta, cache_path=cache_path, ld_alpha=ld_alpha,
+                                  expected=expected)
     trainer = L.Trainer(accelerator=spec.accelerator, devices=spec.num_devices, num_nodes=spec.num_nodes,
                         strategy=make_strategy(spec.strategy, accelerator=spec.accelerator,
                                                world_size=spec.world_size),

@@ -241,8 +241,10 @@ class ReferenceLogpsModule(GPTModule):
     def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
                  split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
                  meta: Mapping[str, Any] | None = None, cache_path: Path | None = None,
-                 ld_alpha: float | None = None) -> None:
+                 ld_alpha: float | None = None, expected: Mapping[str, Sequence[int]] | None = None) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir)
+        # pair indices each split must have (pairs dropped by truncation="drop" leave gaps in the index range)
+        self.expected = {split: torch.as_tensor(list(v), dtype=torch.long) for split, v in (expected or {}).items()}
         self.model.eval().requires_grad_(False)
         self.average_logps = average_logps
         self.ld_alpha = ld_alpha
@@ -286,7 +288,10 @@ class ReferenceLogpsModule(GPTModule):
             if index.numel():
                 table[index, 0] = torch.cat([p[1] for p in parts])
                 table[index, 1] = torch.cat([p[2] for p in parts])
-            missing = torch.isnan(table).any(-1).nonzero().flatten()
+            if split in self.expected:
+                missing = self.expected[split][torch.isnan(table[self.expected[split]]).any(-1)]
+            else:
+                missing = torch.isnan(table).any(-1).nonzero().flatten()
             if missing.numel():
                 raise RuntimeError(f"reference log-probs: {missing.numel()} {split} pairs were not scored "
                                    f"(first index {int(missing[0])})")
