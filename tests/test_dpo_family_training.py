@@ -206,3 +206,41 @@ def test_impossible_combinations_fail_before_training(tmp_path, tiny_checkpoint)
         DPOModel(config, checkpoint_dir=tiny_checkpoint, loss_type="sigmoid_norm", average_logps=True)
     with pytest.raises(ValueError, match="only for loss_type"):
         DPOModel(config, checkpoint_dir=tiny_checkpoint, loss_type="apo_zero", f_divergence_type="forward_kl")
+
+
+def test_precomputed_reference_applies_ld_dpo_like_the_live_reference(tmp_path, tiny_checkpoint):
+    from litcpt.checkpoint import load_config
+    from litcpt.models.dpo import ReferenceLogpsModule
+
+    items, batch = _batch(PAIRS)
+    batch["index"] = torch.tensor([item.index for item in items])
+    live = DPOModel(load_config(tiny_checkpoint), checkpoint_dir=tiny_checkpoint, ld_alpha=0.25)
+    rc, rr = live.ref_logps(batch, "train")
+    module = ReferenceLogpsModule(load_config(tiny_checkpoint), checkpoint_dir=tiny_checkpoint, ld_alpha=0.25)
+    module.on_predict_epoch_start()
+    module.predict_step(batch, 0)
+    _, chosen, rejected = module._rows[0][0]
+    torch.testing.assert_close(chosen, rc.float())
+    torch.testing.assert_close(rejected, rr.float())
+    full = DPOModel(load_config(tiny_checkpoint), checkpoint_dir=tiny_checkpoint).ref_logps(batch, "train")[0]
+    assert not torch.allclose(full, rc)                             # LD-DPO changed the unequal-length pairs
+
+
+@pytest.mark.slow
+def test_precomputed_reference_with_dropped_pairs(tmp_path):
+    """truncation='drop' leaves gaps in the pair indices; the reference table spans them (regression)."""
+    from litcpt.commands.dpo import setup
+    from litcpt.data.preference import Preference
+
+    rows = ROWS + [{"prompt": "word " * 80, "chosen": " yes.", "rejected": " no."}] + ROWS[:4]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    setup(make_checkpoint(tmp_path / "policy"), out_dir=tmp_path / "run", precompute_ref=True,
+          data=Preference(train_path=data, test_path=data, max_length=48, truncation="drop"),
+          train=TrainArgs(global_batch_size=4, micro_batch_size=4, max_steps=1, save_interval=None),
+          eval=EvalArgs(interval=100, max_iters=1), accelerator="cpu", devices=1)
+    from litcpt.models.dpo import ReferenceLogps
+
+    table = ReferenceLogps.load(tmp_path / "run" / "ref_logps.pt").tables["train"]
+    assert table.shape[0] == len(rows) and torch.isnan(table[len(ROWS)]).all()
+    assert not torch.isnan(table[:len(ROWS)]).any() and not torch.isnan(table[len(ROWS) + 1:]).any()

@@ -4,9 +4,12 @@
 precomputed, a frozen reference (``self.ref_model``: a copy of the starting checkpoint or ``ref_checkpoint_dir``; eval
 mode, ``requires_grad_(False)``, run under ``no_grad``). Each batch holds ``B`` pairs as ``2B`` rows (chosen rows
 first, :func:`litcpt.data.preference.collate_preference`); each model runs **one** forward over the ``2B`` rows.
-The loss is :func:`litcpt.losses.dpo` (``sigmoid`` / ``ipo`` / ``hinge``, ``beta``, ``label_smoothing``) on the
-summed (or, ``average_logps=True``, length-averaged) response log-probs of
-:func:`litcpt.models.logprobs.sequence_logps`.
+The loss is :func:`litcpt.losses.dpo` (any of TRL's DPO ``loss_type``\ s, reference-free ``simpo``, or a weighted
+list such as MPO; WPO weights, LD-DPO, f-divergences) on the summed (or, ``average_logps=True``, length-averaged)
+response log-probs of :func:`litcpt.models.logprobs.sequence_logps` (per-token log-probs from the same single
+forward when the loss needs them: ``sft``, ``use_weighting``, ``ld_alpha``). ``bco_pair``'s running mean lives in
+buffers (checkpointed); reference-free losses build no reference model; TR-DPO syncing is
+:class:`litcpt.callbacks.sync_reference.SyncReference`.
 
 Precomputed reference (``reference_logps=``): :class:`ReferenceLogps` holds ``log π_ref`` of every pair of the train
 and val sets, keyed by the pair ``index`` of the batch; it is computed once before training by
