@@ -55,10 +55,13 @@ def worker_litcpt(args: argparse.Namespace) -> dict:
     from litcpt.config import EvalArgs, TrainArgs
     from litcpt.data.preference import Preference
 
+    import shutil
+
     work = Path(args.work)
     out = work / f"litcpt-run-{args.round}"
+    shutil.rmtree(out, ignore_errors=True)  # metrics.csv must be this run's
     setup(work / "litgpt", out_dir=out, beta=0.1, loss_type="sigmoid", precompute_ref=True,
-          data=Preference(train_path=work / "pairs.jsonl", test_path=work / "pairs.jsonl", max_length=args.max_length,
+          data=Preference(train_path=work / "pairs.jsonl", test_path=work / "val.jsonl", max_length=args.max_length,
                           truncation="drop"),
           train=TrainArgs(global_batch_size=args.batch, micro_batch_size=args.batch, max_steps=args.steps,
                           log_interval=1, save_interval=None, max_norm=1.0),
@@ -173,12 +176,13 @@ def prepare(args: argparse.Namespace) -> dict:
             shutil.copy(assets.tokenizer_dir() / name, hf / name)
 
     pairs = load_preference_pairs(assets.preference_file())
-    with open(work / "pairs.jsonl", "w", encoding="utf-8") as fp:
-        for pair in pairs:
-            fp.write(json.dumps({"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}) + "\n")
+    for name, subset in (("pairs.jsonl", pairs), ("val.jsonl", pairs[:16])):  # litcpt validates on 16 pairs
+        with open(work / name, "w", encoding="utf-8") as fp:
+            for pair in subset:
+                fp.write(json.dumps({"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}) + "\n")
 
     # litcpt's batches, in its order: TRL trains on exactly these
-    data = Preference(train_path=work / "pairs.jsonl", test_path=work / "pairs.jsonl", max_length=args.max_length,
+    data = Preference(train_path=work / "pairs.jsonl", test_path=work / "val.jsonl", max_length=args.max_length,
                       truncation="drop")
     data.connect(tokenizer=Tokenizer(work / "litgpt"), batch_size=args.batch, max_seq_length=args.max_length)
     data.setup()

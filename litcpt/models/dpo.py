@@ -44,7 +44,7 @@ from torchmetrics import MeanMetric
 from litcpt import losses
 from litcpt.checkpoint import atomic_torch_save, clean_state_dict, load_config
 from litcpt.models.base import GPTModule, build_gpt
-from litcpt.models.logprobs import masked_logps, sequence_logps, token_logps
+from litcpt.models.logprobs import masked_logps, response_logps, sequence_logps, token_logps
 
 __all__ = [
     "DPO_META_FILE",
@@ -425,11 +425,32 @@ class DPOModel(GPTModule):
             return losses.ld_logps(per_token, mask, self.ld_alpha)
         return masked_logps(per_token, mask, average=self.average_logps)
 
+    def _head_on_responses_only(self, model: torch.nn.Module) -> bool:
+        """Whether ``model`` may run its LM head on the response positions only (no logits for prompt tokens): a
+        plain litgpt ``GPT`` (:func:`~litcpt.models.logprobs.supports_fast_inference`) outside FSDP (whose root unit
+        holds the head's sharded weight only during the model's own forward)."""
+        from litcpt.models.logprobs import supports_fast_inference
+
+        if not supports_fast_inference(model):
+            return False
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+        return not isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
+
     def policy_logps(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
-        """(chosen, rejected) response log-probs under the policy, one forward over the ``2B`` rows."""
+        """(chosen, rejected) response log-probs under the policy, one forward over the ``2B`` rows (the LM head only
+        on the positions that predict response tokens where :meth:`_head_on_responses_only` allows)."""
         if self._needs_tokens:
             return self._policy_tokens(batch)[:2]
-        logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
+        if self._head_on_responses_only(self.model):
+            logps = response_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                   average=self.average_logps)
+        else:
+            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                   average=self.average_logps)
         half = logps.shape[0] // 2
         return logps[:half], logps[half:]
 
@@ -464,8 +485,8 @@ class DPOModel(GPTModule):
                 per_token = token_logps(self.ref_model(input_ids[:, :-1]), input_ids[:, 1:])
                 logps = self._sequence(per_token, batch["response_mask"][:, 1:])
             else:
-                logps = sequence_logps(self.ref_model, batch["input_ids"], batch["response_mask"],
-                                       average=self.average_logps)
+                fn = response_logps if self._head_on_responses_only(self.ref_model) else sequence_logps
+                logps = fn(self.ref_model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
         half = logps.shape[0] // 2
         return logps[:half].detach(), logps[half:].detach()
 
