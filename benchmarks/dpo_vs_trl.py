@@ -13,6 +13,8 @@ What is compared:
 * **Training**: DPO ``sigmoid``, β 0.1, reference = the starting model with **precomputed reference log-probs** on
   both sides, ``--batch`` pairs per step (no accumulation), AdamW lr 1e-4 (no weight decay), constant LR, gradient
   clipping at norm 1.0, fp32, CPU, ``--threads`` threads each.
+* **litcpt's side** is ``litcpt.commands.dpo.setup`` (what ``litcpt dpo`` runs): one forward over the ``2B`` rows,
+  the LM head only on the positions that predict response tokens; validation is on 16 pairs (never reached).
 * **Measured**: optimizer steps/s (and pairs/s) over steps ``--skip+1 .. --steps`` (the first steps warm up; the
   reference pass is excluded on both sides), peak RSS of each process, and the loss of every step (must agree to
   1e-4: same model, same data, same optimizer).
