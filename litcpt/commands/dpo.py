@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional, Union
 
 from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
@@ -53,7 +53,13 @@ def _check_data(data: DataModule) -> None:
             check_scorable(dataset.items, source=f"{split} data")
 
 
-def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, average_logps: bool):
+LossName = Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair", "aot",
+                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "simpo", "sft"]
+FDivergenceName = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"]
+
+
+def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, average_logps: bool,
+                         ld_alpha: float | None = None):
     """Reference log-probs of every train/val pair: loaded from ``<out_dir>/ref_logps.pt`` if it was computed from
     the same reference and data, else one ``Trainer.predict`` pass (same devices, strategy and precision as the
     training run) that writes it. The reference model is freed before training starts."""
@@ -63,7 +69,7 @@ def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, aver
     from litcpt.strategies import make_strategy
 
     datasets = {"train": getattr(data, "train_dataset", None), "val": getattr(data, "test_dataset", None)}
-    meta = reference_meta(ref_dir, average_logps=average_logps, datasets=datasets)
+    meta = reference_meta(ref_dir, average_logps=average_logps, datasets=datasets, ld_alpha=ld_alpha)
     cache_path = spec.out_dir / REF_LOGPS_FILE
     reusable = all(fp is not None for _, fp in meta["data"].values()) and len(meta["data"]) == 2
     if reusable and cache_path.is_file():
@@ -80,8 +86,13 @@ def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, aver
             return [data.train_dataloader(), data.val_dataloader()]
 
     sizes = {split: len(ds) for split, ds in datasets.items() if ds is not None}
+    # pair indices are positions in the loaded file: with truncation="drop" some are missing, the table spans them all
+    expected = {split: [int(item.index) for item in ds.items] for split, ds in datasets.items()
+                if ds is not None and hasattr(ds, "items")}
+    sizes.update({split: max(max(indices, default=-1) + 1, sizes[split]) for split, indices in expected.items()})
     module = ReferenceLogpsModule(load_config(ref_dir), checkpoint_dir=ref_dir, average_logps=average_logps,
-                                  sizes=sizes, meta=meta, cache_path=cache_path)
+                                  sizes=sizes, meta=meta, cache_path=cache_path, ld_alpha=ld_alpha,
+                                  expected=expected)
     trainer = L.Trainer(accelerator=spec.accelerator, devices=spec.num_devices, num_nodes=spec.num_nodes,
                         strategy=make_strategy(spec.strategy, accelerator=spec.accelerator,
                                                world_size=spec.world_size),
@@ -101,10 +112,20 @@ def setup(
     ref_checkpoint_dir: Path | None = None,
     out_dir: Path = Path("out/dpo"),
     beta: float = 0.1,
-    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid",
+    loss_type: Union[LossName, list[LossName]] = "sigmoid",
     label_smoothing: float = 0.0,
     average_logps: bool = False,
     precompute_ref: bool = False,
+    loss_weights: Optional[list[float]] = None,
+    simpo_gamma: float = 0.5,
+    discopop_tau: float = 0.05,
+    f_divergence_type: FDivergenceName = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
+    use_weighting: bool = False,
+    ld_alpha: Optional[float] = None,
+    sync_ref_model: bool = False,
+    ref_model_mixup_alpha: float = 0.6,
+    ref_model_sync_steps: int = 512,
     data: DataModule | None = None,
     train: TrainArgs = TrainArgs(global_batch_size=64, micro_batch_size=4, save_interval=None),
     eval: EvalArgs = EvalArgs(interval=100, max_iters=50),
@@ -129,11 +150,28 @@ def setup(
         out_dir: run directory: ``final/`` (the policy as a LitGPT checkpoint + ``dpo.json``), ``checkpoints/*.ckpt``
             (resume), ``logs/version_*/metrics.csv``, ``ref_logps.pt`` (with ``precompute_ref``).
         beta: β, the strength of the implicit KL penalty towards the reference (DPO's temperature; typical 0.01-0.5).
-        loss_type: ``sigmoid`` (DPO), ``ipo`` or ``hinge`` (SLiC).
-        label_smoothing: conservative-DPO label noise ε in [0, 0.5] (``sigmoid`` only).
-        average_logps: length-average the response log-probs instead of summing them (e.g. length-normalised IPO).
+        loss_type: a loss of TRL's DPO family (``sigmoid`` = DPO, ``ipo``, ``hinge``, ``robust``, ``exo_pair``,
+            ``bco_pair``, ``sppo_hard``, ``nca_pair``, ``aot``, ``aot_unpaired``, ``apo_zero``, ``apo_down``,
+            ``discopop``, ``sigmoid_norm``, ``sft``), reference-free ``simpo``, or a list combined with
+            ``loss_weights`` (MPO: ``[sigmoid, bco_pair, sft]``; RPO: ``[sigmoid, sft]``). See docs/dpo.md.
+        label_smoothing: label noise ε in [0, 0.5] (``sigmoid``/cDPO, ``robust`` (< 0.5), ``exo_pair`` (0 means
+            1e-3), ``aot``, ``aot_unpaired``, ``simpo``).
+        average_logps: length-average the response log-probs instead of summing them (e.g. length-normalised IPO;
+            always on for ``simpo``).
         precompute_ref: compute the reference log-probs of all train/val pairs in one pass before training (cached
             in ``out_dir/ref_logps.pt``); training then holds only the policy.
+        loss_weights: one weight per entry of a ``loss_type`` list (default 1.0 each).
+        simpo_gamma: SimPO's target reward margin γ (``simpo``).
+        discopop_tau: DiscoPOP's temperature τ (``discopop``).
+        f_divergence_type: f-DPO's divergence: ``reverse_kl`` (DPO), ``forward_kl``, ``js_divergence``,
+            ``alpha_divergence`` (only with sigmoid, sigmoid_norm, hinge, ipo, exo_pair, robust, discopop, sft).
+        f_alpha_divergence_coef: α of ``alpha_divergence``.
+        use_weighting: WPO: weight each pair by its responses' length-normalised probability under the policy.
+        ld_alpha: LD-DPO: weight α in [0, 1] of the response tokens past the shorter response of each pair.
+        sync_ref_model: TR-DPO: every ``ref_model_sync_steps`` steps set the reference to
+            ``α·policy + (1 − α)·reference`` (α = ``ref_model_mixup_alpha``); not with ``precompute_ref``.
+        ref_model_mixup_alpha: α of ``sync_ref_model``.
+        ref_model_sync_steps: optimizer steps between reference syncs.
         data: preference pairs: a ``litcpt.data.Preference`` (default: the bundled 2000 HH-RLHF pairs).
         train: training-loop arguments; ``max_steps`` defaults to one epoch of the training pairs.
             ``global_batch_size``/``micro_batch_size`` count pairs.
@@ -155,7 +193,23 @@ def setup(
     from litcpt.commands.pretrain import load_tokenizer
     from litcpt.models.dpo import DPOModel, check_reference_compatible
 
+    from litcpt import losses
+
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
+    types, _ = losses.parse_loss_types(loss_type, loss_weights)
+    if set(types) <= losses.REFERENCE_FREE_LOSS_TYPES:
+        for name, value in (("ref_checkpoint_dir", ref_checkpoint_dir), ("precompute_ref", precompute_ref),
+                            ("sync_ref_model", sync_ref_model)):
+            if value:
+                raise ValueError(f"{name}: loss_type {types[0] if len(types) == 1 else list(types)!r} is "
+                                 "reference-free (no reference model is loaded); remove it")
+    if sync_ref_model and precompute_ref:
+        raise ValueError("sync_ref_model: the reference changes during training (TR-DPO), so its log-probs cannot be "
+                         "precomputed; set precompute_ref: false")
+    if sync_ref_model:
+        from litcpt.callbacks.sync_reference import SyncReference
+
+        sync_callback = SyncReference(alpha=ref_model_mixup_alpha, sync_steps=ref_model_sync_steps)
     if ref_checkpoint_dir is not None:
         ref_checkpoint_dir = check_checkpoint_dir(ref_checkpoint_dir, field="ref_checkpoint_dir")
         check_reference_compatible(checkpoint_dir, ref_checkpoint_dir)
@@ -191,11 +245,16 @@ def setup(
 
     reference_logps = None
     if precompute_ref:
-        reference_logps = precompute_reference(spec, data, ref_dir, average_logps=average_logps)
+        reference_logps = precompute_reference(spec, data, ref_dir, average_logps=average_logps, ld_alpha=ld_alpha)
     module = DPOModel(config, checkpoint_dir=checkpoint_dir, ref_checkpoint_dir=ref_checkpoint_dir, beta=beta,
                       loss_type=loss_type, label_smoothing=label_smoothing, average_logps=average_logps,
-                      reference_logps=reference_logps, optimizer=_copy_optimizer(optimizer),
+                      reference_logps=reference_logps, loss_weights=loss_weights, simpo_gamma=simpo_gamma,
+                      discopop_tau=discopop_tau, f_divergence_type=f_divergence_type,
+                      f_alpha_divergence_coef=f_alpha_divergence_coef, use_weighting=use_weighting,
+                      ld_alpha=ld_alpha, optimizer=_copy_optimizer(optimizer),
                       activation_checkpointing=train.activation_checkpointing, compile=train.compile)
     spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule()]
+    if sync_ref_model:
+        spec.callbacks.append(sync_callback)
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

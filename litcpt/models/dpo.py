@@ -4,9 +4,12 @@
 precomputed, a frozen reference (``self.ref_model``: a copy of the starting checkpoint or ``ref_checkpoint_dir``; eval
 mode, ``requires_grad_(False)``, run under ``no_grad``). Each batch holds ``B`` pairs as ``2B`` rows (chosen rows
 first, :func:`litcpt.data.preference.collate_preference`); each model runs **one** forward over the ``2B`` rows.
-The loss is :func:`litcpt.losses.dpo` (``sigmoid`` / ``ipo`` / ``hinge``, ``beta``, ``label_smoothing``) on the
-summed (or, ``average_logps=True``, length-averaged) response log-probs of
-:func:`litcpt.models.logprobs.sequence_logps`.
+The loss is :func:`litcpt.losses.dpo` (any of TRL's DPO ``loss_type``\ s, reference-free ``simpo``, or a weighted
+list such as MPO; WPO weights, LD-DPO, f-divergences) on the summed (or, ``average_logps=True``, length-averaged)
+response log-probs of :func:`litcpt.models.logprobs.sequence_logps` (per-token log-probs from the same single
+forward when the loss needs them: ``sft``, ``use_weighting``, ``ld_alpha``). ``bco_pair``'s running mean lives in
+buffers (checkpointed); reference-free losses build no reference model; TR-DPO syncing is
+:class:`litcpt.callbacks.sync_reference.SyncReference`.
 
 Precomputed reference (``reference_logps=``): :class:`ReferenceLogps` holds ``log π_ref`` of every pair of the train
 and val sets, keyed by the pair ``index`` of the batch; it is computed once before training by
@@ -41,7 +44,7 @@ from torchmetrics import MeanMetric
 from litcpt import losses
 from litcpt.checkpoint import atomic_torch_save, clean_state_dict, load_config
 from litcpt.models.base import GPTModule, build_gpt
-from litcpt.models.logprobs import sequence_logps
+from litcpt.models.logprobs import masked_logps, response_logps, sequence_logps, token_logps
 
 __all__ = [
     "DPO_META_FILE",
@@ -56,7 +59,9 @@ __all__ = [
     "read_dpo_metadata",
 ]
 
-LossType = Literal["sigmoid", "ipo", "hinge"]
+LossType = Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair", "aot",
+                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "simpo", "sft"]
+FDivergence = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"]
 DPO_META_FILE = "dpo.json"
 REF_LOGPS_FILE = "ref_logps.pt"
 _REF_PREFIX = "ref_model."
@@ -139,13 +144,14 @@ class DPOMetrics(torch.nn.Module):
     NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
              "logps/rejected")
 
-    def __init__(self) -> None:
+    def __init__(self, extra: Sequence[str] = ()) -> None:
         super().__init__()
-        self.means = torch.nn.ModuleDict({name.replace("/", "_"): MeanMetric() for name in self.NAMES})
+        self.names = tuple(self.NAMES) + tuple(extra)
+        self.means = torch.nn.ModuleDict({name.replace("/", "_"): MeanMetric() for name in self.names})
 
     def update(self, values: Mapping[str, Tensor], weight: Tensor | None = None) -> None:
         """``values``: per-pair tensors ``[B]`` for every name; ``weight``: 0 for pairs not to count."""
-        for name in self.NAMES:
+        for name in self.names:
             value = values[name].detach().float()
             self.means[name.replace("/", "_")].update(value, 1.0 if weight is None else weight.to(value))
 
@@ -154,7 +160,7 @@ class DPOMetrics(torch.nn.Module):
         return int(self.means["loss"].update_count)
 
     def compute(self) -> dict[str, Tensor]:
-        return {name: self.means[name.replace("/", "_")].compute() for name in self.NAMES}
+        return {name: self.means[name.replace("/", "_")].compute() for name in self.names}
 
     def reset(self) -> None:
         for metric in self.means.values():
@@ -205,13 +211,18 @@ class ReferenceLogps:
             raise ValueError(f"{path}: not a reference log-prob cache ({type(err).__name__}: {err})") from None
 
 
-def reference_meta(ref_dir: Path, *, average_logps: bool, datasets: Mapping[str, Any]) -> dict[str, Any]:
-    """What a :class:`ReferenceLogps` depends on: the reference weights, ``average_logps`` and the tokenised data."""
+def reference_meta(ref_dir: Path, *, average_logps: bool, datasets: Mapping[str, Any],
+                   ld_alpha: float | None = None) -> dict[str, Any]:
+    """What a :class:`ReferenceLogps` depends on: the reference weights, ``average_logps`` (and LD-DPO's
+    ``ld_alpha``) and the tokenised data."""
     weights = Path(ref_dir) / "lit_model.pth"
     stat = weights.stat()
-    return {"reference": str(Path(ref_dir).resolve()), "weights": [stat.st_size, stat.st_mtime_ns],
+    meta = {"reference": str(Path(ref_dir).resolve()), "weights": [stat.st_size, stat.st_mtime_ns],
             "average_logps": bool(average_logps),
             "data": {split: [len(ds), dataset_fingerprint(ds)] for split, ds in datasets.items() if ds is not None}}
+    if ld_alpha is not None:
+        meta["ld_alpha"] = float(ld_alpha)
+    return meta
 
 
 def _gather_objects(obj: Any) -> list[Any]:
@@ -232,10 +243,14 @@ class ReferenceLogpsModule(GPTModule):
 
     def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
                  split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
-                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None) -> None:
+                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None,
+                 ld_alpha: float | None = None, expected: Mapping[str, Sequence[int]] | None = None) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir)
+        # pair indices each split must have (pairs dropped by truncation="drop" leave gaps in the index range)
+        self.expected = {split: torch.as_tensor(list(v), dtype=torch.long) for split, v in (expected or {}).items()}
         self.model.eval().requires_grad_(False)
         self.average_logps = average_logps
+        self.ld_alpha = ld_alpha
         self.split_names = tuple(split_names)
         self.sizes = dict(sizes or {})
         self.meta = dict(meta or {})
@@ -251,7 +266,13 @@ class ReferenceLogpsModule(GPTModule):
 
     @torch.no_grad()
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
+        if self.ld_alpha is not None:  # LD-DPO: the same reweighted sums as DPOModel
+            input_ids = batch["input_ids"]
+            per_token = token_logps(self.model(input_ids[:, :-1]), input_ids[:, 1:])
+            logps = losses.ld_logps(per_token, batch["response_mask"][:, 1:], self.ld_alpha)
+        else:
+            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                   average=self.average_logps)
         half = logps.shape[0] // 2
         keep = ~batch["is_duplicate"].bool() if "is_duplicate" in batch else torch.ones(half, dtype=torch.bool)
         keep = keep.to(logps.device)
@@ -270,7 +291,10 @@ class ReferenceLogpsModule(GPTModule):
             if index.numel():
                 table[index, 0] = torch.cat([p[1] for p in parts])
                 table[index, 1] = torch.cat([p[2] for p in parts])
-            missing = torch.isnan(table).any(-1).nonzero().flatten()
+            if split in self.expected:
+                missing = self.expected[split][torch.isnan(table[self.expected[split]]).any(-1)]
+            else:
+                missing = torch.isnan(table).any(-1).nonzero().flatten()
             if missing.numel():
                 raise RuntimeError(f"reference log-probs: {missing.numel()} {split} pairs were not scored "
                                    f"(first index {int(missing[0])})")
@@ -289,27 +313,63 @@ class DPOModel(GPTModule):
         checkpoint_dir: LitGPT checkpoint dir the policy starts from (required).
         ref_checkpoint_dir: the reference (default: ``checkpoint_dir``, i.e. a frozen copy of the start).
         beta: DPO temperature β > 0 (strength of the KL regularisation towards the reference).
-        loss_type: ``sigmoid`` (DPO), ``ipo`` or ``hinge`` (SLiC).
-        label_smoothing: conservative-DPO ε in [0, 0.5] (``sigmoid`` only).
+        loss_type: one of :data:`litcpt.losses.DPO_LOSS_TYPES` or a list of them (see :func:`litcpt.losses.dpo`);
+            with a list, each component is also logged as ``loss/<type>``. ``simpo`` (alone or with ``sft``) is
+            reference-free: no reference model is built and the log-probs are length-averaged.
+        label_smoothing: ε of ``sigmoid`` (cDPO), ``robust``, ``exo_pair``, ``aot``, ``aot_unpaired``, ``simpo``.
+        loss_weights: one weight per loss type (default 1.0 each), e.g. MPO ``[0.8, 0.2, 1.0]``.
         average_logps: length-average the response log-probs instead of summing them.
         reference_logps: precomputed reference log-probs; then no reference model is built.
+        simpo_gamma, discopop_tau, f_divergence_type, f_alpha_divergence_coef: as in :func:`litcpt.losses.dpo`.
+        use_weighting: WPO: multiply each pair's loss by the (detached) length-normalised probabilities of its two
+            responses under the policy, relative to the policy's own sampling (:func:`litcpt.losses.wpo_weights`).
+        ld_alpha: LD-DPO: response tokens past the shorter response of the pair count ``ld_alpha`` (None: off).
         optimizer, activation_checkpointing, tie_embeddings: as for every litcpt module.
     """
 
     def __init__(self, config: Config, *, checkpoint_dir: Path, ref_checkpoint_dir: Path | None = None,
-                 beta: float = 0.1, loss_type: LossType = "sigmoid", label_smoothing: float = 0.0,
-                 average_logps: bool = False, reference_logps: ReferenceLogps | None = None, **kwargs: Any) -> None:
+                 beta: float = 0.1, loss_type: LossType | Sequence[LossType] = "sigmoid", label_smoothing: float = 0.0,
+                 average_logps: bool = False, reference_logps: ReferenceLogps | None = None,
+                 loss_weights: Sequence[float] | None = None, simpo_gamma: float = 0.5, discopop_tau: float = 0.05,
+                 f_divergence_type: FDivergence = "reverse_kl", f_alpha_divergence_coef: float = 0.5,
+                 use_weighting: bool = False, ld_alpha: float | None = None, **kwargs: Any) -> None:
         if checkpoint_dir is None:
             raise ValueError("checkpoint_dir: DPO starts from a trained LitGPT checkpoint, got None")
-        zero = torch.zeros(1)
-        losses.dpo(zero, zero, zero, zero, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing)
+        types, weights = losses.parse_loss_types(loss_type, loss_weights)
+        self.reference_free = set(types) <= losses.REFERENCE_FREE_LOSS_TYPES
+        if ld_alpha is not None:
+            losses.ld_logps(torch.zeros(2, 1), torch.ones(2, 1), ld_alpha)  # range check
+            if average_logps:
+                raise ValueError("ld_alpha: LD-DPO reweights summed log-probs; it cannot be combined with "
+                                 "average_logps: true")
+        if "sigmoid_norm" in types and average_logps:
+            raise ValueError("loss_type 'sigmoid_norm' divides by the response lengths itself; set average_logps: "
+                             "false")
+        self.options: dict[str, Any] = {"simpo_gamma": float(simpo_gamma), "discopop_tau": float(discopop_tau),
+                                        "f_divergence_type": f_divergence_type,
+                                        "f_alpha_divergence_coef": float(f_alpha_divergence_coef)}
+        zero, one = torch.zeros(1), torch.ones(1)
+        ref_zero = None if self.reference_free else zero
+        losses.dpo(zero, zero, ref_zero, ref_zero, beta=beta, loss_type=types, loss_weights=weights,
+                   label_smoothing=label_smoothing, chosen_lengths=one, rejected_lengths=one, sft_nll=zero[0],
+                   pair_weights=one if use_weighting else None, **self.options)
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
-        self.beta, self.loss_type, self.label_smoothing = float(beta), loss_type, float(label_smoothing)
-        self.average_logps = bool(average_logps)
+        self.beta, self.label_smoothing = float(beta), float(label_smoothing)
+        self.loss_types, self.loss_weights = types, weights
+        self.loss_type: Any = types[0] if isinstance(loss_type, str) else list(types)
+        self.use_weighting, self.ld_alpha = bool(use_weighting), (None if ld_alpha is None else float(ld_alpha))
+        # SimPO scores length-averaged log-probs (TRL's CPOTrainer does the same)
+        self.average_logps = bool(average_logps) or "simpo" in types
         self.ref_checkpoint_dir = Path(ref_checkpoint_dir) if ref_checkpoint_dir is not None else Path(checkpoint_dir)
         self.reference_logps = reference_logps
         self.ref_model: torch.nn.Module | None = None
-        if reference_logps is None:
+        # bco_pair's δ: running mean of the batch-mean implicit reward over training steps (saved in checkpoints)
+        self.register_buffer("bco_running_mean", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("bco_running_count", torch.zeros((), dtype=torch.long))
+        if self.reference_free:
+            if reference_logps is not None:
+                raise ValueError(f"loss_type {list(types)}: reference-free; there is no reference to precompute")
+        elif reference_logps is None:
             ref_config = load_config(self.ref_checkpoint_dir) if ref_checkpoint_dir is not None else config
             if ref_config.padded_vocab_size != config.padded_vocab_size:
                 raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} and ref_checkpoint_dir "
@@ -317,7 +377,8 @@ class DPOModel(GPTModule):
                                  f"({config.padded_vocab_size} vs {ref_config.padded_vocab_size})")
             self.ref_model = build_gpt(ref_config, checkpoint_dir=self.ref_checkpoint_dir, field="ref_checkpoint_dir")
             self.ref_model.eval().requires_grad_(False)
-        self.train_metrics, self.val_metrics = DPOMetrics(), DPOMetrics()
+        extra = tuple(f"loss/{name}" for name in types) if len(types) > 1 else ()
+        self.train_metrics, self.val_metrics = DPOMetrics(extra), DPOMetrics(extra)
 
     # ------------------------------------------------------------------ model plumbing
     def train(self, mode: bool = True) -> DPOModel:
@@ -340,10 +401,13 @@ class DPOModel(GPTModule):
             apply_fsdp2(self.ref_model, self.device_mesh, activation_checkpointing=False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resume works whether or not the saved run kept a reference model (``precompute_ref`` may change)."""
+        """Resume works whether or not the saved run kept a reference model (``precompute_ref`` may change), and
+        from checkpoints written before ``bco_pair``'s running mean existed."""
         state = checkpoint.get("state_dict")
         if state is None:
             return
+        for name in ("bco_running_mean", "bco_running_count"):
+            state.setdefault(name, getattr(self, name).detach().clone())
         if self.ref_model is None:
             for key in [k for k in state if k.startswith(_REF_PREFIX)]:
                 del state[key]
@@ -351,11 +415,64 @@ class DPOModel(GPTModule):
             state.update({f"{_REF_PREFIX}{k}": v for k, v in self.ref_model.state_dict().items()})
 
     # ------------------------------------------------------------------------ log-probs
+    @property
+    def _needs_tokens(self) -> bool:
+        """Whether the loss reads per-token log-probs (SFT term, WPO weights, LD-DPO), not only their sums."""
+        return "sft" in self.loss_types or self.use_weighting or self.ld_alpha is not None
+
+    def _sequence(self, per_token: Tensor, mask: Tensor) -> Tensor:
+        if self.ld_alpha is not None:
+            return losses.ld_logps(per_token, mask, self.ld_alpha)
+        return masked_logps(per_token, mask, average=self.average_logps)
+
+    def _head_on_responses_only(self, model: torch.nn.Module) -> bool:
+        """Whether ``model`` may run its LM head on the response positions only (no logits for prompt tokens): a
+        plain litgpt ``GPT`` (:func:`~litcpt.models.logprobs.supports_fast_inference`) outside FSDP (whose root unit
+        holds the head's sharded weight only during the model's own forward)."""
+        from litcpt.models.logprobs import supports_fast_inference
+
+        if not supports_fast_inference(model):
+            return False
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+        return not isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
+
     def policy_logps(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
-        """(chosen, rejected) response log-probs under the policy, one forward over the ``2B`` rows."""
-        logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
+        """(chosen, rejected) response log-probs under the policy, one forward over the ``2B`` rows (the LM head only
+        on the positions that predict response tokens where :meth:`_head_on_responses_only` allows)."""
+        if self._needs_tokens:
+            return self._policy_tokens(batch)[:2]
+        if self._head_on_responses_only(self.model):
+            logps = response_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                   average=self.average_logps)
+        else:
+            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                   average=self.average_logps)
         half = logps.shape[0] // 2
         return logps[:half], logps[half:]
+
+    def _policy_tokens(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(chosen, rejected) sequence log-probs and the token-level extras of the loss (``sft_nll``,
+        ``pair_weights``), from one forward over the ``2B`` rows."""
+        input_ids, mask = batch["input_ids"], batch["response_mask"][:, 1:]
+        logits = self.model(input_ids[:, :-1])
+        per_token = token_logps(logits, input_ids[:, 1:])
+        half = per_token.shape[0] // 2
+        logps = self._sequence(per_token, mask)
+        extras: dict[str, Tensor] = {}
+        if "sft" in self.loss_types:
+            extras["sft_nll"] = losses.sft_nll(per_token[:half], mask[:half])
+        if self.use_weighting:
+            with torch.no_grad():
+                log_probs = logits.float().log_softmax(-1)
+                log_sum_sq = torch.logsumexp(2.0 * log_probs, dim=-1)
+                del log_probs
+            weights = losses.wpo_weights(per_token.detach(), log_sum_sq, mask)
+            extras["pair_weights"] = weights[:half] * weights[half:]
+        return logps[:half], logps[half:], extras
 
     def ref_logps(self, batch: Mapping[str, Any], split: str) -> tuple[Tensor, Tensor]:
         """(chosen, rejected) reference log-probs: precomputed (looked up by pair ``index``) or one no-grad forward."""
@@ -363,18 +480,59 @@ class DPOModel(GPTModule):
             return self.reference_logps.lookup(split, batch["index"].to(self.device))
         assert self.ref_model is not None
         with torch.no_grad():
-            logps = sequence_logps(self.ref_model, batch["input_ids"], batch["response_mask"],
-                                   average=self.average_logps)
+            if self.ld_alpha is not None:
+                input_ids = batch["input_ids"]
+                per_token = token_logps(self.ref_model(input_ids[:, :-1]), input_ids[:, 1:])
+                logps = self._sequence(per_token, batch["response_mask"][:, 1:])
+            else:
+                fn = response_logps if self._head_on_responses_only(self.ref_model) else sequence_logps
+                logps = fn(self.ref_model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
         half = logps.shape[0] // 2
         return logps[:half].detach(), logps[half:].detach()
 
     def pair_losses(self, batch: Mapping[str, Any], split: str = "train") -> dict[str, Tensor]:
-        """Per-pair loss, implicit rewards and policy logps of a batch (see :class:`DPOMetrics` for the keys)."""
-        pc, pr = self.policy_logps(batch)
-        rc, rr = self.ref_logps(batch, split)
-        per_pair, r_chosen, r_rejected = losses.dpo(pc, pr, rc.to(pc), rr.to(pr), beta=self.beta,
-                                                    loss_type=self.loss_type, label_smoothing=self.label_smoothing)
-        return pair_values(per_pair, r_chosen, r_rejected, pc.detach(), pr.detach())
+        """Per-pair loss, implicit rewards and policy logps of a batch (see :class:`DPOMetrics` for the keys; with
+        several loss types also ``loss/<type>``, unweighted). In training, ``bco_pair``'s running mean is updated
+        with this batch before its loss is computed (as TRL 0.28 does)."""
+        if self._needs_tokens:
+            pc, pr, extras = self._policy_tokens(batch)
+        else:
+            (pc, pr), extras = self.policy_logps(batch), {}
+        if self.reference_free:
+            rc = rr = None
+        else:
+            rc, rr = self.ref_logps(batch, split)
+            rc, rr = rc.to(pc), rr.to(pr)
+        if "sigmoid_norm" in self.loss_types:
+            lengths = batch["response_mask"].sum(-1).to(pc)
+            extras["chosen_lengths"], extras["rejected_lengths"] = lengths[:pc.shape[0]], lengths[pc.shape[0]:]
+        if "bco_pair" in self.loss_types:
+            if split == "train" and self.training:
+                self._update_bco_mean(pc.detach() - rc, pr.detach() - rr, self._weight(batch, pc))
+            extras["bco_delta"] = self.bco_running_mean
+        terms, r_chosen, r_rejected = losses.dpo_terms(pc, pr, rc, rr, beta=self.beta, loss_type=self.loss_types,
+                                                       label_smoothing=self.label_smoothing, **self.options,
+                                                       **extras)
+        per_pair = sum(w * terms[name] for name, w in zip(self.loss_types, self.loss_weights))
+        values = pair_values(per_pair, r_chosen, r_rejected, pc.detach(), pr.detach())
+        if len(self.loss_types) > 1:
+            values.update({f"loss/{name}": term.detach() for name, term in terms.items()})
+        return values
+
+    @torch.no_grad()
+    def _update_bco_mean(self, chosen_logratios: Tensor, rejected_logratios: Tensor, weight: Tensor) -> None:
+        """Fold this step's mean implicit reward (over every rank's real pairs) into ``bco_running_mean``."""
+        w = torch.cat([weight, weight]).double()
+        rewards = self.beta * torch.cat([chosen_logratios, rejected_logratios]).double()
+        total = torch.stack([(rewards * w).sum(), w.sum()])
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(total)
+        if total[1] > 0:
+            mean, count = losses.running_mean_update(self.bco_running_mean, self.bco_running_count,
+                                                     total[0] / total[1])
+            self.bco_running_mean.copy_(mean)
+            self.bco_running_count.copy_(count)
 
     @staticmethod
     def _weight(batch: Mapping[str, Any], like: Tensor) -> Tensor:
@@ -411,8 +569,10 @@ class DPOModel(GPTModule):
     def metadata(self) -> dict[str, Any]:
         """``dpo.json``: what ``litcpt rewardbench`` needs to score this policy as an implicit reward model."""
         return {"beta": self.beta, "loss_type": self.loss_type, "label_smoothing": self.label_smoothing,
-                "average_logps": self.average_logps,
-                "reference_checkpoint_dir": str(Path(os.path.abspath(self.ref_checkpoint_dir))),
+                "loss_weights": list(self.loss_weights), "average_logps": self.average_logps,
+                "reference_free": self.reference_free,
+                "reference_checkpoint_dir": (None if self.reference_free
+                                             else str(Path(os.path.abspath(self.ref_checkpoint_dir)))),
                 "policy_init_checkpoint_dir": str(Path(os.path.abspath(self.checkpoint_dir))),
                 "precompute_ref": self.reference_logps is not None}
 
