@@ -329,6 +329,19 @@ def test_main_scores_a_dpo_model_with_the_reference_from_dpo_json(tmp_path, caps
     assert free["model_type"] == "DPO Ref. Free" and free["ref_model"] is None
 
 
+def test_main_scores_a_reference_free_dpo_checkpoint_without_flags(tmp_path):
+    """A SimPO-trained policy's dpo.json says reference_free: scored reference-free without --ref_free."""
+    from litcpt.commands.rewardbench import main
+
+    policy = make_checkpoint(tmp_path / "policy", seed=0)
+    (policy / "dpo.json").write_text(json.dumps({"beta": 2.0, "reference_free": True, "average_logps": True,
+                                                 "reference_checkpoint_dir": None}))
+    data = write_jsonl(tmp_path / "rb.jsonl", rb_rows(known_pairs()))
+    results = main(policy, data, out_dir=tmp_path / "out", accelerator="cpu")
+    assert results["model_type"] == "DPO Ref. Free" and results["ref_model"] is None
+    assert results["litcpt"]["beta"] == 2.0 and results["litcpt"]["average_logps"] is True
+
+
 def test_main_scores_a_reward_model_and_counts_ties_as_wrong(tmp_path):
     from litcpt.commands.rewardbench import main
     from litcpt.models.reward import RewardModel

@@ -292,8 +292,8 @@ def main(
             beta = float(meta.get("beta", 0.1))
         if average_logps is None:
             average_logps = bool(meta.get("average_logps", False))
-        if ref_free:
-            ref_checkpoint_dir = None
+        if ref_free or (ref_checkpoint_dir is None and meta.get("reference_free")):
+            ref_checkpoint_dir = None  # asked for, or a reference-free loss (SimPO) trained it: dpo.json says so
         elif ref_checkpoint_dir is None:
             if not meta.get("reference_checkpoint_dir"):
                 raise ValueError(f"ref_checkpoint_dir: {str(checkpoint_dir)!r} has no dpo.json naming its reference; "
