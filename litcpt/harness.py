@@ -61,6 +61,12 @@ class RunSpec:
         return self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
 
     @property
+    def sharded(self) -> bool:
+        """True for the strategies that shard the model (``fsdp``, ``fsdp2``): models are then built on the meta
+        device and materialised shard by shard (``GPTModule(defer_init=True)``)."""
+        return self.strategy in ("fsdp", "fsdp2")
+
+    @property
     def world_size(self) -> int:
         return self.num_devices * self.num_nodes
 

@@ -81,7 +81,7 @@ def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, aver
 
     sizes = {split: len(ds) for split, ds in datasets.items() if ds is not None}
     module = ReferenceLogpsModule(load_config(ref_dir), checkpoint_dir=ref_dir, average_logps=average_logps,
-                                  sizes=sizes, meta=meta, cache_path=cache_path)
+                                  sizes=sizes, meta=meta, cache_path=cache_path, defer_init=spec.sharded)
     trainer = L.Trainer(accelerator=spec.accelerator, devices=spec.num_devices, num_nodes=spec.num_nodes,
                         strategy=make_strategy(spec.strategy, accelerator=spec.accelerator,
                                                world_size=spec.world_size),
@@ -195,7 +195,8 @@ def setup(
     module = DPOModel(config, checkpoint_dir=checkpoint_dir, ref_checkpoint_dir=ref_checkpoint_dir, beta=beta,
                       loss_type=loss_type, label_smoothing=label_smoothing, average_logps=average_logps,
                       reference_logps=reference_logps, optimizer=_copy_optimizer(optimizer),
-                      activation_checkpointing=train.activation_checkpointing, compile=train.compile)
+                      activation_checkpointing=train.activation_checkpointing, compile=train.compile,
+                      defer_init=spec.sharded)
     spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule()]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

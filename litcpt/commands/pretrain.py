@@ -126,7 +126,7 @@ def setup(
     module = LanguageModel(config, seq_length=seq_length, tokens_per_step=train.global_batch_size * seq_length,
                            optimizer=optimizer, checkpoint_dir=initial_checkpoint_dir,
                            activation_checkpointing=train.activation_checkpointing,
-                           tie_embeddings=train.tie_embeddings, compile=train.compile)
+                           tie_embeddings=train.tie_embeddings, compile=train.compile, defer_init=spec.sharded)
     spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule()]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

@@ -109,7 +109,8 @@ def setup(
         max_steps = default_steps(data, train.global_batch_size)
     module = RewardModel(config, checkpoint_dir=checkpoint_dir, head=head, token_id=token_id, loss=loss,
                          center_coefficient=center_coefficient, use_margin=use_margin, optimizer=optimizer,
-                         activation_checkpointing=train.activation_checkpointing, compile=train.compile)
+                         activation_checkpointing=train.activation_checkpointing, compile=train.compile,
+                         defer_init=spec.sharded)
     spec.callbacks = [lr_schedule if lr_schedule is not None else WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

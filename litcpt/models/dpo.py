@@ -232,8 +232,8 @@ class ReferenceLogpsModule(GPTModule):
 
     def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
                  split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
-                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None) -> None:
-        super().__init__(config, checkpoint_dir=checkpoint_dir)
+                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None, defer_init: bool = False) -> None:
+        super().__init__(config, checkpoint_dir=checkpoint_dir, defer_init=defer_init)
         self.model.eval().requires_grad_(False)
         self.average_logps = average_logps
         self.split_names = tuple(split_names)
@@ -315,7 +315,12 @@ class DPOModel(GPTModule):
                 raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} and ref_checkpoint_dir "
                                  f"{str(self.ref_checkpoint_dir)!r} have different padded_vocab_size "
                                  f"({config.padded_vocab_size} vs {ref_config.padded_vocab_size})")
-            self.ref_model = build_gpt(ref_config, checkpoint_dir=self.ref_checkpoint_dir, field="ref_checkpoint_dir")
+            if kwargs.get("defer_init") and not kwargs.get("tie_embeddings"):
+                self.ref_model = self.deferred_gpt("ref_model", ref_config, self.ref_checkpoint_dir,
+                                                   field="ref_checkpoint_dir")
+            else:
+                self.ref_model = build_gpt(ref_config, checkpoint_dir=self.ref_checkpoint_dir,
+                                           field="ref_checkpoint_dir")
             self.ref_model.eval().requires_grad_(False)
         self.train_metrics, self.val_metrics = DPOMetrics(), DPOMetrics()
 
@@ -336,7 +341,8 @@ class DPOModel(GPTModule):
 
         first = not getattr(self, "_litcpt_configured", False) and self._trainer is not None
         super().configure_model()
-        if first and self.ref_model is not None and isinstance(self.trainer.strategy, ModelParallelStrategy):
+        if (first and self.ref_model is not None and "ref_model" not in self.weight_sources
+                and isinstance(self.trainer.strategy, ModelParallelStrategy)):  # a meta ref is sharded by super()
             apply_fsdp2(self.ref_model, self.device_mesh, activation_checkpointing=False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
