@@ -118,6 +118,7 @@ def setup(
     seed: int = 42,
     accelerator: str = "auto",
     resume: Resume = False,
+    dry_run: bool = False,
 ) -> Path:
     """Train a policy with Direct Preference Optimization against a frozen reference model.
 
@@ -149,6 +150,8 @@ def setup(
         seed: random seed.
         accelerator: ``auto``, ``cpu``, ``gpu``.
         resume: ``true`` / ``auto`` / a ``.ckpt`` path, as for ``litcpt pretrain``.
+        dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
+            activations at the micro-batch) for this world size and strategy, then exit without building the model.
 
     Returns: the path of the final LitGPT checkpoint dir of the policy.
     """
@@ -172,6 +175,12 @@ def setup(
     seq_length = train.max_seq_length or config.block_size
     if seq_length > config.block_size:
         raise ValueError(f"train.max_seq_length={seq_length} exceeds the model's block_size {config.block_size}")
+
+    if dry_run:
+        from litcpt.dry_run import print_dry_run
+
+        print_dry_run(config, spec, kind="dpo", seq_length=seq_length, frozen_reference=not precompute_ref)
+        return spec.out_dir / "final"
 
     if data is None:
         from litcpt.data.preference import Preference

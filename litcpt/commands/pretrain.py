@@ -69,6 +69,7 @@ def setup(
     logger_name: LoggerName = "csv",
     seed: int = 42,
     accelerator: str = "auto",
+    dry_run: bool = False,
 ) -> Path:
     """Pretrain a litgpt model, or continue pretraining one (a new stage) from ``initial_checkpoint_dir``.
 
@@ -96,6 +97,8 @@ def setup(
         logger_name: ``csv`` or ``tensorboard``.
         seed: random seed.
         accelerator: ``auto``, ``cpu``, ``gpu``.
+        dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
+            activations at the micro-batch) for this world size and strategy, then exit without building the model.
 
     Returns: the path of the final LitGPT checkpoint dir.
     """
@@ -120,6 +123,12 @@ def setup(
 
         data = TextFiles(train_data_path=assets.pretrain_files("en")[0].parent, name="en")
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=seq_length)
+
+    if dry_run:
+        from litcpt.dry_run import print_dry_run
+
+        print_dry_run(config, spec, kind="lm", seq_length=seq_length)
+        return spec.out_dir / "final"
 
     from litcpt.models.lm import LanguageModel
 

@@ -63,6 +63,7 @@ def setup(
     logger_name: LoggerName = "csv",
     seed: int = 42,
     accelerator: str = "auto",
+    dry_run: bool = False,
 ) -> Path:
     """Train a reward model on preference pairs with the Bradley–Terry (or pointwise logistic) loss.
 
@@ -85,6 +86,8 @@ def setup(
         optimizer: LitGPT-style optimizer spec (``AdamW`` with torch defaults, or ``{class_path, init_args: {lr: ...}}``;
             recipes set a small lr, e.g. 1e-5 for billion-parameter backbones).
         devices, num_nodes, strategy, logger_name, seed, accelerator: as for ``litcpt pretrain``.
+        dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
+            activations at the micro-batch) for this world size and strategy, then exit without building the model.
     """
     from litcpt.callbacks import WarmupCosineLR
     from litcpt.data import Preference
@@ -98,6 +101,11 @@ def setup(
                    strategy=strategy, precision=precision, logger_name=logger_name, seed=seed, resume=resume,
                    tokenizer_dir=checkpoint_dir, accelerator=accelerator)
     train.accumulation(spec.world_size)
+    if dry_run:
+        from litcpt.dry_run import print_dry_run
+
+        print_dry_run(config, spec, kind="reward", seq_length=train.max_seq_length or config.block_size)
+        return spec.out_dir / "final"
     data = data if data is not None else Preference()
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size,
                  max_seq_length=train.max_seq_length or config.block_size)
