@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "report": "litcpt.commands.report:main",
     "anneal": "litcpt.commands.anneal:setup",
     "plot-schedule": "litcpt.commands.plot_schedule:main",
+    "prepare-data": "litcpt.commands.prepare_data:main",
 }
 
 _DESCRIPTIONS: dict[str, str] = {
@@ -36,6 +37,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "report": "table + plots (Markdown/PNG/JSON) of finished runs: final val loss per source, tokens spent",
     "anneal": "branch from a constant-phase checkpoint of an infinite-schedule run and anneal the LR to a final model",
     "plot-schedule": "draw the LR schedule of one or several recipes (stages one after the other) to a PNG",
+    "prepare-data": "tokenise a recipe's corpora once, in parallel processes, into the cache training reads",
 }
 
 
