@@ -27,6 +27,7 @@ def test_parallel_chunks_equal_in_job_tokeniser(tokenizer):
     np.testing.assert_array_equal(parallel, serial)
 
 
+@pytest.mark.slow
 def test_prepare_data_cli_writes_the_training_cache(tmp_path, tokenizer):
     recipe = tmp_path / "recipe.yaml"
     corpus = REPO / "litcpt/assets/data/pretrain/en"
@@ -41,8 +42,9 @@ def test_prepare_data_cli_writes_the_training_cache(tmp_path, tokenizer):
     data._ensure(create=False)  # training finds it: no tokenisation allowed, none needed
     entry = T.cache_entry(T.resolve_source(corpus), tokenizer, tmp_path / "cache")
     assert data.token_file().path == entry
-    again = run_litcpt("prepare-data", "--recipe", str(recipe))
-    assert "already prepared" in again.stdout
+    from litcpt.commands.prepare_data import main
+
+    assert main(recipe=recipe, num_processes=1) == [entry]  # "already prepared": nothing rewritten
 
 
 def test_large_unprepared_corpus_is_refused_in_a_multi_process_job(tmp_path, tokenizer, monkeypatch):

@@ -32,14 +32,26 @@ _worker_tokenizer: Any = None
 
 
 def _init_worker(tokenizer_dir: str) -> None:
+    """A worker's tokenizer: the ``tokenizers`` library alone for ``tokenizer.json`` (fast to import), else litgpt's."""
     global _worker_tokenizer
-    from litgpt import Tokenizer
+    path = Path(tokenizer_dir) / "tokenizer.json"
+    if path.is_file():
+        from tokenizers import Tokenizer as Fast
 
-    _worker_tokenizer = Tokenizer(tokenizer_dir)
+        _worker_tokenizer = Fast.from_file(str(path))
+    else:
+        from litgpt import Tokenizer
+
+        _worker_tokenizer = Tokenizer(tokenizer_dir)
 
 
 def _encode_batch(texts: list[str]) -> list[list[int]]:
-    return T._encode_many(_worker_tokenizer, texts)
+    """Raw ids without special tokens, as :func:`litcpt.data.tokens._encode_many` computes them."""
+    tok = _worker_tokenizer
+    if hasattr(tok, "encode_batch"):
+        fast = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
+        return [enc.ids for enc in fast(texts, add_special_tokens=False)]
+    return T._encode_many(tok, texts)
 
 
 def _batches(pieces: Iterable[tuple[str, bool]], batch_chars: int) -> Iterator[list[tuple[str, bool]]]:
