@@ -123,5 +123,39 @@ def test_checkpoint_start_same_as_eager_single_process(tmp_path):
     recipe = yaml.safe_load(tiny_recipe(tmp_path / "probe").read_text())
     ckpt = make_checkpoint(tmp_path / "start", Config(**recipe["model_config"]), seed=3)
     today = _train(tmp_path, "auto-1", "auto", 1, initial_checkpoint_dir=str(ckpt))  # eager build, as before
-    _close(_train(tmp_path, "fsdp2-2", "fsdp2", 2, initial_checkpoint_dir=str(ckpt)), today)
+    _close(_train(tmp_path, "fsdp2-2", "fsdp2", 2, initial_checkpoint_dir=str(ckpt),
+                  **{"train.activation_checkpointing": True}), today)  # wrapped Blocks: same names, same weights
     _close(_train(tmp_path, "fsdp-2", "fsdp", 2, initial_checkpoint_dir=str(ckpt)), today)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_dpo_fsdp1_sharded_reference_matches_one_process(tmp_path):
+    """FSDP1 (param_init_fn) materialises the policy and the on-the-fly reference shard by shard: same DPO metrics and
+    policy weights as one eager process."""
+    import json
+
+    from helpers import read_metrics, series
+
+    policy, ref = make_checkpoint(tmp_path / "policy", seed=0), make_checkpoint(tmp_path / "ref", seed=1)
+    rows = [{"prompt": f"Question {i}: what is {i} plus {i}?", "chosen": f" It is {2 * i}.",
+             "rejected": f" Maybe {i + 7}, or not."} for i in range(8)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+
+    def run(name: str, devices: int, strategy: str):
+        run_litcpt("dpo", "--checkpoint_dir", str(policy), "--ref_checkpoint_dir", str(ref),
+                   "--out_dir", str(tmp_path / name), "--data", "litcpt.data.Preference",
+                   "--data.train_path", str(data), "--data.test_path", str(data),
+                   "--train.global_batch_size", "8", "--train.micro_batch_size", "2", "--train.max_steps", "2",
+                   "--train.save_interval", "null", "--eval.interval", "100", "--eval.max_iters", "2",
+                   "--optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.003}}',
+                   "--devices", str(devices), "--strategy", strategy, "--accelerator", "cpu", timeout=900)
+        return read_metrics(tmp_path / name), torch.load(tmp_path / name / "final/lit_model.pth", weights_only=True)
+
+    (single, w1), (multi, w2) = run("single", 1, "auto"), run("multi", 2, "fsdp")
+    for key in ("train/loss", "train/rewards/margins"):
+        a, b = [v for _, v in series(single, key)], [v for _, v in series(multi, key)]
+        assert len(a) == len(b) == 2, key
+        torch.testing.assert_close(torch.tensor(b), torch.tensor(a), atol=1e-4, rtol=1e-4, msg=key)
+    _close(w2, w1)

@@ -39,6 +39,11 @@ def meta_gpt(config: Config) -> GPT:
         return GPT(config)
 
 
+def canonical_name(name: str) -> str:
+    """A parameter name without the wrappers' infixes (activation checkpointing, ``torch.compile``)."""
+    return name.replace("_checkpoint_wrapped_module.", "").replace("_orig_mod.", "")
+
+
 def has_meta(module: torch.nn.Module) -> bool:
     return any(t.is_meta for t in module.parameters()) or any(t.is_meta for t in module.buffers())
 
@@ -127,7 +132,7 @@ def materialize_sharded(model: torch.nn.Module, source: WeightSource, device: to
     with torch.no_grad():
         for name, param in model.named_parameters():
             local = param.to_local() if isinstance(param, DTensor) else param
-            chunk = _local_chunk(source.full(name), param)
+            chunk = _local_chunk(source.full(canonical_name(name)), param)
             if tuple(chunk.shape) != tuple(local.shape):
                 raise RuntimeError(f"materialize {name}: shard {tuple(chunk.shape)} vs parameter {tuple(local.shape)}")
             local.copy_(chunk)
@@ -159,7 +164,7 @@ def fsdp1_param_init_fn(root: torch.nn.Module, sources: Mapping[str, WeightSourc
         module.to_empty(device=device, recurse=False)
         with torch.no_grad():
             for pname, param in module.named_parameters(recurse=False):
-                source, name = source_of(f"{module_name}.{pname}" if module_name else pname)
+                source, name = source_of(canonical_name(f"{module_name}.{pname}" if module_name else pname))
                 param.copy_(source.full(name))
             if isinstance(module, GPT):
                 module.cos, module.sin = module.rope_cache(device=torch.device(device))
