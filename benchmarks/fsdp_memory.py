@@ -5,8 +5,9 @@ vocabulary) is built the way ``litcpt pretrain`` builds it under fsdp/fsdp2 (``L
 device, materialised shard by shard, fresh GPT-NeoX init) and trained for a few real AdamW steps on random tokens, with
 Lightning's Trainer, 1 process and then 2 processes. Each rank records:
 
-- ``construct_peak``: the peak RSS while the model is built and sharded (configure_model + wrapping), minus the RSS
-  just before (``/proc/self/clear_refs`` resets the high-water mark), in GiB;
+- ``construct_peak``: the peak RSS from just before the LightningModule is created until training starts (model
+  built, sharded, optimizer made), minus the RSS just before (``/proc/self/clear_refs`` resets the high-water mark),
+  in GiB;
 - ``step_peak``: the peak RSS over the first optimizer step (absolute), in GiB;
 - ``state``: this rank's bytes of parameters + gradients + optimizer states (local shards), in GiB.
 
@@ -15,6 +16,7 @@ construct_peak / (this rank's fp32 shard of the model) <= 1.3 at 2 ranks (no ful
 prints the worse value of each over the two strategies.
 
     python benchmarks/fsdp_memory.py            # ~5-10 min on 2 CPU cores, ~6 GB RAM at peak
+    python benchmarks/fsdp_memory.py --strategies fsdp2 --with_eager   # + the eager baseline (rows marked *)
 """
 
 from __future__ import annotations
@@ -78,10 +80,6 @@ def worker(args: argparse.Namespace) -> None:
         def __init__(self) -> None:
             self.record: dict = {}
 
-        def setup(self, trainer, pl_module, stage):  # before configure_model: the model is still on meta
-            self.record["rss_before"] = _rss_kb("VmRSS") / 1024**2
-            _reset_peak()
-
         def on_fit_start(self, trainer, pl_module):  # model built, sharded, optimizer made
             self.record["construct_peak"] = _rss_kb("VmHWM") / 1024**2 - self.record["rss_before"]
             _reset_peak()
@@ -104,9 +102,12 @@ def worker(args: argparse.Namespace) -> None:
             self.record["state"] = self.record["params"] + self.record["grads"] + self.record["optimizer"]
             self.record["step_peak"] = _rss_kb("VmHWM") / 1024**2
 
-    module = LanguageModel(config, seq_length=seq, defer_init=True)
-    n_params = sum(p.numel() for p in module.parameters())
     probe = Probe()
+    # the construction window starts before the module exists (the eager baseline builds the model right here)
+    probe.record["rss_before"] = _rss_kb("VmRSS") / 1024**2
+    _reset_peak()
+    module = LanguageModel(config, seq_length=seq, defer_init=not args.eager)
+    n_params = sum(p.numel() for p in module.parameters())
     trainer = L.Trainer(accelerator="cpu", devices=args.devices,
                         strategy=make_strategy(args.strategy, accelerator="cpu", world_size=args.devices),
                         precision="32-true", max_steps=args.steps, logger=False, enable_checkpointing=False,
@@ -115,17 +116,19 @@ def worker(args: argparse.Namespace) -> None:
     trainer.fit(module, datamodule=Tokens())
     record = {**probe.record, "rank": trainer.global_rank, "world": args.devices, "strategy": args.strategy,
               "n_params": n_params, "shard": n_params * 4 / args.devices / GiB}
-    Path(args.out, f"{args.strategy}-{args.devices}-rank{trainer.global_rank}.json").write_text(json.dumps(record))
+    tag = "eager-" if args.eager else ""
+    Path(args.out, f"{tag}{args.strategy}-{args.devices}-rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
-def run(strategy: str, devices: int, out: Path, steps: int, seq: int) -> list[dict]:
+def run(strategy: str, devices: int, out: Path, steps: int, seq: int, eager: bool = False) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, __file__, "--worker", "--strategy", strategy, "--devices", str(devices), "--out", str(out),
-           "--steps", str(steps), "--seq", str(seq)]
+           "--steps", str(steps), "--seq", str(seq)] + (["--eager"] if eager else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return [json.loads(p.read_text()) for p in sorted(out.glob(f"{strategy}-{devices}-rank*.json"))]
+    tag = "eager-" if eager else ""
+    return [json.loads(p.read_text()) for p in sorted(out.glob(f"{tag}{strategy}-{devices}-rank*.json"))]
 
 
 def main() -> None:
@@ -137,6 +140,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--eager", action="store_true",
+                        help="baseline: build the full model on every rank first (litcpt before sharded construction)")
+    parser.add_argument("--with_eager", action="store_true", help="also measure the eager baseline at 2 ranks")
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -157,6 +163,13 @@ def main() -> None:
             print(f"{strategy}: ratio_2v1={ratio:.3f} construct_over_shard={over:.3f}", flush=True)
             ratios.append(ratio)
             overs.append(over)
+            if args.with_eager:
+                eager = run(strategy, 2, Path(tmp), args.steps, args.seq, eager=True)
+                for r in eager:
+                    print(f"{strategy + '*':<9}{2:>6}{r['rank']:>5}{r['n_params'] / 1e6:>10.1f}{r['shard']:>10.3f}"
+                          f"{r['construct_peak']:>14.3f}{r['step_peak']:>14.3f}{r['state']:>12.3f}", flush=True)
+                print(f"{strategy}* (eager baseline): construct_over_shard="
+                      f"{max(r['construct_peak'] / r['shard'] for r in eager):.3f}", flush=True)
     print(f"ratio_2v1={max(ratios):.3f} construct_over_shard={max(overs):.3f}")
 
 

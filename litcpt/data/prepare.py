@@ -148,7 +148,8 @@ def prepare_source(spec: str | Path, tokenizer: Any, tokenizer_dir: str | Path, 
             num_documents += int(ends)
             yield text, ends
 
-    total = len(ref.files) if ref.files and all(f.name.lower().endswith((".txt", ".txt.gz")) for f in ref.files) else None
+    one_doc_per_file = bool(ref.files) and all(f.name.lower().endswith((".txt", ".txt.gz")) for f in ref.files)
+    total = len(ref.files) if one_doc_per_file else None
     with tqdm(total=total, unit=" docs", desc=f"tokenising {ref.label}", disable=not show_progress,
               dynamic_ncols=True) as bar:
         bar.n_tokens = 0
@@ -174,7 +175,7 @@ def check_prepared(spec: str | Path, tokenizer: Any, *, cache_dir: str | Path | 
     raise ValueError(
         f"{what} {str(spec)!r}: {size / 1e9:.1f} GB of text is not tokenised yet, and tokenising it inside a "
         f"{world_size}-process job would keep the other ranks waiting past the collective timeout; run "
-        "`litcpt prepare-data --config <the same recipe> --num_processes 16` first (it writes the cache this job reads)")
+        "`litcpt prepare-data --recipe <this recipe> --num_processes 16` first (it writes the cache this job reads)")
 
 
 def current_world_size() -> int:

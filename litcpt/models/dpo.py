@@ -232,7 +232,8 @@ class ReferenceLogpsModule(GPTModule):
 
     def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
                  split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
-                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None, defer_init: bool = False) -> None:
+                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None,
+                 defer_init: bool = False) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir, defer_init=defer_init)
         self.model.eval().requires_grad_(False)
         self.average_logps = average_logps
