@@ -145,7 +145,8 @@ def setup(
         devices: devices per node (``auto``: all GPUs, or 1 CPU process).
         num_nodes: number of nodes.
         strategy: ``auto``, ``ddp``, ``fsdp`` or ``fsdp2`` (the reference is sharded like the policy).
-        precision: Lightning precision; default bf16 on GPU, 32 on CPU.
+        precision: Lightning precision; default ``bf16-mixed`` on GPU (fp32 master weights: DPO lr of 5e-7 would
+            vanish under ``bf16-true``), ``32-true`` on CPU.
         logger_name: ``csv`` or ``tensorboard``.
         seed: random seed.
         accelerator: ``auto``, ``cpu``, ``gpu``.

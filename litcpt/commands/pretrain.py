@@ -78,7 +78,8 @@ def setup(
         model_config: an explicit ``litgpt.Config`` (overrides ``model_name``).
         out_dir: run directory: ``final/`` and ``step-*/`` (LitGPT layout), ``checkpoints/*.ckpt`` (resume),
             ``logs/version_*/metrics.csv``, ``config.yaml``.
-        precision: Lightning precision (``32-true``, ``bf16-mixed``, ``bf16-true``); default: bf16 on GPU, 32 on CPU.
+        precision: Lightning precision (``32-true``, ``bf16-mixed``, ``bf16-true``); default: ``bf16-mixed`` on GPU
+            (fp32 master weights, every strategy), ``32-true`` on CPU. ``bf16-true`` warns when lr < 2^-14.
         initial_checkpoint_dir: LitGPT checkpoint dir whose weights start this run (continued pretraining: a new
             stage; the optimizer starts fresh, as in the paper, and the LR schedule re-warms).
         resume: continue an interrupted run exactly: ``true`` (``out_dir/checkpoints/last.ckpt``), ``auto`` (that if

@@ -70,7 +70,7 @@ def setup(
     Args:
         checkpoint_dir: LitGPT checkpoint dir of the backbone (e.g. ``out/tiny/pretrain/final``).
         out_dir: run directory; ``final/`` is a LitGPT dir plus ``reward_head.pth`` and ``reward_model.json``.
-        precision: Lightning precision (default: bf16 on GPU, 32-true on CPU).
+        precision: Lightning precision (default: ``bf16-mixed`` on GPU, ``32-true`` on CPU).
         resume: ``true`` / ``auto`` / a ``.ckpt`` path, as for ``litcpt pretrain``.
         data: a preference DataModule (default: ``litcpt.data.Preference`` on the bundled HH-RLHF pairs).
             ``train.micro_batch_size`` and ``train.global_batch_size`` count pairs.
