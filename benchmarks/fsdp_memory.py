@@ -5,14 +5,16 @@ vocabulary) is built the way ``litcpt pretrain`` builds it under fsdp/fsdp2 (``L
 device, materialised shard by shard, fresh GPT-NeoX init) and trained for a few real AdamW steps on random tokens, with
 Lightning's Trainer, 1 process and then 2 processes. Each rank records:
 
-- ``construct_peak``: the peak RSS from just before the LightningModule is created until training starts (model
-  built, sharded, optimizer made), minus the RSS just before (``/proc/self/clear_refs`` resets the high-water mark),
-  in GiB;
+- ``construct_peak``: the peak anonymous RSS (``RssAnon``: heap and tensors, sampled every ms) from just before the
+  LightningModule is created until training starts (model built, sharded, optimizer made), minus its value just
+  before, in GiB; ``(all RSS)``: the same from ``VmHWM`` (``/proc/self/clear_refs`` resets it), which also counts
+  the pages of torch's shared libraries first touched by the FSDP code paths (~0.1-0.4 GB, varying by rank);
 - ``step_peak``: the peak RSS over the first optimizer step (absolute), in GiB;
 - ``state``: this rank's bytes of parameters + gradients + optimizer states (local shards), in GiB.
 
 Targets: ``ratio_2v1`` = state per rank at 2 ranks / at 1 rank <= 0.55 (both strategies); ``construct_over_shard`` =
-construct_peak / (this rank's fp32 shard of the model) <= 1.3 at 2 ranks (no full materialisation). The last line
+construct_peak / (this rank's fp32 shard of the model) <= 1.3 at 2 ranks (no full materialisation; the
+eager baseline, ``--with_eager``, builds the full model on each rank first). The last line
 prints the worse value of each over the two strategies.
 
     python benchmarks/fsdp_memory.py            # ~5-10 min on 2 CPU cores, ~6 GB RAM at peak
@@ -42,6 +44,31 @@ def _rss_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+class AnonPeak:
+    """Peak of ``RssAnon`` (heap and tensors, no code or file pages), sampled every millisecond by a thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def now() -> float:
+        return _rss_kb("RssAnon") / 1024**2
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, self.now())
+
+    def take(self) -> float:
+        """The peak since the last call (GiB), then start over from the current value."""
+        peak, self.peak = max(self.peak, self.now()), self.now()
+        return peak
 
 
 def _reset_peak() -> None:
@@ -81,7 +108,8 @@ def worker(args: argparse.Namespace) -> None:
             self.record: dict = {}
 
         def on_fit_start(self, trainer, pl_module):  # model built, sharded, optimizer made
-            self.record["construct_peak"] = _rss_kb("VmHWM") / 1024**2 - self.record["rss_before"]
+            self.record["construct_peak_total"] = _rss_kb("VmHWM") / 1024**2 - self.record["rss_before"]
+            self.record["construct_peak"] = anon.take() - self.record["anon_before"]
             _reset_peak()
 
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
@@ -106,6 +134,8 @@ def worker(args: argparse.Namespace) -> None:
     # the construction window starts before the module exists (the eager baseline builds the model right here)
     probe.record["rss_before"] = _rss_kb("VmRSS") / 1024**2
     _reset_peak()
+    anon = AnonPeak()
+    probe.record["anon_before"] = anon.take()
     module = LanguageModel(config, seq_length=seq, defer_init=not args.eager)
     n_params = sum(p.numel() for p in module.parameters())
     trainer = L.Trainer(accelerator="cpu", devices=args.devices,
@@ -149,7 +179,7 @@ def main() -> None:
         return
     ratios, overs = [], []
     print(f"{'strategy':<9}{'ranks':>6}{'rank':>5}{'params(M)':>10}{'shard GiB':>10}{'construct GiB':>14}"
-          f"{'step peak GiB':>14}{'p+g+opt GiB':>12}")
+          f"{'(all RSS)':>10}{'step peak GiB':>14}{'p+g+opt GiB':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for strategy in args.strategies.split(","):
             results = {}
@@ -157,7 +187,8 @@ def main() -> None:
                 results[devices] = run(strategy, devices, Path(tmp), args.steps, args.seq)
                 for r in results[devices]:
                     print(f"{strategy:<9}{devices:>6}{r['rank']:>5}{r['n_params'] / 1e6:>10.1f}{r['shard']:>10.3f}"
-                          f"{r['construct_peak']:>14.3f}{r['step_peak']:>14.3f}{r['state']:>12.3f}", flush=True)
+                          f"{r['construct_peak']:>14.3f}{r['construct_peak_total']:>10.3f}{r['step_peak']:>14.3f}"
+                          f"{r['state']:>12.3f}", flush=True)
             ratio = max(r["state"] for r in results[2]) / results[1][0]["state"]
             over = max(r["construct_peak"] / r["shard"] for r in results[2])
             print(f"{strategy}: ratio_2v1={ratio:.3f} construct_over_shard={over:.3f}", flush=True)
@@ -167,7 +198,8 @@ def main() -> None:
                 eager = run(strategy, 2, Path(tmp), args.steps, args.seq, eager=True)
                 for r in eager:
                     print(f"{strategy + '*':<9}{2:>6}{r['rank']:>5}{r['n_params'] / 1e6:>10.1f}{r['shard']:>10.3f}"
-                          f"{r['construct_peak']:>14.3f}{r['step_peak']:>14.3f}{r['state']:>12.3f}", flush=True)
+                          f"{r['construct_peak']:>14.3f}{r['construct_peak_total']:>10.3f}{r['step_peak']:>14.3f}"
+                          f"{r['state']:>12.3f}", flush=True)
                 print(f"{strategy}* (eager baseline): construct_over_shard="
                       f"{max(r['construct_peak'] / r['shard'] for r in eager):.3f}", flush=True)
     print(f"ratio_2v1={max(ratios):.3f} construct_over_shard={max(overs):.3f}")
