@@ -113,9 +113,15 @@ def dry_run_report(config, *, kind: str, world_size: int, strategy: str, precisi
         llama_mlp=config.mlp_class_name in ("LLaMAMLP", "GemmaMLP"), world_size=world_size, sharded=sharded,
         precision=precision, micro_batch_size=micro_batch_size, seq_length=seq_length,
         activation_checkpointing=activation_checkpointing, sequences_per_sample=2 if kind in ("reward", "dpo") else 1)
-    largest = max(p.numel() for p in model.parameters())
     p_bytes, _ = dtype_bytes(precision)
-    construct = (n_params * 4 // (world_size if sharded else 1) + largest * 4) if sharded else n_params * 4
+    if strategy == "fsdp2":  # shard + one full parameter at a time
+        transient = max(p.numel() for p in model.parameters()) * 4
+    elif strategy == "fsdp":  # shard + one full wrapped unit (a Block or the root), flattened: twice
+        root = sum(p.numel() for n, p in model.named_parameters() if ".h." not in f".{n}")
+        transient = 2 * max(block_params, root) * 4
+    else:
+        transient = 0
+    construct = (n_params * 4 // world_size + transient) if sharded else n_params * 4
     rows = [
         ("parameters", est.params), ("frozen reference", est.frozen), ("gradients", est.grads),
         ("optimizer (AdamW m, v)", est.optimizer),
@@ -133,8 +139,9 @@ def dry_run_report(config, *, kind: str, world_size: int, strategy: str, precisi
     ]
     lines += [f"{name:<{width}}{value / GiB:>10.2f}" for name, value in rows if value or name == "parameters"]
     lines.append(f"{'total (lower bound, no CUDA context)':<{width}}{est.total / GiB:>10.2f}")
-    lines.append(f"{'host RAM to build the model, per rank':<{width}}{construct / GiB:>10.2f}"
-                 + ("  (meta device, materialised shard by shard)" if sharded else "  (full fp32 copy per rank)"))
+    lines.append(f"{'peak to build the model, per rank':<{width}}{construct / GiB:>10.2f}"
+                 + ("  (meta device, materialised shard by shard on the rank's device)" if sharded
+                    else "  (a full fp32 copy in host RAM per rank)"))
     lines.append(f"checkpoints: lit_model.pth {n_params * p_bytes / GiB:.2f} GiB (weights in the parameter dtype), "
                  f"Lightning .ckpt ~{3 * n_params * p_bytes / GiB:.2f} GiB (weights + AdamW moments)")
     lines.append("nothing was allocated; drop --dry_run to train")
