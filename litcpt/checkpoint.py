@@ -86,7 +86,14 @@ def load_weights(model: torch.nn.Module, checkpoint_dir: Path | str, *, field: s
     """Load ``checkpoint_dir/lit_model.pth`` into ``model`` with an error naming the mismatching keys/shapes."""
     path = Path(checkpoint_dir) / "lit_model.pth"
     state_dict = load_state_dict(path)
-    own = model.state_dict()
+    check_weights_match(model.state_dict(), state_dict, path=path, field=field, strict=strict)
+    model.load_state_dict(state_dict, strict=strict)
+
+
+def check_weights_match(own: Mapping[str, Any], state_dict: Mapping[str, Any], *, path: Path | str,
+                        field: str = "initial_checkpoint_dir", strict: bool = True) -> None:
+    """Raise a one-line error naming the mismatching keys/shapes of ``state_dict`` (read from ``path``) against a
+    model's ``own`` state dict (a meta-device model's will do: only names and shapes are compared)."""
     shape_errors = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                     for k, v in state_dict.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
     if shape_errors:
@@ -97,7 +104,6 @@ def load_weights(model: torch.nn.Module, checkpoint_dir: Path | str, *, field: s
     if strict and (missing or unexpected):
         raise ValueError(f"{field}: {path} does not match the model: missing keys {missing[:5]}, "
                          f"unexpected keys {unexpected[:5]}")
-    model.load_state_dict(state_dict, strict=strict)
 
 
 def atomic_torch_save(obj: Any, path: Path | str) -> None:

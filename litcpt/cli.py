@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "anneal": "litcpt.commands.anneal:setup",
     "plot-schedule": "litcpt.commands.plot_schedule:main",
     "merge": "litcpt.commands.merge:main",
+    "prepare-data": "litcpt.commands.prepare_data:main",
 }
 
 _DESCRIPTIONS: dict[str, str] = {
@@ -38,6 +39,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "anneal": "branch from a constant-phase checkpoint of an infinite-schedule run and anneal the LR to a final model",
     "plot-schedule": "draw the LR schedule of one or several recipes (stages one after the other) to a PNG",
     "merge": "average LitGPT checkpoints of one model (uniform or weighted; soups, last-k averages) into a new one",
+    "prepare-data": "tokenise a recipe's corpora once, in parallel processes, into the cache training reads",
 }
 
 

@@ -21,9 +21,37 @@ def make_optimizer(spec: Any, params: Iterable, **extra: Any) -> torch.optim.Opt
     from litgpt.utils import instantiate_torch_optimizer
 
     if callable(spec) and not isinstance(spec, (str, dict)):
-        optimizer = spec(params)
-        return optimizer
+        params = list(params)
+        return _apply_extra(spec(params), params, extra)
     return instantiate_torch_optimizer(spec, params, **extra)
+
+
+def _apply_extra(optimizer: torch.optim.Optimizer, params: list, extra: dict[str, Any]) -> torch.optim.Optimizer:
+    """Rebuild ``optimizer`` (made by a jsonargparse callable) with the ``extra`` options it accepts and left unset
+    (``None`` in its defaults, e.g. AdamW's ``fused``); an option the recipe set explicitly is kept as given."""
+    import inspect
+
+    accepted = set(inspect.signature(type(optimizer)).parameters)
+    missing = {k: v for k, v in extra.items() if k in accepted and optimizer.defaults.get(k, None) is None}
+    if not missing:
+        return optimizer
+    kwargs = {k: v for k, v in optimizer.defaults.items() if k in accepted}
+    kwargs.update(missing)
+    if missing.get("fused"):
+        kwargs["foreach"] = None  # fused and foreach are exclusive
+    return type(optimizer)(params, **kwargs)
+
+
+def optimizer_lr(spec: Any) -> float | None:
+    """The (peak) learning rate an optimizer spec gives, read from an optimizer built on a dummy parameter."""
+    import copy
+
+    try:
+        optimizer = make_optimizer(copy.deepcopy(spec), [torch.nn.Parameter(torch.zeros(1))])
+    except Exception:  # noqa: BLE001 - an optimizer that cannot be built here is reported when training starts
+        return None
+    lr = optimizer.param_groups[0].get("lr")
+    return float(lr) if isinstance(lr, (int, float)) or torch.is_tensor(lr) else None
 
 
 @dataclass

@@ -8,7 +8,6 @@ LitGPT-layout checkpoints for interop, and final validation.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -68,15 +67,21 @@ class RunSpec:
         return self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
 
     @property
+    def sharded(self) -> bool:
+        """True for the strategies that shard the model (``fsdp``, ``fsdp2``): models are then built on the meta
+        device and materialised shard by shard (``GPTModule(defer_init=True)``)."""
+        return self.strategy in ("fsdp", "fsdp2")
+
+    @property
     def world_size(self) -> int:
         return self.num_devices * self.num_nodes
 
     def resolved_precision(self) -> str:
         if self.precision:
             return self.precision
-        if self.on_gpu and torch.cuda.is_bf16_supported():
-            return "bf16-mixed" if self.strategy in ("auto", "ddp") else "bf16-true"
-        return "32-true"
+        from litcpt.precision import default_precision
+
+        return default_precision(self.on_gpu, self.on_gpu and torch.cuda.is_bf16_supported())
 
 
 def find_resume_checkpoint(resume: Resume, out_dir: Path) -> Path | None:
@@ -184,7 +189,11 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     """Train ``module`` on ``datamodule`` as ``spec`` says; returns the finished Trainer."""
     if is_global_zero_process():
         clean_stale_saves(spec.out_dir)
+    from litcpt.config import optimizer_lr
+    from litcpt.precision import warn_precision
+
     ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)
+    warn_precision(spec.resolved_precision(), optimizer_lr(getattr(module, "optimizer_spec", None)))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(spec, max_steps=max_steps)
     if spec.eval.initial_validation and ckpt_path is None:
@@ -209,5 +218,8 @@ def _validate_on_last_step_row(trainer: L.Trainer, module: L.LightningModule, da
 
 
 def is_global_zero_process() -> bool:
-    """True in the launching process or rank 0 (before the Trainer exists)."""
-    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    """True in the process that is (or will be) global rank 0, as Lightning's cluster environments see it (torchrun,
+    SLURM ``srun``, LSF, MPI, Lightning's own launcher): see :func:`litcpt.ranks.is_global_zero`."""
+    from litcpt.ranks import is_global_zero
+
+    return is_global_zero()

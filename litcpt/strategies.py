@@ -17,7 +17,26 @@ StrategyName = Literal["auto", "ddp", "fsdp", "fsdp2"]
 STRATEGIES = ("auto", "ddp", "fsdp", "fsdp2")
 
 
-class CPUFSDPStrategy(FSDPStrategy):
+class ReusingFSDPStrategy(FSDPStrategy):
+    """Lightning's ``FSDPStrategy``, but a second Trainer run on the same module (``trainer.validate`` before or after
+    ``trainer.fit``, as the harness does for initial/final validation) reuses the root FSDP wrapper of the first run.
+
+    Lightning would otherwise see the already wrapped Blocks, skip wrapping the root and run the module with the
+    root's parameters (embeddings, LM head) still sharded as 1-D views of a flat parameter ("'weight' must be 2-D").
+    """
+
+    def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        root = getattr(self, "_litcpt_root", None)
+        if root is not None and root.module is model:
+            return root
+        self._litcpt_root = self._wrap(model)
+        return self._litcpt_root
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return super()._setup_model(model)
+
+
+class CPUFSDPStrategy(ReusingFSDPStrategy):
     """Lightning's ``FSDPStrategy`` refuses ``accelerator="cpu"``; this subclass runs FSDP1 on CPU ranks (gloo).
 
     It exists for tests and debugging of the FSDP code path on machines without a GPU.
@@ -25,7 +44,7 @@ class CPUFSDPStrategy(FSDPStrategy):
 
     strategy_name = "fsdp_cpu"
 
-    def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         from lightning.pytorch.strategies.fsdp import _move_torchmetrics_to_device, _setup_activation_checkpointing
         from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -51,7 +70,7 @@ def make_strategy(name: str, *, accelerator: str, world_size: int, activation_ch
     if name == "ddp":
         return DDPStrategy(process_group_backend=backend)
     if name == "fsdp":
-        cls = CPUFSDPStrategy if on_cpu else FSDPStrategy
+        cls = CPUFSDPStrategy if on_cpu else ReusingFSDPStrategy
         return cls(
             auto_wrap_policy={Block},
             activation_checkpointing_policy={Block} if activation_checkpointing else None,

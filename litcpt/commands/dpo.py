@@ -92,7 +92,7 @@ def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, aver
     sizes.update({split: max(max(indices, default=-1) + 1, sizes[split]) for split, indices in expected.items()})
     module = ReferenceLogpsModule(load_config(ref_dir), checkpoint_dir=ref_dir, average_logps=average_logps,
                                   sizes=sizes, meta=meta, cache_path=cache_path, ld_alpha=ld_alpha,
-                                  expected=expected)
+                                  expected=expected, defer_init=spec.sharded)
     trainer = L.Trainer(accelerator=spec.accelerator, devices=spec.num_devices, num_nodes=spec.num_nodes,
                         strategy=make_strategy(spec.strategy, accelerator=spec.accelerator,
                                                world_size=spec.world_size),
@@ -139,6 +139,7 @@ def setup(
     seed: int = 42,
     accelerator: str = "auto",
     resume: Resume = False,
+    dry_run: bool = False,
 ) -> Path:
     """Train a policy with Direct Preference Optimization against a frozen reference model.
 
@@ -182,11 +183,14 @@ def setup(
         devices: devices per node (``auto``: all GPUs, or 1 CPU process).
         num_nodes: number of nodes.
         strategy: ``auto``, ``ddp``, ``fsdp`` or ``fsdp2`` (the reference is sharded like the policy).
-        precision: Lightning precision; default bf16 on GPU, 32 on CPU.
+        precision: Lightning precision; default ``bf16-mixed`` on GPU (fp32 master weights: DPO lr of 5e-7 would
+            vanish under ``bf16-true``), ``32-true`` on CPU.
         logger_name: ``csv`` or ``tensorboard``.
         seed: random seed.
         accelerator: ``auto``, ``cpu``, ``gpu``.
         resume: ``true`` / ``auto`` / a ``.ckpt`` path, as for ``litcpt pretrain``.
+        dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
+            activations at the micro-batch) for this world size and strategy, then exit without building the model.
 
     Returns: the path of the final LitGPT checkpoint dir of the policy.
     """
@@ -227,6 +231,13 @@ def setup(
     if seq_length > config.block_size:
         raise ValueError(f"train.max_seq_length={seq_length} exceeds the model's block_size {config.block_size}")
 
+    if dry_run:
+        from litcpt.dry_run import print_dry_run
+
+        print_dry_run(config, spec, kind="dpo", seq_length=seq_length,
+                      frozen_reference=not precompute_ref and not set(types) <= losses.REFERENCE_FREE_LOSS_TYPES)
+        return spec.out_dir / "final"
+
     if data is None:
         from litcpt.data.preference import Preference
 
@@ -252,7 +263,8 @@ def setup(
                       discopop_tau=discopop_tau, f_divergence_type=f_divergence_type,
                       f_alpha_divergence_coef=f_alpha_divergence_coef, use_weighting=use_weighting,
                       ld_alpha=ld_alpha, optimizer=_copy_optimizer(optimizer),
-                      activation_checkpointing=train.activation_checkpointing, compile=train.compile)
+                      activation_checkpointing=train.activation_checkpointing, compile=train.compile,
+                      defer_init=spec.sharded)
     spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule()]
     if sync_ref_model:
         spec.callbacks.append(sync_callback)

@@ -72,6 +72,7 @@ def setup(
     accelerator: str = "auto",
     callbacks: list[Callback] | None = None,
     carry: CarryArgs = CarryArgs(),
+    dry_run: bool = False,
 ) -> Path:
     """Pretrain a litgpt model, or continue pretraining one (a new stage) from ``initial_checkpoint_dir``.
 
@@ -80,7 +81,8 @@ def setup(
         model_config: an explicit ``litgpt.Config`` (overrides ``model_name``).
         out_dir: run directory: ``final/`` and ``step-*/`` (LitGPT layout), ``checkpoints/*.ckpt`` (resume),
             ``logs/version_*/metrics.csv``, ``config.yaml``.
-        precision: Lightning precision (``32-true``, ``bf16-mixed``, ``bf16-true``); default: bf16 on GPU, 32 on CPU.
+        precision: Lightning precision (``32-true``, ``bf16-mixed``, ``bf16-true``); default: ``bf16-mixed`` on GPU
+            (fp32 master weights, every strategy), ``32-true`` on CPU. ``bf16-true`` warns when lr < 2^-14.
         initial_checkpoint_dir: LitGPT checkpoint dir whose weights start this run (continued pretraining: a new
             stage; the optimizer starts fresh, as in the paper, and the LR schedule re-warms).
         resume: continue an interrupted run exactly: ``true`` (``out_dir/checkpoints/last.ckpt``), ``auto`` (that if
@@ -105,6 +107,8 @@ def setup(
             of ``initial_checkpoint_dir``: ``carry.optimizer`` (AdamW moments), ``carry.schedule`` (continue its LR
             schedule), ``carry.data`` (continue its data stream); ``carry.checkpoint``: the ``.ckpt`` (default: the
             one of the same step as ``initial_checkpoint_dir``). See docs/pretraining.md.
+        dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
+            activations at the micro-batch) for this world size and strategy, then exit without building the model.
 
     Returns: the path of the final LitGPT checkpoint dir.
     """
@@ -130,12 +134,19 @@ def setup(
         data = TextFiles(train_data_path=assets.pretrain_files("en")[0].parent, name="en")
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=seq_length)
 
+    if dry_run:
+        from litcpt.dry_run import print_dry_run
+
+        print_dry_run(config, spec, kind="lm", seq_length=seq_length)
+        return spec.out_dir / "final"
+
     from litcpt.models.lm import LanguageModel
 
     module = LanguageModel(config, seq_length=seq_length, tokens_per_step=train.global_batch_size * seq_length,
                            optimizer=optimizer, checkpoint_dir=initial_checkpoint_dir,
                            activation_checkpointing=train.activation_checkpointing,
-                           tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0)
+                           tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0,
+                           defer_init=spec.sharded)
     spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule(), *(callbacks or [])]
     from litcpt.harness import find_resume_checkpoint
 

@@ -64,13 +64,14 @@ def setup(
     logger_name: LoggerName = "csv",
     seed: int = 42,
     accelerator: str = "auto",
+    dry_run: bool = False,
 ) -> Path:
     """Train a reward model on preference pairs with the Bradley–Terry (or pointwise logistic) loss.
 
     Args:
         checkpoint_dir: LitGPT checkpoint dir of the backbone (e.g. ``out/tiny/pretrain/final``).
         out_dir: run directory; ``final/`` is a LitGPT dir plus ``reward_head.pth`` and ``reward_model.json``.
-        precision: Lightning precision (default: bf16 on GPU, 32-true on CPU).
+        precision: Lightning precision (default: ``bf16-mixed`` on GPU, ``32-true`` on CPU).
         resume: ``true`` / ``auto`` / a ``.ckpt`` path, as for ``litcpt pretrain``.
         data: a preference DataModule (default: ``litcpt.data.Preference`` on the bundled HH-RLHF pairs).
             ``train.micro_batch_size`` and ``train.global_batch_size`` count pairs.
@@ -91,6 +92,8 @@ def setup(
         optimizer: LitGPT-style optimizer spec (``AdamW`` with torch defaults, or ``{class_path, init_args: {lr: ...}}``;
             recipes set a small lr, e.g. 1e-5 for billion-parameter backbones).
         devices, num_nodes, strategy, logger_name, seed, accelerator: as for ``litcpt pretrain``.
+        dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
+            activations at the micro-batch) for this world size and strategy, then exit without building the model.
     """
     from litcpt.callbacks import WarmupCosineLR
     from litcpt.data import Preference
@@ -104,6 +107,11 @@ def setup(
                    strategy=strategy, precision=precision, logger_name=logger_name, seed=seed, resume=resume,
                    tokenizer_dir=checkpoint_dir, accelerator=accelerator)
     train.accumulation(spec.world_size)
+    if dry_run:
+        from litcpt.dry_run import print_dry_run
+
+        print_dry_run(config, spec, kind="reward", seq_length=train.max_seq_length or config.block_size)
+        return spec.out_dir / "final"
     data = data if data is not None else Preference()
     if loss == "plackett_luce" and not getattr(data, "ranked", False):
         raise ValueError("loss: plackett_luce needs ranked data (data: litcpt.data.Listwise with ranked: true, "
@@ -119,7 +127,8 @@ def setup(
     module = RewardModel(config, checkpoint_dir=checkpoint_dir, head=head, token_id=token_id, loss=loss,
                          center_coefficient=center_coefficient, use_margin=use_margin, share_prompt=share_prompt,
                          optimizer=optimizer,
-                         activation_checkpointing=train.activation_checkpointing, compile=train.compile)
+                         activation_checkpointing=train.activation_checkpointing, compile=train.compile,
+                         defer_init=spec.sharded)
     spec.callbacks = [lr_schedule if lr_schedule is not None else WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

@@ -233,7 +233,11 @@ class TextFiles(ResumableStreamMixin, DataModule):
         self._train_tokens, self._val_tokens = train, val
 
     def prepare_data(self) -> None:
-        """Tokenise and cache the corpus (litgpt runs this on rank 0 first)."""
+        """Tokenise and cache the corpus (litgpt runs this on rank 0 first). A large corpus not yet in the cache is
+        an error under several processes: prepare it with ``litcpt prepare-data`` (see litcpt.data.prepare)."""
+        from litcpt.data.prepare import check_textfiles_prepared
+
+        check_textfiles_prepared(self)
         self._ensure(create=True)
 
     def setup(self, stage: str = "") -> None:

@@ -56,20 +56,47 @@ class GPTModule(L.LightningModule):
         checkpoint_dir: LitGPT checkpoint dir to load weights from (None: fresh init).
         activation_checkpointing: recompute Blocks in backward (FSDP1 does it through the strategy instead).
         compile: ``torch.compile`` the GPT in place in ``configure_model``.
+        defer_init: build the GPT on the meta device and materialise it in ``configure_model``, shard by shard under
+            ``fsdp``/``fsdp2`` (see :mod:`litcpt.models.materialize`); the commands set it for those strategies.
+            Fresh weights then come from :class:`~litcpt.models.materialize.FreshInit` (seeded per parameter, the same
+            for any number of ranks); checkpoint weights are the same either way. Not with ``tie_embeddings``.
     """
 
     def __init__(self, config: Config, *, optimizer: str | dict = "AdamW", checkpoint_dir: Path | None = None,
-                 activation_checkpointing: bool = False, tie_embeddings: bool = False, compile: bool = False) -> None:
+                 activation_checkpointing: bool = False, tie_embeddings: bool = False, compile: bool = False,
+                 defer_init: bool = False) -> None:
         super().__init__()
         self.config = config
         self.optimizer_spec = optimizer
         self.checkpoint_dir = checkpoint_dir
         self.activation_checkpointing = activation_checkpointing
         self.compile_model = compile
-        self.model = build_gpt(config, checkpoint_dir=checkpoint_dir, tie_embeddings=tie_embeddings)
+        # qualified name of a meta-device GPT in this module ("model", "ref_model") -> where its weights come from
+        self.weight_sources: dict[str, Any] = {}
+        if defer_init and not tie_embeddings:
+            self.model = self.deferred_gpt("model", config, checkpoint_dir)
+        else:
+            self.model = build_gpt(config, checkpoint_dir=checkpoint_dir, tie_embeddings=tie_embeddings)
+
+    def deferred_gpt(self, name: str, config: Config, checkpoint_dir: Path | None, *,
+                     field: str = "initial_checkpoint_dir") -> GPT:
+        """A meta-device GPT to be stored as ``self.<name>``; its weights are filled in ``configure_model``."""
+        from litcpt.models.materialize import CheckpointWeights, FreshInit, meta_gpt
+
+        model = meta_gpt(config)
+        self.weight_sources[name] = (CheckpointWeights(checkpoint_dir, model, field=field) if checkpoint_dir is not None
+                                     else FreshInit(model, torch.initial_seed()))
+        return model
+
+    def initial_weight(self, name: str) -> torch.Tensor:
+        """The starting value of ``self.model``'s parameter ``name`` (full tensor), materialised or not yet."""
+        if "model" in self.weight_sources:
+            return self.weight_sources["model"].full(name)
+        return self.model.get_parameter(name).detach()
 
     def configure_model(self) -> None:
-        """FSDP2 (``ModelParallelStrategy``): shard per Block. Otherwise optional activation checkpointing."""
+        """FSDP2 (``ModelParallelStrategy``): shard per Block. Otherwise optional activation checkpointing. Then the
+        meta-device GPTs (``defer_init``) are materialised: their shards only under fsdp/fsdp2."""
         from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
         if getattr(self, "_litcpt_configured", False) or self._trainer is None:
@@ -78,6 +105,9 @@ class GPTModule(L.LightningModule):
         strategy = self.trainer.strategy
         if isinstance(strategy, ModelParallelStrategy):
             apply_fsdp2(self.model, self.device_mesh, activation_checkpointing=self.activation_checkpointing)
+            for name in self.weight_sources:  # a frozen meta GPT (DPO's reference) is sharded like the policy
+                if name != "model":
+                    apply_fsdp2(getattr(self, name), self.device_mesh, activation_checkpointing=False)
             # Other trainable children (e.g. a reward head) must be sharded too, or their gradients would never be
             # reduced across ranks (FSDP2 has no DDP wrapper around the rest of the module).
             from torch.distributed.fsdp import fully_shard
@@ -88,8 +118,24 @@ class GPTModule(L.LightningModule):
                     fully_shard(child, mesh=mesh)
         elif self.activation_checkpointing and not isinstance(strategy, FSDPStrategy):
             apply_activation_checkpointing(self.model)
+        self._materialize(strategy)
         if self.compile_model:
             self.model.compile()  # in place: parameter names (and so checkpoints) are unchanged
+
+    def _materialize(self, strategy: Any) -> None:
+        """Fill the meta GPTs: FSDP1 later, unit by unit, through FSDP's ``param_init_fn``; else here, in place."""
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        from litcpt.models.materialize import fsdp1_param_init_fn, has_meta, materialize_sharded
+
+        pending = {name: source for name, source in self.weight_sources.items() if has_meta(getattr(self, name))}
+        if not pending:
+            return
+        if isinstance(strategy, FSDPStrategy):
+            strategy.kwargs["param_init_fn"] = fsdp1_param_init_fn(self, pending, strategy.root_device)
+            return
+        for name, source in pending.items():
+            materialize_sharded(getattr(self, name), source, strategy.root_device)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """FSDP1 shards gradients, so the global norm must come from FSDP's own ``clip_grad_norm_``."""

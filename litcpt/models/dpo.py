@@ -244,8 +244,9 @@ class ReferenceLogpsModule(GPTModule):
     def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
                  split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
                  meta: Mapping[str, Any] | None = None, cache_path: Path | None = None,
-                 ld_alpha: float | None = None, expected: Mapping[str, Sequence[int]] | None = None) -> None:
-        super().__init__(config, checkpoint_dir=checkpoint_dir)
+                 ld_alpha: float | None = None, expected: Mapping[str, Sequence[int]] | None = None,
+                 defer_init: bool = False) -> None:
+        super().__init__(config, checkpoint_dir=checkpoint_dir, defer_init=defer_init)
         # pair indices each split must have (pairs dropped by truncation="drop" leave gaps in the index range)
         self.expected = {split: torch.as_tensor(list(v), dtype=torch.long) for split, v in (expected or {}).items()}
         self.model.eval().requires_grad_(False)
@@ -375,7 +376,12 @@ class DPOModel(GPTModule):
                 raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} and ref_checkpoint_dir "
                                  f"{str(self.ref_checkpoint_dir)!r} have different padded_vocab_size "
                                  f"({config.padded_vocab_size} vs {ref_config.padded_vocab_size})")
-            self.ref_model = build_gpt(ref_config, checkpoint_dir=self.ref_checkpoint_dir, field="ref_checkpoint_dir")
+            if kwargs.get("defer_init") and not kwargs.get("tie_embeddings"):
+                self.ref_model = self.deferred_gpt("ref_model", ref_config, self.ref_checkpoint_dir,
+                                                   field="ref_checkpoint_dir")
+            else:
+                self.ref_model = build_gpt(ref_config, checkpoint_dir=self.ref_checkpoint_dir,
+                                           field="ref_checkpoint_dir")
             self.ref_model.eval().requires_grad_(False)
         extra = tuple(f"loss/{name}" for name in types) if len(types) > 1 else ()
         self.train_metrics, self.val_metrics = DPOMetrics(extra), DPOMetrics(extra)
@@ -397,7 +403,8 @@ class DPOModel(GPTModule):
 
         first = not getattr(self, "_litcpt_configured", False) and self._trainer is not None
         super().configure_model()
-        if first and self.ref_model is not None and isinstance(self.trainer.strategy, ModelParallelStrategy):
+        if (first and self.ref_model is not None and "ref_model" not in self.weight_sources
+                and isinstance(self.trainer.strategy, ModelParallelStrategy)):  # a meta ref is sharded by super()
             apply_fsdp2(self.ref_model, self.device_mesh, activation_checkpointing=False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -102,15 +102,19 @@ class RewardModel(GPTModule):
         self.head_kind, self.loss_kind = head, loss
         self.center_coefficient, self.use_margin = float(center_coefficient), use_margin
         lm_head = self.model.lm_head
-        # Kept on CPU, outside the module tree: only needed to export a loadable LitGPT checkpoint.
-        self._lm_head_state = {k: v.detach().cpu().clone() for k, v in lm_head.state_dict().items()}
+        # Kept on CPU, outside the module tree: only needed to export a loadable LitGPT checkpoint. A meta-built
+        # backbone (defer_init) reads it from the checkpoint at export instead of holding a copy on every rank.
+        self._lm_head_state = (None if lm_head.weight.is_meta else
+                               {k: v.detach().cpu().clone() for k, v in lm_head.state_dict().items()})
+        self._lm_head_names = [f"lm_head.{k}" for k in lm_head.state_dict()]
         self.head = torch.nn.Linear(config.n_embd, 1, bias=True)
         if head == "logit":
             if token_id is None or not 0 <= token_id < lm_head.out_features:
                 raise ValueError(f"head_token_id: expected a token id in [0, {lm_head.out_features}), got {token_id}")
             with torch.no_grad():
-                self.head.weight.copy_(lm_head.weight[token_id : token_id + 1])
-                self.head.bias.copy_(lm_head.bias[token_id] if lm_head.bias is not None else torch.zeros(()))
+                self.head.weight.copy_(self.initial_weight("lm_head.weight")[token_id : token_id + 1])
+                self.head.bias.copy_(self.initial_weight("lm_head.bias")[token_id] if lm_head.bias is not None
+                                     else torch.zeros(()))
         else:
             torch.nn.init.normal_(self.head.weight, std=1.0 / (config.n_embd + 1) ** 0.5)
             torch.nn.init.zeros_(self.head.bias)
@@ -254,7 +258,10 @@ class RewardModel(GPTModule):
         """LitGPT weights (backbone + an LM head) and the reward head files, from a full module state dict."""
         weights = clean_state_dict(state, prefix="model.")
         head = {"weight": state["head.weight"], "bias": state["head.bias"]}
-        lm_head = {f"lm_head.{k}": v.clone() for k, v in self._lm_head_state.items()}
+        if self._lm_head_state is not None:
+            lm_head = {f"lm_head.{k}": v.clone() for k, v in self._lm_head_state.items()}
+        else:
+            lm_head = {name: self.initial_weight(name).clone() for name in self._lm_head_names}
         if self.head_kind == "logit":
             lm_head["lm_head.weight"][self.token_id] = head["weight"][0].to(lm_head["lm_head.weight"].dtype)
             if "lm_head.bias" in lm_head:

@@ -1,0 +1,198 @@
+"""Tokenise corpora once, outside the training job, in parallel processes, into the cache training reads.
+
+:func:`prepare_source` writes exactly the token file that ``TextFiles``' own (single-process) tokenisation would write,
+at the same cache entry (:func:`litcpt.data.tokens.cache_entry`: source, tokenizer fingerprint and reading settings),
+so a later ``litcpt pretrain`` with the same data finds it and skips tokenisation. Documents are read in the main
+process and cut into the same batches as the in-job tokeniser; the batches are encoded by a pool of worker processes
+(``imap``, in order), and BOS/EOS are added in the main process exactly as :func:`litcpt.data.tokens._token_chunks`
+does: the output is byte-identical whatever the number of processes.
+
+:func:`check_prepared` is what a distributed training job calls before it would tokenise: a large corpus (above
+:data:`INLINE_LIMIT_BYTES` of source files) that is not in the cache yet is an error naming the command to run,
+instead of one rank tokenising for longer than the collective timeout while the others wait.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from litcpt.data import tokens as T
+
+INLINE_LIMIT_BYTES = int(os.environ.get("LITCPT_INLINE_TOKENIZE_LIMIT", 1 << 30))
+"""Source bytes above which a multi-process training job refuses to tokenise inline (env
+``LITCPT_INLINE_TOKENIZE_LIMIT`` overrides; 1 GiB by default, minutes of single-process tokenising)."""
+
+_worker_tokenizer: Any = None
+
+
+def _init_worker(tokenizer_dir: str) -> None:
+    """A worker's tokenizer: the ``tokenizers`` library alone for ``tokenizer.json`` (fast to import), else litgpt's."""
+    global _worker_tokenizer
+    path = Path(tokenizer_dir) / "tokenizer.json"
+    if path.is_file():
+        from tokenizers import Tokenizer as Fast
+
+        _worker_tokenizer = Fast.from_file(str(path))
+    else:
+        from litgpt import Tokenizer
+
+        _worker_tokenizer = Tokenizer(tokenizer_dir)
+
+
+def _encode_batch(texts: list[str]) -> list[list[int]]:
+    """Raw ids without special tokens, as :func:`litcpt.data.tokens._encode_many` computes them."""
+    tok = _worker_tokenizer
+    if hasattr(tok, "encode_batch"):
+        fast = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
+        return [enc.ids for enc in fast(texts, add_special_tokens=False)]
+    return T._encode_many(tok, texts)
+
+
+def _batches(pieces: Iterable[tuple[str, bool]], batch_chars: int) -> Iterator[list[tuple[str, bool]]]:
+    """The pieces grouped as the in-job tokeniser groups them (a batch closes once it holds >= batch_chars)."""
+    batch: list[tuple[str, bool]] = []
+    size = 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece[0])
+        if size >= batch_chars:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def parallel_token_chunks(pieces: Iterable[tuple[str, bool]], tokenizer: Any, tokenizer_dir: str | Path, *,
+                          processes: int, progress: Any = None,
+                          batch_chars: int = T._ENCODE_BATCH_CHARS) -> Iterator[np.ndarray]:
+    """Token chunks of ``pieces`` as :func:`litcpt.data.tokens._token_chunks` yields them, encoded by ``processes``
+    workers (``processes <= 1``: in this process)."""
+    eos, bos, use_bos = tokenizer.eos_id, tokenizer.bos_id, tokenizer.use_bos
+    if eos is None:
+        raise ValueError("tokenizer: has no EOS token (needed to separate documents); check its tokenizer_config.json")
+    if use_bos and bos is None:
+        raise ValueError("tokenizer: add_bos_token is set but the tokenizer has no BOS token")
+    batches = _batches(pieces, batch_chars)
+    pool = None
+    if processes > 1:
+        pool = get_context("spawn").Pool(processes, initializer=_init_worker, initargs=(str(tokenizer_dir),))
+
+        def pairs() -> Iterator[tuple[list[tuple[str, bool]], list[list[int]]]]:
+            # a bounded window of batches at a time: reading never runs ahead of encoding by more than that
+            window: list[list[tuple[str, bool]]] = []
+            for batch in batches:
+                window.append(batch)
+                if len(window) >= 2 * processes:
+                    yield from zip(window, pool.map(_encode_batch, [[t for t, _ in b] for b in window]))
+                    window = []
+            if window:
+                yield from zip(window, pool.map(_encode_batch, [[t for t, _ in b] for b in window]))
+    else:
+        def pairs() -> Iterator[tuple[list[tuple[str, bool]], list[list[int]]]]:
+            for batch in batches:
+                yield batch, T._encode_many(tokenizer, [t for t, _ in batch])
+    at_doc_start = True
+    try:
+        for batch, ids_list in pairs():
+            out: list[int] = []
+            for (_, ends), ids in zip(batch, ids_list):
+                if at_doc_start and use_bos:
+                    out.append(bos)
+                out.extend(ids)
+                if ends:
+                    out.append(eos)
+                at_doc_start = ends
+            if progress is not None:
+                progress.update(sum(int(ends) for _, ends in batch))
+                progress.set_postfix(tokens=f"{progress.n_tokens + len(out):,}", refresh=False)
+                progress.n_tokens += len(out)
+            yield np.asarray(out, dtype=np.int64)
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
+def source_bytes(ref: T.SourceRef) -> int | None:
+    """Total size of a file source in bytes (None for sources whose size is not known up front)."""
+    if not ref.files:
+        return None
+    return sum(f.stat().st_size for f in ref.files)
+
+
+def prepare_source(spec: str | Path, tokenizer: Any, tokenizer_dir: str | Path, *, cache_dir: str | Path | None = None,
+                   text_field: str = "text", hf_kwargs: dict[str, Any] | None = None, processes: int = 1,
+                   what: str = "data path", show_progress: bool = True) -> tuple[Path | None, str]:
+    """Tokenise ``spec`` into its cache entry unless it is there; returns (entry, what happened)."""
+    ref = T.resolve_source(spec, what)
+    if ref.kind in ("tokens", "litdata_stream"):
+        return ref.path, "pre-tokenised (nothing to do)"
+    entry = T.cache_entry(ref, tokenizer, cache_dir, text_field, hf_kwargs)
+    if (entry / "meta.json").is_file():
+        return entry, "already prepared"
+    if ref.kind == "litdata":  # an import of token tensors: no text to encode
+        T.ensure_tokens(spec, tokenizer, cache_dir, text_field, hf_kwargs, what)
+        return entry, "imported"
+    from tqdm import tqdm
+
+    num_documents = 0
+
+    def counted(stream: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
+        nonlocal num_documents
+        for text, ends in stream:
+            num_documents += int(ends)
+            yield text, ends
+
+    one_doc_per_file = bool(ref.files) and all(f.name.lower().endswith((".txt", ".txt.gz")) for f in ref.files)
+    total = len(ref.files) if one_doc_per_file else None
+    with tqdm(total=total, unit=" docs", desc=f"tokenising {ref.label}", disable=not show_progress,
+              dynamic_ncols=True) as bar:
+        bar.n_tokens = 0
+        chunks = parallel_token_chunks(counted(T.iter_documents(ref, text_field, hf_kwargs)), tokenizer, tokenizer_dir,
+                                       processes=processes, progress=bar)
+        tf = T.write_token_chunks(chunks, tokenizer, entry, source=str(spec), num_documents=lambda: num_documents)
+    return entry, f"{tf.num_tokens:,} tokens, {tf.num_documents:,} documents"
+
+
+def check_prepared(spec: str | Path, tokenizer: Any, *, cache_dir: str | Path | None, text_field: str,
+                   hf_kwargs: dict[str, Any] | None, world_size: int, what: str) -> None:
+    """Raise a one-line error when a multi-process job would tokenise a large corpus inline."""
+    if world_size <= 1 or tokenizer is None:
+        return
+    ref = T.resolve_source(spec, what)
+    if ref.kind in ("tokens", "litdata_stream", "litdata"):
+        return
+    size = source_bytes(ref)
+    if size is None or size <= INLINE_LIMIT_BYTES:
+        return
+    if (T.cache_entry(ref, tokenizer, cache_dir, text_field, hf_kwargs) / "meta.json").is_file():
+        return
+    raise ValueError(
+        f"{what} {str(spec)!r}: {size / 1e9:.1f} GB of text is not tokenised yet, and tokenising it inside a "
+        f"{world_size}-process job would keep the other ranks waiting past the collective timeout; run "
+        "`litcpt prepare-data --recipe <this recipe> --num_processes 16` first (it writes the cache this job reads)")
+
+
+def current_world_size() -> int:
+    """Processes in this job: the initialised process group's size, else ``WORLD_SIZE``, else 1."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_textfiles_prepared(data: Any) -> None:
+    """:func:`check_prepared` for every path of a ``TextFiles`` (called by its ``prepare_data``)."""
+    world = current_world_size()
+    if world <= 1:
+        return
+    for what, path in (("train_data_path", data.train_data_path), ("val_data_path", data.val_data_path)):
+        if path is not None:
+            check_prepared(path, data.tokenizer, cache_dir=data.cache_dir, text_field=data.text_field,
+                           hf_kwargs=data.hf_kwargs, world_size=world, what=what)
