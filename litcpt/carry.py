@@ -15,7 +15,6 @@ All three together carry everything a ``resume`` would, into a new run dir with 
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,18 +67,10 @@ def find_carry_checkpoint(initial_checkpoint_dir: Path | None, given: Path | Non
 
 
 def load_carry_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict, on CPU (safe loader first; Lightning's own objects need the full one)."""
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - one line naming the file
-        raise ValueError(f"carry.checkpoint: {str(path)!r} cannot be read as a Lightning checkpoint "
-                         f"({type(err).__name__})") from None
-    if not isinstance(ckpt, dict) or "global_step" not in ckpt:
-        raise ValueError(f"carry.checkpoint: {str(path)!r} is not a Lightning checkpoint (no global_step)")
-    return ckpt
+    """The checkpoint dict, on CPU (:func:`litcpt.checkpoint.load_lightning_checkpoint`)."""
+    from litcpt.checkpoint import load_lightning_checkpoint
+
+    return load_lightning_checkpoint(path, field="carry.checkpoint")
 
 
 def lr_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:

@@ -195,3 +195,24 @@ def _fsync_files(directory: Path) -> None:
             with open(child, "rb") as fp:
                 os.fsync(fp.fileno())
     fsync_dir(directory)
+
+
+def load_lightning_checkpoint(path: str | Path, *, field: str = "checkpoint") -> dict[str, Any]:
+    """A Lightning ``.ckpt`` as a dict on CPU, memory-mapped (only what is read is loaded); for a sharded checkpoint
+    directory, its ``meta.pt``. The safe loader first; Lightning's own objects need the full one. Anything that is not
+    a readable Lightning checkpoint is a one-line ``ValueError`` naming ``field`` and the file."""
+    import pickle
+
+    path = Path(path)
+    target = path / "meta.pt" if path.is_dir() else path
+    try:
+        try:
+            ckpt = torch.load(target, map_location="cpu", mmap=True, weights_only=True)
+        except pickle.UnpicklingError:
+            ckpt = torch.load(target, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - re-raised as one line naming the file
+        raise ValueError(f"{field}: {str(path)!r} cannot be read as a Lightning checkpoint "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(ckpt, dict) or "global_step" not in ckpt:
+        raise ValueError(f"{field}: {str(path)!r} is not a Lightning checkpoint (no global_step)")
+    return ckpt

@@ -112,22 +112,9 @@ class Source:
 # ---------------------------------------------------------------------------------------------------------------- #
 def _load_meta(path: Path) -> dict[str, Any]:
     """A Lightning checkpoint (memory-mapped: only what is read is loaded); sharded ones: their ``meta.pt``."""
-    import pickle
+    from litcpt.checkpoint import load_lightning_checkpoint
 
-    import torch
-
-    target = path / "meta.pt" if path.is_dir() else path
-    try:
-        try:
-            meta = torch.load(target, map_location="cpu", mmap=True, weights_only=True)
-        except pickle.UnpicklingError:  # objects the safe loader refuses; Lightning itself loads them like this
-            meta = torch.load(target, map_location="cpu", mmap=True, weights_only=False)
-    except Exception as err:  # noqa: BLE001 - re-raised as one line naming the file
-        raise ValueError(f"checkpoint: {str(path)!r} cannot be read as a Lightning checkpoint "
-                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
-    if not isinstance(meta, dict) or "global_step" not in meta:
-        raise ValueError(f"checkpoint: {str(path)!r} is not a Lightning checkpoint (no global_step)")
-    return meta
+    return load_lightning_checkpoint(path, field="checkpoint")
 
 
 def _lr_state(meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -140,22 +140,15 @@ def prepare_source(spec: str | Path, tokenizer: Any, tokenizer_dir: str | Path, 
         return entry, "imported"
     from tqdm import tqdm
 
-    num_documents = 0
-
-    def counted(stream: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
-        nonlocal num_documents
-        for text, ends in stream:
-            num_documents += int(ends)
-            yield text, ends
-
+    documents = T.DocumentCounter()
     one_doc_per_file = bool(ref.files) and all(f.name.lower().endswith((".txt", ".txt.gz")) for f in ref.files)
     total = len(ref.files) if one_doc_per_file else None
     with tqdm(total=total, unit=" docs", desc=f"tokenising {ref.label}", disable=not show_progress,
               dynamic_ncols=True) as bar:
         bar.n_tokens = 0
-        chunks = parallel_token_chunks(counted(T.iter_documents(ref, text_field, hf_kwargs)), tokenizer, tokenizer_dir,
+        chunks = parallel_token_chunks(documents.wrap(T.iter_documents(ref, text_field, hf_kwargs)), tokenizer, tokenizer_dir,
                                        processes=processes, progress=bar)
-        tf = T.write_token_chunks(chunks, tokenizer, entry, source=str(spec), num_documents=lambda: num_documents)
+        tf = T.write_token_chunks(chunks, tokenizer, entry, source=str(spec), num_documents=documents)
     return entry, f"{tf.num_tokens:,} tokens, {tf.num_documents:,} documents"
 
 

@@ -484,15 +484,24 @@ def write_tokens(
     Written in chunks to a temporary file then moved into place; raises ``ValueError`` if the
     corpus yields no tokens.
     """
-    num_documents = 0
+    documents = DocumentCounter()
+    return write_token_chunks(_token_chunks(documents.wrap(pieces), tokenizer), tokenizer, out_dir, source, documents)
 
-    def counted(stream: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
-        nonlocal num_documents
+
+class DocumentCounter:
+    """Counts the document ends of a ``(text, ends_document)`` stream passed through :meth:`wrap`; calling the
+    counter returns the count so far (the ``num_documents`` callable of :func:`write_token_chunks`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def wrap(self, stream: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
         for text, ends in stream:
-            num_documents += int(ends)
+            self.count += int(ends)
             yield text, ends
 
-    return write_token_chunks(_token_chunks(counted(pieces), tokenizer), tokenizer, out_dir, source, lambda: num_documents)
+    def __call__(self) -> int:
+        return self.count
 
 
 def write_token_chunks(
