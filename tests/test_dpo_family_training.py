@@ -65,6 +65,18 @@ def test_mpo_recipe_logs_each_component_and_keeps_the_bco_mean(tmp_path):
     assert int(state["bco_running_count"]) == STEPS and float(state["bco_running_mean"]) != 0.0
 
 
+@pytest.mark.slow
+def test_rpo_recipe_is_dpo_plus_sft(tmp_path):
+    _, rows = _recipe_run(tmp_path, "rpo")
+    parts = {t: [v for _, v in series(rows, f"train/loss/{t}")] for t in ("sigmoid", "sft")}
+    total = [v for _, v in series(rows, "train/loss")]
+    assert all(len(p) == STEPS for p in parts.values()) and len(total) == STEPS
+    for i in range(STEPS):
+        assert total[i] == pytest.approx(parts["sigmoid"][i] + parts["sft"][i], rel=1e-5)
+    assert not series(rows, "train/loss/bco_pair")
+    assert total[-1] < total[0] and parts["sft"][-1] < parts["sft"][0]
+
+
 def _train(tmp_path, name, policy, *, steps, resume=False, save_interval=None, **kwargs):
     from litcpt.commands.dpo import setup
     from litcpt.data.preference import Preference
