@@ -45,18 +45,28 @@ def _recipe(tmp_path: Path) -> Path:
     return tiny_recipe(tmp_path, **{"train.max_steps": STEPS, "train.save_interval": 2, "eval.interval": 2})
 
 
-def _writes(trace: Path) -> collections.Counter:
+def _writes(trace: Path) -> tuple[collections.Counter, dict[str, set[str]]]:
+    """How often each path was replaced, and by which processes (one trace file per process)."""
     counts: collections.Counter = collections.Counter()
+    writers: dict[str, set[str]] = collections.defaultdict(set)
     for path in trace.glob("writes-*.txt"):
-        counts.update(line for line in path.read_text().splitlines() if line)
-    return counts
+        lines = [line for line in path.read_text().splitlines() if line]
+        counts.update(lines)
+        for line in lines:
+            writers[line].add(path.name)
+    return counts, writers
 
 
 def _assert_written_once(trace: Path, out: Path) -> None:
-    counts = _writes(trace)
+    """Every file is written by one process, once; ``last.ckpt`` is rewritten (atomically) at each of the
+    ``STEPS / save_interval`` saves, by that one process."""
+    counts, writers = _writes(trace)
     mine = {path: n for path, n in counts.items() if path.startswith(str(out.resolve()))}
     assert str((out / "config.yaml").resolve()) in mine, sorted(mine)
     assert str((out / "final").resolve()) in mine, sorted(mine)
+    assert all(len(writers[p]) == 1 for p in mine), {p: sorted(writers[p]) for p in mine if len(writers[p]) > 1}
+    last = str((out / "checkpoints" / "last.ckpt").resolve())
+    assert mine.pop(last, 0) == STEPS // 2, counts[last]
     assert all(n == 1 for n in mine.values()), {p: n for p, n in mine.items() if n > 1}
 
 
