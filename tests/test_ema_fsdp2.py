@@ -1,4 +1,4 @@
-"""EMA under FSDP2 on 2 gloo CPU ranks: each rank averages its own shards; the written averages follow the EMA
+"""EMA (and SWA) under FSDP2 on 2 gloo CPU ranks: each rank averages its own shards; the written averages follow the EMA
 recursion of the raw weights, and a resumed run continues the average restored from the (sharded) checkpoint."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from helpers import run_litcpt, tiny_recipe
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 DECAY = 0.9
-EMA = {"callbacks": [{"class_path": "litcpt.callbacks.EMA", "init_args": {"decay": DECAY}}],
+EMA = {"callbacks": [{"class_path": "litcpt.callbacks.EMA", "init_args": {"decay": DECAY}},
+                     {"class_path": "litcpt.callbacks.SWA", "init_args": {"start_step": 1}}],
        "train.max_steps": 4, "train.save_interval": 1, "eval.interval": 100}
 
 
@@ -40,6 +41,9 @@ def test_fsdp2_ema_is_the_average_of_the_shards_and_resumes(tmp_path):
         _assert_ema_step(out, step, _load(out, f"step-{step - 1:08d}-ema"))
     final, final_ema = _load(out, "final-ema"), _load(out, "step-00000004-ema")
     assert all(torch.equal(final[k], final_ema[k]) for k in final)
+    swa, raws = _load(out, "final-swa"), [_load(out, f"step-{s:08d}") for s in (2, 3, 4)]  # SWA from step index 1
+    for key in swa:
+        torch.testing.assert_close(swa[key], sum(r[key] for r in raws) / 3, rtol=1e-5, atol=1e-6)
 
     # resume at step 2 in another run dir: the average continues from the checkpoint's, not from the weights
     resumed = tmp_path / "b"
@@ -47,3 +51,8 @@ def test_fsdp2_ema_is_the_average_of_the_shards_and_resumes(tmp_path):
                "--accelerator", "cpu", "--resume", str(out / "checkpoints" / "step-00000002.ckpt"), timeout=600)
     _assert_ema_step(resumed / "out", 3, _load(out, "step-00000002-ema"))
     _assert_ema_step(resumed / "out", 4, _load(resumed / "out", "step-00000003-ema"))
+    # ... and so does the SWA beside it (each average under its own key of the .ckpt)
+    swa, raws = _load(resumed / "out", "final-swa"), [_load(out, "step-00000002")] + \
+        [_load(resumed / "out", f"step-{s:08d}") for s in (3, 4)]
+    for key in swa:
+        torch.testing.assert_close(swa[key], sum(r[key] for r in raws) / 3, rtol=1e-5, atol=1e-6)

@@ -137,25 +137,35 @@ class _LitGPTAveraging:
         return target
 
     # -------------------------------------------------------------- Lightning checkpoints
+    @property
+    def _ckpt_key(self) -> str:
+        """Where the average goes in a ``.ckpt``: ``averaged_state_dict`` (EMA), ``averaged_state_dict-swa`` (SWA), so
+        that an EMA and an SWA in one run do not overwrite each other."""
+        return "averaged_state_dict" if self.suffix == "-ema" else f"averaged_state_dict{self.suffix}"
+
+    def _saved_key(self, checkpoint: dict[str, Any]) -> str:
+        """The key to load from (an older checkpoint kept any average under ``averaged_state_dict``)."""
+        return self._ckpt_key if self._ckpt_key in checkpoint else "averaged_state_dict"
+
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Keep the raw weights in ``state_dict``; the average goes to ``averaged_state_dict``."""
         if self._average_model is not None and getattr(self, "_sharded", False):
             full = self._average_model.full()  # gathered on every rank (rank 0 writes the checkpoint's metadata)
-            checkpoint["averaged_state_dict"] = {**{"module." + k: v for k, v in full.items()},
+            checkpoint[self._ckpt_key] = {**{"module." + k: v for k, v in full.items()},
                                                  "n_averaged": torch.tensor(self._average_model.n_averaged)}
         elif self._average_model is not None:
-            checkpoint["averaged_state_dict"] = {k: v.detach().clone()
+            checkpoint[self._ckpt_key] = {k: v.detach().clone()
                                                  for k, v in self._average_model.state_dict().items()}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if getattr(self, "_sharded", False):
-            saved = checkpoint.get("averaged_state_dict")
+            saved = checkpoint.get(self._saved_key(checkpoint))
             if saved is not None:  # else: the average starts from the loaded weights at its first update
                 full = {k[len("module."):]: v for k, v in saved.items() if k.startswith("module.")}
                 self._sharded_average(pl_module).load_full(full, int(saved.get("n_averaged", 1)))
             return
-        if self._average_model is not None and "averaged_state_dict" in checkpoint:
-            self._average_model.load_state_dict(checkpoint["averaged_state_dict"])
+        if self._average_model is not None and self._saved_key(checkpoint) in checkpoint:
+            self._average_model.load_state_dict(checkpoint[self._saved_key(checkpoint)])
             return
         # Lightning's own layout, or a checkpoint without an average (the average starts from its weights)
         with warnings.catch_warnings():
