@@ -5,6 +5,7 @@ with the same LR sequence."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -139,3 +140,24 @@ def test_carry_errors_are_one_line(stage1, tmp_path):
         run(tmp_path, "y", 2, ConstantLR(), initial=tmp_path / "run" / "step-00000005",
             carry=CarryArgs(optimizer=True), cache=tmp / "cache")
     assert math.isfinite(LR)
+
+
+def adam_steps(run_dir):
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    return {int(s["step"]) for s in ckpt["optimizer_states"][0]["state"].values()}
+
+
+@pytest.mark.parametrize("optimizer,schedule,data", list(itertools.product((False, True), repeat=3)))
+def test_each_carry_key_acts_alone(stage1, tmp_path, optimizer, schedule, data):
+    """All 8 combinations (4 of them are not covered above): each key changes exactly its own part of the stage."""
+    tmp, first, _, _ = stage1
+    second = run(tmp_path, "s2", 10, ConstantLR(warmup_steps=2), initial=first / "final",
+                 carry=CarryArgs(optimizer=optimizer, schedule=schedule, data=data), cache=tmp / "cache")
+    assert adam_steps(first) == {10}
+    assert adam_steps(second) == ({20} if optimizer else {10})  # AdamW's step counts (bias correction) carried or not
+    ref = WarmupCosine(warmup=2, total=20, max_lr=LR, min_lr=0.1 * LR)
+    if schedule:
+        assert lrs(second) == pytest.approx([ref(k) for k in range(10, 20)], rel=1e-12)
+    else:
+        assert lrs(second)[:3] == pytest.approx([0.0, LR / 2, LR], rel=1e-12)  # ConstantLR re-warms over 2 steps
+    assert consumed(second) == (20 if data else 10) * BATCH

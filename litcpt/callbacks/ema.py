@@ -14,8 +14,9 @@ underneath), with four changes for pretraining runs:
 Resume is exact: the averaged parameters, the number of averaged steps and the last update step are restored from the
 checkpoint, and the EMA update (``lerp``) is deterministic.
 
-Sharded strategies (FSDP/FSDP2) are refused: ``WeightAveraging`` keeps a full, unsharded copy of the model on every
-rank and calls ``configure_model`` outside the strategy's context.
+FSDP2 (``fsdp2``): each rank averages its own shards (:class:`litcpt.averaging_sharded.ShardedAverage` replaces
+``AveragedModel``, which FSDP2 modules cannot be deep-copied into); the full average is gathered only to write it.
+FSDP1 (``fsdp``) is refused: ``WeightAveraging`` would keep a full, unsharded copy of the model on every rank.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
 
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint, export_litgpt
@@ -49,13 +51,33 @@ class _LitGPTAveraging:
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
-        if stage == "fit" and isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy)):
+        self._sharded = stage == "fit" and isinstance(trainer.strategy, ModelParallelStrategy)
+        if stage == "fit" and isinstance(trainer.strategy, FSDPStrategy):
             raise ValueError(f"{type(self).__name__}: weight averaging is not supported with sharded strategies "
-                             "(fsdp, fsdp2) yet: Lightning's WeightAveraging keeps a full copy of the model on every "
-                             "rank; use strategy auto or ddp, or average saved checkpoints with `litcpt merge`")
+                             "other than fsdp2 yet (here fsdp, FSDP1): Lightning's WeightAveraging keeps a full copy "
+                             "of the model on every rank; use fsdp2, auto or ddp, or average saved checkpoints with "
+                             "`litcpt merge`")
+        if self._sharded:
+            return  # the average is made of the shards once the model is sharded (_sharded_average)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*WeightAveraging callback with a model that overrides")
             super().setup(trainer, pl_module, stage)  # type: ignore[misc]
+
+    # -------------------------------------------------------------- FSDP2: an average of this rank's shards
+    def _sharded_average(self, pl_module: L.LightningModule) -> Any:
+        from litcpt.averaging_sharded import ShardedAverage
+        from torch.optim.swa_utils import get_swa_avg_fn
+
+        if self._average_model is None:
+            avg_fn = self._kwargs.get("avg_fn") or get_swa_avg_fn()  # type: ignore[attr-defined]
+            self._average_model = ShardedAverage(pl_module, avg_fn, device=self._device)  # type: ignore[attr-defined]
+        return self._average_model
+
+    def _swap_models(self, pl_module: L.LightningModule) -> None:
+        if getattr(self, "_sharded", False):
+            self._sharded_average(pl_module).swap(pl_module)
+        else:
+            super()._swap_models(pl_module)  # type: ignore[misc]
 
     # -------------------------------------------------------------- validation and end of training
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -68,6 +90,8 @@ class _LitGPTAveraging:
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if getattr(self, "_sharded", False):
+            self._sharded_average(pl_module)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)  # type: ignore[misc]
         writer = self._writer(trainer)
         step = trainer.global_step
@@ -90,8 +114,11 @@ class _LitGPTAveraging:
         return next((c for c in callbacks if isinstance(c, LitGPTCheckpoint)), None)
 
     def averaged_state_dict(self) -> dict[str, Any]:
-        """The averaged LightningModule's state dict (keys as the module's own, wrapper prefixes removed)."""
+        """The averaged LightningModule's state dict (keys as the module's own, wrapper prefixes removed). Under FSDP2 a
+        collective (every rank gathers the full average)."""
         assert self._average_model is not None
+        if getattr(self, "_sharded", False):
+            return clean_state_dict(self._average_model.full())
         return clean_state_dict({k: v.detach().cpu() for k, v in self._average_model.module.state_dict().items()})
 
     def save_litgpt(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path:
@@ -99,8 +126,9 @@ class _LitGPTAveraging:
         writer = self._writer(trainer)
         out_dir = writer.out_dir if writer is not None else Path(trainer.default_root_dir)
         target = out_dir / name
+        sharded = self.averaged_state_dict() if getattr(self, "_sharded", False) else None  # all ranks gather
         if trainer.global_rank == 0:
-            weights, extra = export_litgpt(pl_module, self.averaged_state_dict())
+            weights, extra = export_litgpt(pl_module, sharded if sharded is not None else self.averaged_state_dict())
             extra_files = [f for f in (writer.extra_files if writer else []) if Path(f).is_file()]
             save_litgpt_dir(weights, pl_module.config, target, tokenizer_dir=writer.tokenizer_dir if writer else None,
                             extra_files=extra_files, extra_objects=extra)
@@ -109,15 +137,35 @@ class _LitGPTAveraging:
         return target
 
     # -------------------------------------------------------------- Lightning checkpoints
+    @property
+    def _ckpt_key(self) -> str:
+        """Where the average goes in a ``.ckpt``: ``averaged_state_dict`` (EMA), ``averaged_state_dict-swa`` (SWA), so
+        that an EMA and an SWA in one run do not overwrite each other."""
+        return "averaged_state_dict" if self.suffix == "-ema" else f"averaged_state_dict{self.suffix}"
+
+    def _saved_key(self, checkpoint: dict[str, Any]) -> str:
+        """The key to load from (an older checkpoint kept any average under ``averaged_state_dict``)."""
+        return self._ckpt_key if self._ckpt_key in checkpoint else "averaged_state_dict"
+
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Keep the raw weights in ``state_dict``; the average goes to ``averaged_state_dict``."""
-        if self._average_model is not None:
-            checkpoint["averaged_state_dict"] = {k: v.detach().clone()
+        if self._average_model is not None and getattr(self, "_sharded", False):
+            full = self._average_model.full()  # gathered on every rank (rank 0 writes the checkpoint's metadata)
+            checkpoint[self._ckpt_key] = {**{"module." + k: v for k, v in full.items()},
+                                                 "n_averaged": torch.tensor(self._average_model.n_averaged)}
+        elif self._average_model is not None:
+            checkpoint[self._ckpt_key] = {k: v.detach().clone()
                                                  for k, v in self._average_model.state_dict().items()}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        if self._average_model is not None and "averaged_state_dict" in checkpoint:
-            self._average_model.load_state_dict(checkpoint["averaged_state_dict"])
+        if getattr(self, "_sharded", False):
+            saved = checkpoint.get(self._saved_key(checkpoint))
+            if saved is not None:  # else: the average starts from the loaded weights at its first update
+                full = {k[len("module."):]: v for k, v in saved.items() if k.startswith("module.")}
+                self._sharded_average(pl_module).load_full(full, int(saved.get("n_averaged", 1)))
+            return
+        if self._average_model is not None and self._saved_key(checkpoint) in checkpoint:
+            self._average_model.load_state_dict(checkpoint[self._saved_key(checkpoint)])
             return
         # Lightning's own layout, or a checkpoint without an average (the average starts from its weights)
         with warnings.catch_warnings():
