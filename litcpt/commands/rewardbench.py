@@ -38,17 +38,7 @@ def _v2_items(data: str | Path, split: str | None, limit: int | None, prompt_sty
     """RewardBench 2 rows of ``data``, templated and tokenised: (groups, number truncated, template name)."""
     from litcpt.data.best_of_n import load_best_of_n_rows, replace_prompts, tokenize_groups
 
-    source = str(data)
-    split = HUB_SPLITS.get(source) if split is None else split
-    if not Path(source).exists() and source.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")):
-        raise FileNotFoundError(f"data: {source!r} does not exist")
-    rows = load_best_of_n_rows(source, split=split)
-    if not rows:
-        raise ValueError(f"data: {source!r} has no rows (empty file?)")
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit: expected a positive number of prompts or null, got {limit}")
-        rows = rows[:limit]
+    rows = _read_source(data, split, limit, load_best_of_n_rows, empty="rows", unit="prompts")
     wrap, template = prompt_wrapper(prompt_style, checkpoint_dir)
     if wrap is not None:
         rows = replace_prompts(rows, wrap)
@@ -121,19 +111,25 @@ def load_pairs(data: str | Path, *, split: str | None, limit: int | None) -> lis
     the file, line and field."""
     from litcpt.data.preference import load_preference_pairs
 
+    return _read_source(data, split, limit, load_preference_pairs, empty="preference pairs", unit="pairs")
+
+
+def _read_source(data: str | Path, split: str | None, limit: int | None, loader: Any, *, empty: str,
+                 unit: str) -> list:
+    """``loader(data, split=...)`` (the hub split RewardBench uses when ``split`` is None), first ``limit`` rows;
+    one-line errors for a missing file, no rows, or a bad ``limit``."""
     source = str(data)
-    if split is None:
-        split = HUB_SPLITS.get(source)
+    split = HUB_SPLITS.get(source) if split is None else split
     if not Path(source).exists() and source.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")):
         raise FileNotFoundError(f"data: {source!r} does not exist")
-    pairs = load_preference_pairs(source, split=split)
-    if not pairs:
-        raise ValueError(f"data: {source!r} has no preference pairs (empty file?)")
+    rows = loader(source, split=split)
+    if not rows:
+        raise ValueError(f"data: {source!r} has no {empty} (empty file?)")
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"limit: expected a positive number of pairs or null, got {limit}")
-        pairs = pairs[:limit]
-    return pairs
+            raise ValueError(f"limit: expected a positive number of {unit} or null, got {limit}")
+        rows = rows[:limit]
+    return rows
 
 
 def dpo_reduction(convention: str, has_reference: bool, ref_free_type: str | None,
