@@ -285,6 +285,16 @@ def _gather(local: list[Any], world_size: int) -> list[Any]:
     return [x for part in parts for x in part]
 
 
+def _gather_in_order(local: list[Any], order: Sequence[Any], world_size: int, unit: str) -> list[Any]:
+    """Every rank's scores (each with an ``index``), in the order of ``order``'s items; each item exactly once."""
+    gathered = _gather(local, world_size)
+    by_index = {score.index: score for score in gathered}
+    if len(by_index) != len(gathered) or len(gathered) != len(order):
+        raise RuntimeError(f"scoring: expected each of {len(order)} {unit} exactly once, got {len(gathered)} results "
+                           f"for {len(by_index)} distinct {unit}")
+    return [by_index[int(item.index)] for item in order]
+
+
 def resolve_precision(precision: str | None, device: torch.device) -> str:
     """``None`` -> ``bf16-mixed`` on a bf16-capable GPU, else ``32-true``; other values are checked."""
     if precision is None:
@@ -419,12 +429,7 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
                                        chosen=values["chosen"][j], rejected=values["rejected"][j], id=item.id,
                                        extras=extras))
             bar.update(len(chunk))
-    gathered = _gather(local, world_size)
-    by_index = {score.index: score for score in gathered}
-    if len(by_index) != len(gathered) or len(gathered) != len(items):
-        raise RuntimeError(f"scoring: expected each of {len(items)} pairs exactly once, got {len(gathered)} results "
-                           f"for {len(by_index)} distinct pairs")
-    return [by_index[int(item.index)] for item in items]
+    return _gather_in_order(local, items, world_size, "pairs")
 
 
 def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer: Any, batch_size: int = 8, *,

@@ -21,7 +21,7 @@ from litcpt.rewardbench.evaluate import (
     DEFAULT_SUBSET,
     Summary,
     _dist_rank_world,
-    _gather,
+    _gather_in_order,
     _progress,
     _to_device,
     autocast_context,
@@ -113,12 +113,7 @@ def score_groups(scorer: Any, groups: Sequence[Any], *, batch_size: int = 8, pad
                                         id=group.id, extras=extras))
                 start = end
             bar.update(len(chunk))
-    gathered = _gather(local, world_size)
-    by_index = {score.index: score for score in gathered}
-    if len(by_index) != len(gathered) or len(gathered) != len(groups):
-        raise RuntimeError(f"scoring: expected each of {len(groups)} prompts exactly once, got {len(gathered)} "
-                           f"results for {len(by_index)} distinct prompts")
-    return [by_index[int(g.index)] for g in groups]
+    return _gather_in_order(local, groups, world_size, "prompts")
 
 
 def summarize_groups(scores: Sequence[GroupScore]) -> Summary:
