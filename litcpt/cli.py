@@ -98,6 +98,22 @@ def _save_config(parser, cfg, command: str) -> None:
     os.replace(tmp, out / "config.yaml")
 
 
+def _validate(command: str, function: Callable, kwargs: dict, args: list[str]) -> None:
+    """Run the command's ``cli_validate(**kwargs)`` hook, if its module has one, before ``config.yaml`` is written
+    (e.g. ``litcpt anneal`` refuses an ``out_dir`` that holds another run, whose config.yaml must stay untouched).
+    A refusal is an argument error: one line, exit status 2."""
+    hook = getattr(sys.modules[function.__module__], "cli_validate", None)
+    if hook is None:
+        return
+    try:
+        hook(**kwargs)
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("LITCPT_DEBUG"):
+            raise
+        print(f"litcpt {command}: error: {_one_line(err)} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
     """Exit with the cached help, or with a one-line error for an unknown key; return if neither applies."""
     from litcpt import cli_cache
@@ -151,8 +167,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             what = cli_cache.unknown_key(args, cli_cache.describe(parser)) or what
         print(f"litcpt {command}: error: {what} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
         raise SystemExit(2) from None
-    _save_config(parser, cfg, command)
     kwargs = {k: v for k, v in init.items() if k != "config"}
+    _validate(command, function, kwargs, args)  # before config.yaml: a refused run leaves no trace in out_dir
+    _save_config(parser, cfg, command)
     try:
         function(**kwargs)
     except (ValueError, FileNotFoundError) as err:

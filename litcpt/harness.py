@@ -8,7 +8,7 @@ LitGPT-layout checkpoints for interop, and final validation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
 from litcpt.callbacks.progress import StepProgressBar
 from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
 from litcpt.callbacks.summary import RunSummary
-from litcpt.config import EvalArgs, TrainArgs
+from litcpt.args import EvalArgs, TrainArgs
 from litcpt.metrics_csv import StepCSVLogger
 from litcpt.quiet import quiet_third_party
 from litcpt.resume import AtomicCheckpointIO, StepCheckpoint, check_loadable, clean_stale_saves, pick_resume_checkpoint
@@ -82,6 +82,21 @@ class RunSpec:
         from litcpt.precision import default_precision
 
         return default_precision(self.on_gpu, self.on_gpu and torch.cuda.is_bf16_supported())
+
+
+def run_spec_from_args(args: dict[str, Any], **overrides: Any) -> RunSpec:
+    """The :class:`RunSpec` of a training command's arguments (``locals()`` of its ``setup``, whose parameters are
+    named as RunSpec's fields; ``overrides`` win). Checks that the batch sizes divide over the world size, so a
+    command fails on that before any data work."""
+    names = {f.name for f in fields(RunSpec)} - {"callbacks"}
+    values = {k: v for k, v in args.items() if k in names}
+    values.update(overrides)
+    values["out_dir"] = Path(values["out_dir"])
+    if values.get("tokenizer_dir") is not None:
+        values["tokenizer_dir"] = Path(values["tokenizer_dir"])
+    spec = RunSpec(**values)
+    spec.train.accumulation(spec.world_size)
+    return spec
 
 
 def find_resume_checkpoint(resume: Resume, out_dir: Path) -> Path | None:
@@ -189,7 +204,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     """Train ``module`` on ``datamodule`` as ``spec`` says; returns the finished Trainer."""
     if is_global_zero_process():
         clean_stale_saves(spec.out_dir)
-    from litcpt.config import optimizer_lr
+    from litcpt.args import optimizer_lr
     from litcpt.precision import warn_precision
 
     ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)

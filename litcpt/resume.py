@@ -59,9 +59,9 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 def _say(message: str) -> None:
-    from litcpt.harness import is_global_zero_process
+    from litcpt.ranks import is_global_zero
 
-    if is_global_zero_process():
+    if is_global_zero():
         print(f"litcpt: {message}", file=sys.stderr, flush=True)
 
 

@@ -12,13 +12,13 @@ import yaml
 
 from helpers import read_metrics, run_litcpt, series, tiny_recipe
 from litcpt.commands.anneal import (
-    AnnealDir,
     anneal_callback,
+    check_out_dir,
     infinite_phase,
     read_source,
     setup,
 )
-from litcpt.commands.plot_schedule import resolve_callback_schedule
+from litcpt.recipe import resolve_callback_schedule
 from litcpt.schedules import ANNEAL_SHAPES, Infinite, WarmupCosine, infinite
 
 # The source run: 20 steps of 8 x 64 tokens; InfiniteLR: warmup 2 steps, cosine cooldown 6 steps, then constant
@@ -165,9 +165,9 @@ def test_out_dir_holding_another_run_is_refused(tmp_path, capsys):
     (run / "config.yaml").write_text("out_dir: run\nmodel_name: pythia-14m\n")
     before = tree_hashes(run)
     with pytest.raises(ValueError, match="holds another run"):
-        AnnealDir(run)
-    assert AnnealDir(tmp_path / "new") == tmp_path / "new"
-    with pytest.raises(SystemExit) as exc:  # refused while parsing: the CLI never writes <run>/config.yaml
+        check_out_dir(run)
+    assert check_out_dir(tmp_path / "new") == tmp_path / "new"
+    with pytest.raises(SystemExit) as exc:  # refused before the CLI writes config.yaml: <run>/config.yaml untouched
         main(["anneal", "--checkpoint", str(ckpt), "--anneal_steps", "4", "--out_dir", str(run)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()

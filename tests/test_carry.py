@@ -16,7 +16,7 @@ from conftest import tiny_config
 from helpers import REPO, read_metrics, series
 from litcpt.callbacks import ConstantLR, WarmupCosineLR
 from litcpt.carry import CarryArgs
-from litcpt.config import EvalArgs, TrainArgs
+from litcpt.args import EvalArgs, TrainArgs
 from litcpt.schedules import WarmupCosine
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import pytest
 from conftest import make_checkpoint, tiny_config
 
 from litcpt.carry import CarryArgs
-from litcpt.commands.demo import instantiate
-from litcpt.commands.demo_beyond import build_beyond, evaluate_checkpoint
+from litcpt.demo.runtime import instantiate
+from litcpt.demo.beyond import build_beyond, evaluate_checkpoint
 
 
 def test_beyond_scenarios():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from litcpt.config import make_optimizer, optimizer_lr
+from litcpt.args import make_optimizer, optimizer_lr
 from litcpt.precision import bf16_half_ulp, bf16_updates_vanish, check_precision, default_precision
 from litcpt.ranks import global_rank, is_global_zero
 
@@ -29,7 +29,7 @@ def test_bf16_rule_numbers():
 
 
 def test_default_precision_is_mixed_on_gpu_for_every_strategy():
-    from litcpt.config import EvalArgs, TrainArgs
+    from litcpt.args import EvalArgs, TrainArgs
     from litcpt.harness import RunSpec
 
     assert default_precision(True, True) == "bf16-mixed" and default_precision(False, False) == "32-true"
@@ -45,7 +45,7 @@ def test_default_precision_is_mixed_on_gpu_for_every_strategy():
 def _callable_spec(**init_args):
     from jsonargparse import ArgumentParser
 
-    from litcpt.config import OptimizerArg
+    from litcpt.args import OptimizerArg
 
     parser = ArgumentParser()
     parser.add_argument("--optimizer", type=OptimizerArg, default="AdamW")
@@ -73,7 +73,7 @@ def test_explicit_fused_false_is_kept_and_sgd_untouched():
     assert optimizer.defaults["fused"] is False
     from jsonargparse import ArgumentParser
 
-    from litcpt.config import OptimizerArg
+    from litcpt.args import OptimizerArg
 
     parser = ArgumentParser()
     parser.add_argument("--optimizer", type=OptimizerArg)

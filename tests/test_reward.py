@@ -69,7 +69,7 @@ def test_load_reward_model_rejects_plain_lm_checkpoint(tiny_checkpoint):
 def test_reward_training_learns_pairs_and_exports(tmp_path, head):
     """A few CPU steps on 16 pairs raise pairwise accuracy; the export loads as a GPT and as a reward model."""
     from litcpt.commands.reward import setup
-    from litcpt.config import EvalArgs, TrainArgs
+    from litcpt.args import EvalArgs, TrainArgs
     from litcpt.data import Preference
     from litcpt.data.preference import load_preference_pairs
 

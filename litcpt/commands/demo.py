@@ -12,7 +12,7 @@ distribution shift). Scenarios, all with the same tiny LLaMA-style model and the
 
 Every run validates on both D1 and D2 held-out sets (fixed blocks, the same in every run) and continued runs validate
 before their first step, so the curves show forgetting and its recovery. Each run is an ordinary
-``litcpt.commands.pretrain.setup`` call, in this process; its ``config.yaml`` is the recipe it ran (the same schema as
+``litcpt.runs.pretrain.setup`` call, in this process; its ``config.yaml`` is the recipe it ran (the same schema as
 ``recipes/tiny/*.yaml``). Output in ``out_dir``: ``runs/<scenario>/`` (checkpoints, logs, ``train.log``),
 ``report.md``, ``report.json``, ``val_loss.png``, ``lr.png`` (written by :mod:`litcpt.report`, the code behind
 ``litcpt report``).
@@ -20,81 +20,29 @@ before their first step, so the curves show forgetting and its recovery. Each ru
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import logging
 import os
-import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from litcpt.demo.runtime import (
+    DEFAULT_TOKENS,
+    QUICK_MODEL,
+    QUICK_TOKENS,
+    TINY_MODEL,
+    Scenario,
+    instantiate,
+    lr_schedule_spec,
+    mix_data,
+    run_scenario,
+    torch_threads,
+)
 
 __all__ = ["main", "Scenario", "build_scenarios", "instantiate", "TINY_MODEL", "QUICK_MODEL"]
 
-TINY_MODEL: dict[str, Any] = dict(
-    name="litcpt-tiny", block_size=128, vocab_size=4096, padded_vocab_size=4096, n_layer=4, n_head=4, n_embd=128,
-    n_query_groups=4, rotary_percentage=1.0, parallel_residual=False, bias=False, norm_class_name="RMSNorm",
-    norm_eps=1e-5, mlp_class_name="LLaMAMLP", intermediate_size=352,
-)
-"""The model of ``recipes/tiny/pretrain.yaml`` (~1.9M parameters)."""
-
-QUICK_MODEL: dict[str, Any] = {**TINY_MODEL, "name": "litcpt-tiny-quick", "block_size": 64, "n_layer": 2,
-                               "n_head": 2, "n_query_groups": 2, "n_embd": 64, "intermediate_size": 176}
-"""A smaller model for ``quick=True`` (tests)."""
-
 TITLES = {"en": "D1 (en)", "fr": "D2 (fr)"}
-DEFAULT_TOKENS = 262_144
-"""Tokens per stage: 128 optimizer steps of 16 x 128 tokens; the whole demo fits in ~10 min on a busy 2-core CPU."""
-QUICK_TOKENS = 65_536
-
-
-@dataclass
-class Scenario:
-    """One run of the demo: a ``litcpt pretrain`` recipe (a dict) and the scenario it continues from."""
-
-    name: str
-    label: str
-    recipe: dict[str, Any]
-    parent: str | None = None
-
-
-def instantiate(spec: Any) -> Any:
-    """Build objects from recipe values: ``{class_path, init_args}`` dicts (recursively), lists, plain values."""
-    if isinstance(spec, dict):
-        if "class_path" in spec:
-            module, _, name = str(spec["class_path"]).rpartition(".")
-            cls = getattr(importlib.import_module(module), name)
-            return cls(**{k: instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
-        return {k: instantiate(v) for k, v in spec.items()}
-    if isinstance(spec, list):
-        return [instantiate(v) for v in spec]
-    return spec
-
-
-def _text(lang: str, cache_dir: Path | None) -> dict[str, Any]:
-    from litcpt import assets
-
-    args: dict[str, Any] = {"train_data_path": str(assets.data_dir() / "pretrain" / lang), "name": lang,
-                            "val_split_fraction": 0.05}
-    if cache_dir is not None:
-        args["cache_dir"] = str(cache_dir)
-    return {"class_path": "litcpt.data.TextFiles", "init_args": args}
-
-
-def _mix(new: str, old: str, fraction: float, seed: int, cache_dir: Path | None) -> dict[str, Any]:
-    """``Replay(new, old, fraction)``: validates on both sources even at fraction 0 (a D1-only run)."""
-    return {"class_path": "litcpt.data.Replay",
-            "init_args": {"new": _text(new, cache_dir), "replay": _text(old, cache_dir), "fraction": float(fraction),
-                          "seed": seed}}
-
-
-def _schedule(class_name: str, **init_args: Any) -> dict[str, Any]:
-    return {"class_path": f"litcpt.callbacks.{class_name}", "init_args": init_args}
 
 
 def _pct(fraction: float) -> str:
@@ -150,105 +98,32 @@ def build_scenarios(
             r["model_config"] = dict(model)
         return r
 
-    cosine = _schedule("WarmupCosineLR", warmup=0.01, min_lr_ratio=0.1)
-    runs = [Scenario("d1", "D1 pretrain (cosine)", recipe(steps1, _mix("en", "fr", 0.0, seed, cache_dir), cosine,
+    cosine = lr_schedule_spec("WarmupCosineLR", warmup=0.01, min_lr_ratio=0.1)
+    runs = [Scenario("d1", "D1 pretrain (cosine)", recipe(steps1, mix_data("en", "fr", 0.0, seed, cache_dir), cosine,
                                                          fresh=True))]
     for f in replay_fractions:
         runs.append(Scenario(f"d2-replay{_pct(f)}", f"D1 → D2, {_pct(f)}% replay",
-                             recipe(steps2, _mix("fr", "en", f, seed, cache_dir), cosine, fresh=False), parent="d1"))
+                             recipe(steps2, mix_data("fr", "en", f, seed, cache_dir), cosine, fresh=False), parent="d1"))
     union_fraction = steps2 / (steps1 + steps2)
-    union_data = _mix("en", "fr", union_fraction, seed, cache_dir)
+    union_data = mix_data("en", "fr", union_fraction, seed, cache_dir)
     runs.append(Scenario("union", "D1 ∪ D2 retrain (cosine)", recipe(steps1 + steps2, union_data, cosine, fresh=True)))
     if infinite:
         anneal_steps = max(1, round(steps2 * anneal_fraction))
         runs += [
             Scenario("inf-d1", "∞: D1 (cooldown → constant)",
-                     recipe(steps1, _mix("en", "fr", 0.0, seed, cache_dir),
-                            _schedule("InfiniteLR", warmup=0.01, cooldown=0.6, const_lr_ratio=0.55,
+                     recipe(steps1, mix_data("en", "fr", 0.0, seed, cache_dir),
+                            lr_schedule_spec("InfiniteLR", warmup=0.01, cooldown=0.6, const_lr_ratio=0.55,
                                       min_lr_ratio=0.1, cooldown_shape="inv_sqrt"), fresh=True)),
             Scenario("inf-d2", f"∞: → D2 constant, {_pct(infinite_replay)}% replay",
-                     recipe(steps2 - anneal_steps, _mix("fr", "en", infinite_replay, seed, cache_dir),
-                            _schedule("InfiniteLR", stage_start="constant", const_lr_ratio=0.55, min_lr_ratio=0.1),
+                     recipe(steps2 - anneal_steps, mix_data("fr", "en", infinite_replay, seed, cache_dir),
+                            lr_schedule_spec("InfiniteLR", stage_start="constant", const_lr_ratio=0.55, min_lr_ratio=0.1),
                             fresh=False), parent="inf-d1"),
             Scenario("inf-anneal", f"∞: → D2 anneal, {_pct(infinite_replay)}% replay",
-                     recipe(anneal_steps, _mix("fr", "en", infinite_replay, seed, cache_dir),
-                            _schedule("InfiniteLR", stage_start="constant", anneal=1.0, const_lr_ratio=0.55,
+                     recipe(anneal_steps, mix_data("fr", "en", infinite_replay, seed, cache_dir),
+                            lr_schedule_spec("InfiniteLR", stage_start="constant", anneal=1.0, const_lr_ratio=0.55,
                                       min_lr_ratio=0.1, anneal_shape="cosine"), fresh=False), parent="inf-d2"),
         ]
     return runs, tps
-
-
-def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _quiet(log_file: Path) -> Iterator[None]:
-    """Send a run's console output (progress bar, summaries, warnings) to ``log_file``."""
-    names = ["lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "litgpt"]
-    levels = {n: logging.getLogger(n).level for n in names}
-    with open(log_file, "a") as fp, contextlib.redirect_stdout(fp), contextlib.redirect_stderr(fp):
-        handler = logging.StreamHandler(fp)
-        for n in names:
-            logging.getLogger(n).setLevel(logging.WARNING)
-        logging.getLogger("lightning").addHandler(handler)
-        try:
-            yield
-        finally:
-            logging.getLogger("lightning").removeHandler(handler)
-            for n, level in levels.items():
-                logging.getLogger(n).setLevel(level)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the body with ``n`` torch CPU threads, then restore the previous setting."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -> Path:
-    """Run one scenario into ``runs_dir/<name>`` (replacing an earlier run there); returns its run dir."""
-    from litcpt.commands.pretrain import setup
-
-    out = runs_dir / scenario.name
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    recipe = {"out_dir": str(out), **scenario.recipe}
-    if scenario.parent is not None:
-        recipe["initial_checkpoint_dir"] = str(runs_dir / scenario.parent / "final")
-    _write_yaml_atomic(out / "config.yaml", recipe)
-    kwargs = dict(recipe)  # the optimizer stays a {class_path, init_args} dict, as `setup` expects
-    kwargs["data"], kwargs["lr_schedule"] = instantiate(recipe["data"]), instantiate(recipe["lr_schedule"])
-    if "callbacks" in kwargs:
-        kwargs["callbacks"] = instantiate(recipe["callbacks"])
-    if "carry" in kwargs:
-        from litcpt.carry import CarryArgs
-
-        kwargs["carry"] = CarryArgs(**recipe["carry"])
-    if "model_config" in kwargs:
-        from litgpt import Config
-
-        kwargs["model_config"] = Config(**kwargs["model_config"])
-    from litcpt.config import EvalArgs, TrainArgs
-
-    kwargs["train"], kwargs["eval"] = TrainArgs(**kwargs["train"]), EvalArgs(**kwargs["eval"])
-    kwargs["out_dir"] = Path(kwargs["out_dir"])
-    if "initial_checkpoint_dir" in kwargs:
-        kwargs["initial_checkpoint_dir"] = Path(kwargs["initial_checkpoint_dir"])
-    context = contextlib.nullcontext() if verbose else _quiet(out / "train.log")
-    with context:
-        setup(**kwargs)
-    return out
 
 
 def _observations(json_runs: dict[str, dict[str, Any]], replay_fractions: Sequence[float]) -> list[str]:
@@ -337,7 +212,7 @@ def main(
             as a reward model on the bundled HH-RLHF pairs, both heads, and report held-out accuracy; runs only the
             D1 pretraining first if ``runs/d1/final`` is missing), ``all`` (both), or ``beyond`` (opt-in: EMA, checkpoint
             averaging vs. anneal, D2Z vs. cosine, optimizer state carried at the D1 -> D2 boundary; see
-            :mod:`litcpt.commands.demo_beyond`).
+            :mod:`litcpt.demo.beyond`).
         reward_steps: optimizer steps (16 pairs each) of each reward model in the reward part.
 
     Returns: the JSON summary of ``report.json`` plus ``wall_time_s``.
@@ -349,7 +224,7 @@ def main(
                   seed=seed, quick=quick, num_threads=num_threads, cache_dir=cache_dir, verbose=verbose)
     summary: dict[str, Any] = {}
     if part == "beyond":
-        from litcpt.commands.demo_beyond import run_beyond
+        from litcpt.demo.beyond import run_beyond
 
         return run_beyond(**kwargs)
     if part in ("cpt", "all"):
@@ -362,7 +237,7 @@ def main(
 def run_reward(*, out_dir: Path, steps: int, seed: int, quick: bool, num_threads: int, verbose: bool,
                **cpt_kwargs: Any) -> dict[str, Any]:
     """The reward part: the D1-pretrained tiny model (trained first if missing) -> two reward models."""
-    from litcpt.commands import demo_reward
+    from litcpt.demo import reward as demo_reward
 
     out_dir = Path(out_dir)
     backbone = out_dir / "runs" / "d1" / "final"
@@ -393,7 +268,7 @@ def run_cpt(*, out_dir: Path, d1_tokens: int | None, d2_tokens: int | None, repl
     """The continual-pretraining part of :func:`main` (same arguments)."""
     from tqdm.auto import tqdm
 
-    from litcpt.commands.report import write_report
+    from litcpt.report_files import write_report
     from litcpt.report import load_runs, markdown_table, table_rows, to_json
 
     default_tokens = QUICK_TOKENS if quick else DEFAULT_TOKENS

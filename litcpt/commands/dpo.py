@@ -10,9 +10,10 @@ from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
 from litcpt.checkpoint import check_checkpoint_dir, load_config
-from litcpt.config import EvalArgs, OptimizerArg, TrainArgs
-from litcpt.harness import LoggerName, Resume, RunSpec, fit
+from litcpt.args import EvalArgs, OptimizerArg, TrainArgs
+from litcpt.harness import LoggerName, Resume, RunSpec, fit, run_spec_from_args
 from litcpt.strategies import StrategyName
+from litcpt.tokenizers import load_checked_tokenizer
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {"class_path": "torch.optim.AdamW",
                                      "init_args": {"lr": 5.0e-7, "weight_decay": 0.0, "betas": [0.9, 0.999]}}
@@ -194,7 +195,6 @@ def setup(
 
     Returns: the path of the final LitGPT checkpoint dir of the policy.
     """
-    from litcpt.commands.pretrain import load_tokenizer
     from litcpt.models.dpo import DPOModel, check_reference_compatible
 
     from litcpt import losses
@@ -222,11 +222,8 @@ def setup(
         raise ValueError("train.max_tokens: not used by dpo (pairs vary in length); set train.max_steps or leave both "
                          "unset for one epoch")
     config = load_config(checkpoint_dir)
-    tokenizer = load_tokenizer(checkpoint_dir, config, field="checkpoint_dir")
-    spec = RunSpec(out_dir=Path(out_dir), train=train, eval=eval, devices=devices, num_nodes=num_nodes,
-                   strategy=strategy, precision=precision, logger_name=logger_name, seed=seed, resume=resume,
-                   tokenizer_dir=checkpoint_dir, accelerator=accelerator)
-    train.accumulation(spec.world_size)  # batch sizes must divide: fail before any data work
+    tokenizer = load_checked_tokenizer(checkpoint_dir, config, field="checkpoint_dir")
+    spec = run_spec_from_args(locals(), tokenizer_dir=checkpoint_dir)  # batch sizes must divide: fails before data
     seq_length = train.max_seq_length or config.block_size
     if seq_length > config.block_size:
         raise ValueError(f"train.max_seq_length={seq_length} exceeds the model's block_size {config.block_size}")

@@ -13,7 +13,7 @@ from litgpt import GPT, Config
 from litgpt.model import Block, CausalSelfAttention, LLaMAMLP
 
 from litcpt.checkpoint import load_weights
-from litcpt.config import make_optimizer
+from litcpt.args import make_optimizer
 from litcpt.strategies import apply_activation_checkpointing, apply_fsdp2
 
 

@@ -24,14 +24,14 @@ from typing import Any
 
 import torch
 
-from litcpt.commands.demo import (
+from litcpt.demo.runtime import (
     QUICK_MODEL,
     QUICK_TOKENS,
     DEFAULT_TOKENS,
     TINY_MODEL,
     Scenario,
-    _mix,
-    _schedule,
+    lr_schedule_spec,
+    mix_data,
     run_scenario,
     torch_threads,
 )
@@ -73,19 +73,19 @@ def build_beyond(*, d1_tokens: int, d2_tokens: int, lr: float, seed: int, quick:
             r["model_config"] = dict(model)
         return r
 
-    d1 = _mix("en", "fr", 0.0, seed, cache_dir)
-    d2 = _mix("fr", "en", 0.05, seed, cache_dir)
-    cosine = _schedule("WarmupCosineLR", warmup=0.01, min_lr_ratio=0.1)
+    d1 = mix_data("en", "fr", 0.0, seed, cache_dir)
+    d2 = mix_data("fr", "en", 0.05, seed, cache_dir)
+    cosine = lr_schedule_spec("WarmupCosineLR", warmup=0.01, min_lr_ratio=0.1)
     ema = [{"class_path": "litcpt.callbacks.EMA", "init_args": {"decay": EMA_DECAY}}]
     runs = [
-        Scenario("const", "D1 constant LR", recipe(steps1, d1, _schedule("ConstantLR", warmup=0.01), fresh=True,
+        Scenario("const", "D1 constant LR", recipe(steps1, d1, lr_schedule_spec("ConstantLR", warmup=0.01), fresh=True,
                                                     callbacks=ema)),
         Scenario("const-anneal", f"D1 constant → anneal (+{100 * ANNEAL_FRACTION:g}% tokens, linear to 0)",
-                 recipe(anneal_steps, d1, _schedule("LinearDecayLR", warmup=0.0, min_lr=0.0), fresh=False,
+                 recipe(anneal_steps, d1, lr_schedule_spec("LinearDecayLR", warmup=0.0, min_lr=0.0), fresh=False,
                         carry={"optimizer": True, "data": True}), parent="const"),
         Scenario("d1-cosine", "D1 cosine to 0.1 × peak", recipe(steps1, d1, cosine, fresh=True)),
         Scenario("d1-d2z", "D1 linear decay to 0 (D2Z)",
-                 recipe(steps1, d1, _schedule("LinearDecayLR", warmup=0.01, min_lr=0.0), fresh=True)),
+                 recipe(steps1, d1, lr_schedule_spec("LinearDecayLR", warmup=0.01, min_lr=0.0), fresh=True)),
         Scenario("d2-fresh", "D1 → D2, 5% replay, fresh AdamW", recipe(steps2, d2, cosine, fresh=False),
                  parent="d1-cosine"),
         Scenario("d2-carried", "D1 → D2, 5% replay, AdamW state carried",
@@ -101,14 +101,14 @@ def evaluate_checkpoint(checkpoint_dir: Path, *, seed: int, cache_dir: Path | No
     from litgpt.utils import chunked_cross_entropy
 
     from litcpt.checkpoint import load_config
-    from litcpt.commands.demo import instantiate
+    from litcpt.demo.runtime import instantiate
     from litcpt.models.base import build_gpt
     from litcpt.models.lm import split_block
 
     config = load_config(checkpoint_dir)
     model = build_gpt(config, checkpoint_dir=checkpoint_dir).eval()
     model.max_seq_length = seq_length
-    data = instantiate(_mix("en", "fr", 0.0, seed, cache_dir))
+    data = instantiate(mix_data("en", "fr", 0.0, seed, cache_dir))
     data.connect(tokenizer=checkpoint_dir, batch_size=batch_size, max_seq_length=seq_length)
     data.prepare_data()
     data.setup()

@@ -25,8 +25,8 @@ def run_reward_part(backbone: Path, out_dir: Path, *, steps: int = 120, seed: in
     """Train one reward model per head on ``backbone`` (a LitGPT dir) and return held-out accuracies."""
     from litcpt.callbacks import WarmupCosineLR
     from litcpt.checkpoint import load_config
-    from litcpt.commands.reward import setup
-    from litcpt.config import EvalArgs, TrainArgs
+    from litcpt.runs.reward import setup
+    from litcpt.args import EvalArgs, TrainArgs
     from litcpt.data import Preference
 
     block = load_config(backbone).block_size
@@ -37,9 +37,9 @@ def run_reward_part(backbone: Path, out_dir: Path, *, steps: int = 120, seed: in
         data = Preference(max_length=block, seed=seed)
         context = contextlib.nullcontext()
         if log_file is not None:
-            from litcpt.commands.demo import _quiet
+            from litcpt.demo.runtime import quiet_run
 
-            context = _quiet(log_file)
+            context = quiet_run(log_file)
         with context:
             setup(backbone, out_dir=run_dir, data=data, head=head, seed=seed, accelerator="cpu",
                   train=TrainArgs(global_batch_size=16, micro_batch_size=8, max_steps=steps, save_interval=None,

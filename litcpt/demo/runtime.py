@@ -1,0 +1,151 @@
+"""What the parts of ``litcpt demo`` share: the tiny models, the scenario recipes' building blocks, and running one
+scenario (an ordinary pretrain run, in this process) with its console output sent to a log file."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DEFAULT_TOKENS", "QUICK_MODEL", "QUICK_TOKENS", "TINY_MODEL", "Scenario", "instantiate", "lr_schedule_spec",
+           "mix_data", "quiet_run", "run_scenario", "text_data", "torch_threads"]
+
+TINY_MODEL: dict[str, Any] = dict(
+    name="litcpt-tiny", block_size=128, vocab_size=4096, padded_vocab_size=4096, n_layer=4, n_head=4, n_embd=128,
+    n_query_groups=4, rotary_percentage=1.0, parallel_residual=False, bias=False, norm_class_name="RMSNorm",
+    norm_eps=1e-5, mlp_class_name="LLaMAMLP", intermediate_size=352,
+)
+"""The model of ``recipes/tiny/pretrain.yaml`` (~1.9M parameters)."""
+
+QUICK_MODEL: dict[str, Any] = {**TINY_MODEL, "name": "litcpt-tiny-quick", "block_size": 64, "n_layer": 2,
+                               "n_head": 2, "n_query_groups": 2, "n_embd": 64, "intermediate_size": 176}
+"""A smaller model for ``quick=True`` (tests)."""
+
+DEFAULT_TOKENS = 262_144
+"""Tokens per stage: 128 optimizer steps of 16 x 128 tokens; the whole demo fits in ~10 min on a busy 2-core CPU."""
+QUICK_TOKENS = 65_536
+
+
+@dataclass
+class Scenario:
+    """One run of the demo: a ``litcpt pretrain`` recipe (a dict) and the scenario it continues from."""
+
+    name: str
+    label: str
+    recipe: dict[str, Any]
+    parent: str | None = None
+
+
+def instantiate(spec: Any) -> Any:
+    """Build objects from recipe values: ``{class_path, init_args}`` dicts (recursively), lists, plain values."""
+    if isinstance(spec, dict):
+        if "class_path" in spec:
+            module, _, name = str(spec["class_path"]).rpartition(".")
+            cls = getattr(importlib.import_module(module), name)
+            return cls(**{k: instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
+        return {k: instantiate(v) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [instantiate(v) for v in spec]
+    return spec
+
+
+def text_data(lang: str, cache_dir: Path | None) -> dict[str, Any]:
+    from litcpt import assets
+
+    args: dict[str, Any] = {"train_data_path": str(assets.data_dir() / "pretrain" / lang), "name": lang,
+                            "val_split_fraction": 0.05}
+    if cache_dir is not None:
+        args["cache_dir"] = str(cache_dir)
+    return {"class_path": "litcpt.data.TextFiles", "init_args": args}
+
+
+def mix_data(new: str, old: str, fraction: float, seed: int, cache_dir: Path | None) -> dict[str, Any]:
+    """``Replay(new, old, fraction)``: validates on both sources even at fraction 0 (a D1-only run)."""
+    return {"class_path": "litcpt.data.Replay",
+            "init_args": {"new": text_data(new, cache_dir), "replay": text_data(old, cache_dir), "fraction": float(fraction),
+                          "seed": seed}}
+
+
+def lr_schedule_spec(class_name: str, **init_args: Any) -> dict[str, Any]:
+    return {"class_path": f"litcpt.callbacks.{class_name}", "init_args": init_args}
+
+
+def write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def quiet_run(log_file: Path) -> Iterator[None]:
+    """Send a run's console output (progress bar, summaries, warnings) to ``log_file``."""
+    names = ["lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "litgpt"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    with open(log_file, "a") as fp, contextlib.redirect_stdout(fp), contextlib.redirect_stderr(fp):
+        handler = logging.StreamHandler(fp)
+        for n in names:
+            logging.getLogger(n).setLevel(logging.WARNING)
+        logging.getLogger("lightning").addHandler(handler)
+        try:
+            yield
+        finally:
+            logging.getLogger("lightning").removeHandler(handler)
+            for n, level in levels.items():
+                logging.getLogger(n).setLevel(level)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the body with ``n`` torch CPU threads, then restore the previous setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -> Path:
+    """Run one scenario into ``runs_dir/<name>`` (replacing an earlier run there); returns its run dir."""
+    from litcpt.runs.pretrain import setup
+
+    out = runs_dir / scenario.name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    recipe = {"out_dir": str(out), **scenario.recipe}
+    if scenario.parent is not None:
+        recipe["initial_checkpoint_dir"] = str(runs_dir / scenario.parent / "final")
+    write_yaml_atomic(out / "config.yaml", recipe)
+    kwargs = dict(recipe)  # the optimizer stays a {class_path, init_args} dict, as `setup` expects
+    kwargs["data"], kwargs["lr_schedule"] = instantiate(recipe["data"]), instantiate(recipe["lr_schedule"])
+    if "callbacks" in kwargs:
+        kwargs["callbacks"] = instantiate(recipe["callbacks"])
+    if "carry" in kwargs:
+        from litcpt.carry import CarryArgs
+
+        kwargs["carry"] = CarryArgs(**recipe["carry"])
+    if "model_config" in kwargs:
+        from litgpt import Config
+
+        kwargs["model_config"] = Config(**kwargs["model_config"])
+    from litcpt.args import EvalArgs, TrainArgs
+
+    kwargs["train"], kwargs["eval"] = TrainArgs(**kwargs["train"]), EvalArgs(**kwargs["eval"])
+    kwargs["out_dir"] = Path(kwargs["out_dir"])
+    if "initial_checkpoint_dir" in kwargs:
+        kwargs["initial_checkpoint_dir"] = Path(kwargs["initial_checkpoint_dir"])
+    context = contextlib.nullcontext() if verbose else quiet_run(out / "train.log")
+    with context:
+        setup(**kwargs)
+    return out
