@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -262,10 +263,16 @@ def merge_train(run_train: TrainArgs, given: Mapping[str, Any] | None) -> TrainA
         ValueError: a key that is not a field of ``TrainArgs``, or a value ``TrainArgs`` refuses.
     """
     given = dict(given or {})
+    hints = typing.get_type_hints(TrainArgs)
     names = [f.name for f in fields(TrainArgs)]
-    unknown = sorted(set(given) - set(names))
-    if unknown:
-        raise ValueError(f"train.{unknown[0]}: not a training argument (expected one of {', '.join(names)})")
+    for key, value in given.items():
+        if key not in hints:
+            raise ValueError(f"train.{key}: not a training argument (expected one of {', '.join(names)})")
+        allowed = typing.get_args(hints[key]) or (hints[key],)
+        types = tuple(type(None) if t is None else t for t in allowed) + ((int,) if float in allowed else ())
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"train.{key}={value!r}: expected {expected}")
     return replace(run_train, **given)
 
 
