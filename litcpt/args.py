@@ -86,7 +86,26 @@ class TrainArgs:
     """Weight of the z-loss ``mean(logsumexp(logits)^2)`` added to the training loss (OLMo / PaLM use 1e-4; None or
     0: off). Logged separately as ``train/z_loss`` (weighted); ``train/loss`` stays the cross-entropy."""
 
+    lr_warmup_steps: int | None = None
+    """LitGPT's key: the warmup of the command's default LR schedule in optimizer steps (``lr_schedule`` unset)."""
+    lr_warmup_fraction: float | None = None
+    """LitGPT's key: the warmup of the default LR schedule as a fraction of the stage (LitGPT: of an epoch)."""
+    min_lr: float | None = None
+    """LitGPT's key: the final LR of the default LR schedule (instead of its ``min_lr_ratio`` x peak)."""
+    epochs: int | None = None
+    """LitGPT's key, accepted only unset (null): litcpt counts training in ``max_tokens`` / ``max_steps``."""
+
     def __post_init__(self) -> None:
+        if self.epochs is not None:
+            raise ValueError(f"train.epochs={self.epochs}: litcpt counts training in optimizer steps or tokens, not "
+                             "epochs: remove train.epochs and set train.max_steps or train.max_tokens")
+        if self.lr_warmup_steps is not None and self.lr_warmup_fraction is not None:
+            raise ValueError("train.lr_warmup_steps and train.lr_warmup_fraction: give one of them, not both")
+        if self.lr_warmup_fraction is not None and not 0 <= self.lr_warmup_fraction <= 1:
+            raise ValueError(f"train.lr_warmup_fraction={self.lr_warmup_fraction} must be in [0, 1]")
+        for name in ("lr_warmup_steps", "min_lr"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"train.{name}={getattr(self, name)} must be >= 0")
         if self.max_tokens is not None:
             if float(self.max_tokens) != int(self.max_tokens):
                 raise ValueError(f"train.max_tokens must be a whole number, got {self.max_tokens}")
@@ -100,6 +119,34 @@ class TrainArgs:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"train.{name} must be > 0 or null, got {value}")
+
+    def schedule_keys(self) -> dict[str, Any]:
+        """LitGPT's LR keys that are set (``lr_warmup_steps``, ``lr_warmup_fraction``, ``min_lr``)."""
+        names = ("lr_warmup_steps", "lr_warmup_fraction", "min_lr")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def default_schedule(self, lr_schedule: Any, *, warmup: float, min_lr_ratio: float) -> Any:
+        """``lr_schedule``, or else a command's default ``WarmupCosineLR(warmup, min_lr_ratio)`` with LitGPT's LR keys
+        applied (``lr_warmup_steps`` / ``lr_warmup_fraction`` set the warmup, ``min_lr`` the final LR). Those keys
+        with an explicit ``lr_schedule`` are an error: the schedule says its own warmup and final LR."""
+        from litcpt.callbacks import WarmupCosineLR
+
+        keys = self.schedule_keys()
+        if lr_schedule is not None:
+            if keys:
+                name = next(iter(keys))
+                raise ValueError(f"train.{name}: sets the default LR schedule, but lr_schedule is given: write the "
+                                 "warmup and the final LR in lr_schedule.init_args instead (e.g. warmup_steps, min_lr)")
+            return lr_schedule
+        kwargs: dict[str, Any] = {"warmup": warmup, "min_lr_ratio": min_lr_ratio}
+        if "lr_warmup_steps" in keys:
+            kwargs = {"warmup_steps": keys["lr_warmup_steps"], "min_lr_ratio": min_lr_ratio}
+        elif "lr_warmup_fraction" in keys:
+            kwargs["warmup"] = keys["lr_warmup_fraction"]
+        if "min_lr" in keys:
+            del kwargs["min_lr_ratio"]
+            kwargs["min_lr"] = keys["min_lr"]
+        return WarmupCosineLR(**kwargs)
 
     def accumulation(self, world_size: int) -> int:
         """Micro-batches per optimizer step on each rank; errors when the batch sizes don't divide."""
@@ -138,7 +185,12 @@ class EvalArgs:
     """Validate before the first step (gives the 'before' point of forgetting curves)."""
     final_validation: bool = True
     """Validate after the last step."""
+    max_new_tokens: int | None = None
+    """LitGPT's key, accepted only unset (null): litcpt validates the loss and generates no text."""
 
     def __post_init__(self) -> None:
+        if self.max_new_tokens is not None:
+            raise ValueError(f"eval.max_new_tokens={self.max_new_tokens}: litcpt validates the loss and generates no "
+                             "text: remove it (sample from a checkpoint with `litgpt generate <out_dir>/final`)")
         if self.interval <= 0 or self.max_iters <= 0:
             raise ValueError(f"eval.interval and eval.max_iters must be > 0, got {self.interval}, {self.max_iters}")

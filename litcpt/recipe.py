@@ -85,7 +85,7 @@ def lr_callback(args: dict[str, Any], *, where: str) -> Any:
 
     callback = args.get("lr_schedule")
     if callback is None:
-        return default_schedule()
+        return default_schedule(args.get("train"))
     if not isinstance(callback, LRScheduleCallback):
         raise ValueError(f"{where}: lr_schedule is a {type(callback).__module__}.{type(callback).__qualname__}, not "
                          "a litcpt LR-schedule callback (WarmupCosineLR, InfiniteLR, WSDLR, ConstantLR, LinearDecayLR, "

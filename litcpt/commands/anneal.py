@@ -242,7 +242,9 @@ def setup(
                          "its own (default: <run>/anneal-<step>)")
     own_checkpoint = find_resume_checkpoint(resume, out_dir)
     resume_from: bool | Path = own_checkpoint or (source.checkpoint if source.kind == "lightning" else False)
-    train_args = replace(train_args, max_steps=start + steps, max_tokens=None)
+    # The anneal's own LR callback replaces the run's schedule, and LitGPT's keys that shaped the run's default one.
+    train_args = replace(train_args, max_steps=start + steps, max_tokens=None, lr_warmup_steps=None,
+                         lr_warmup_fraction=None, min_lr=None)
     stage_name = f"{ANNEAL_STAGE}@{source.step}" if source.step is not None else ANNEAL_STAGE
     callback = anneal_callback(steps, const_lr=const_lr, min_lr=min_lr, shape=shape, stage_name=stage_name)
 

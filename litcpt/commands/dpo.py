@@ -19,13 +19,6 @@ DEFAULT_OPTIMIZER: dict[str, Any] = {"class_path": "torch.optim.AdamW",
                                      "init_args": {"lr": 5.0e-7, "weight_decay": 0.0, "betas": [0.9, 0.999]}}
 
 
-def default_schedule() -> Callback:
-    """The usual DPO schedule: linear warmup over 10% of the run, cosine decay to 0."""
-    from litcpt.callbacks import WarmupCosineLR
-
-    return WarmupCosineLR(warmup=0.1, min_lr_ratio=0.0)
-
-
 def epoch_steps(num_pairs: int, train: TrainArgs, world_size: int) -> int:
     """Optimizer steps in one pass over ``num_pairs`` training pairs (the last accumulation may be partial)."""
     batches_per_rank = math.ceil(math.ceil(num_pairs / train.micro_batch_size) / world_size)
@@ -262,7 +255,7 @@ def setup(
                       ld_alpha=ld_alpha, optimizer=_copy_optimizer(optimizer),
                       activation_checkpointing=train.activation_checkpointing, compile=train.compile,
                       defer_init=spec.sharded)
-    spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule()]
+    spec.callbacks = [train.default_schedule(lr_schedule, warmup=0.1, min_lr_ratio=0.0)]
     if sync_ref_model:
         spec.callbacks.append(sync_callback)
     fit(module, data, spec, max_steps=max_steps)

@@ -35,11 +35,10 @@ def resolve_model_config(model_name: str | None, model_config: Config | None,
     raise ValueError("one of model_name, model_config or initial_checkpoint_dir is required")
 
 
-def default_schedule() -> Callback:
-    """The paper's schedule: linear warmup over 1% of the stage, cosine to 0.1 x peak."""
-    from litcpt.callbacks import WarmupCosineLR
-
-    return WarmupCosineLR(warmup=0.01, min_lr_ratio=0.1)
+def default_schedule(train: TrainArgs | None = None, lr_schedule: Callback | None = None) -> Callback:
+    """``lr_schedule``, else the paper's schedule: linear warmup over 1% of the stage, cosine to 0.1 x peak (LitGPT's
+    ``train.lr_warmup_steps`` / ``lr_warmup_fraction`` / ``min_lr`` change its warmup and final LR)."""
+    return (train or TrainArgs()).default_schedule(lr_schedule, warmup=0.01, min_lr_ratio=0.1)
 
 
 def setup(
@@ -114,6 +113,7 @@ def setup(
     tokenizer = load_checked_tokenizer(tokenizer_dir, config)
     seq_length = train.max_seq_length or config.block_size
     spec = run_spec_from_args(locals())  # batch sizes must divide: fails before any data work
+    schedule = default_schedule(train, lr_schedule)  # LitGPT's LR keys: checked before any data work
     max_steps = train.resolve_max_steps(seq_length)
 
     if data is None:
@@ -135,7 +135,7 @@ def setup(
                            activation_checkpointing=train.activation_checkpointing,
                            tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0,
                            defer_init=spec.sharded)
-    spec.callbacks = [lr_schedule if lr_schedule is not None else default_schedule(), *(callbacks or [])]
+    spec.callbacks = [schedule, *(callbacks or [])]
     from litcpt.harness import find_resume_checkpoint
 
     if carry.any and find_resume_checkpoint(resume, spec.out_dir) is None:  # a resumed stage has it all in its .ckpt

@@ -96,7 +96,6 @@ def setup(
         dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
             activations at the micro-batch) for this world size and strategy, then exit without building the model.
     """
-    from litcpt.callbacks import WarmupCosineLR
     from litcpt.data import Preference
     from litcpt.models.reward import RewardModel
 
@@ -127,6 +126,6 @@ def setup(
                          optimizer=optimizer,
                          activation_checkpointing=train.activation_checkpointing, compile=train.compile,
                          defer_init=spec.sharded)
-    spec.callbacks = [lr_schedule if lr_schedule is not None else WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)]
+    spec.callbacks = [train.default_schedule(lr_schedule, warmup=0.03, min_lr_ratio=0.1)]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"
