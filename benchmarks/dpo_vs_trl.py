@@ -54,7 +54,7 @@ def worker_litcpt(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     from litcpt.callbacks import ConstantLR
     from litcpt.commands.dpo import setup
-    from litcpt.config import EvalArgs, TrainArgs
+    from litcpt.args import EvalArgs, TrainArgs
     from litcpt.data.preference import Preference
 
     import shutil
