@@ -146,3 +146,17 @@ def test_the_checks_can_fail():
     assert "litcpt.runs.pretrain" in edges["litcpt.commands.pretrain"]
     assert "litcpt.anneal_source" in edges["litcpt.commands.anneal"]
     assert "litcpt.runs.pretrain" in edges["litcpt.recipe"]  # a function-level import
+
+
+def test_litcpt_config_is_a_deprecated_alias_of_litcpt_args():
+    import importlib
+    import sys
+
+    import pytest
+
+    import litcpt.args
+
+    sys.modules.pop("litcpt.config", None)
+    with pytest.warns(DeprecationWarning, match="import TrainArgs, EvalArgs, ... from litcpt.args"):
+        config = importlib.import_module("litcpt.config")
+    assert config.TrainArgs is litcpt.args.TrainArgs and config.make_optimizer is litcpt.args.make_optimizer
