@@ -71,3 +71,13 @@ def test_the_branch_keeps_the_runs_callbacks_z_loss_and_the_given_train_keys(bra
     assert branched["resume"] == tmp_path / "out" / "checkpoints" / "step-00000010.ckpt"
     record = json.loads((tmp_path / "branch" / "anneal.json").read_text())
     assert record["first_global_step"] == 10 and record["tokens_per_step"] == 8 * 64
+
+
+def test_refused_arguments_leave_no_config_yaml(tmp_path, capsys):
+    from litcpt.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["anneal", "--checkpoint", str(tmp_path / "x.ckpt"), "--anneal_steps", "-5", "--out_dir",
+              str(tmp_path / "branch")])
+    assert exc.value.code == 2 and "anneal_steps=-5 must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "branch").exists()  # the CLI writes config.yaml only after the command's checks

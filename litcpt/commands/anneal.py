@@ -130,9 +130,20 @@ def check_out_dir(out_dir: Path | str) -> Path:
     return out_dir
 
 
-def cli_validate(*, out_dir: Path | None = None, **_: Any) -> None:
-    """Checks the CLI runs before it writes ``out_dir/config.yaml`` (see :func:`litcpt.cli.main`): another run's
-    config.yaml must never be overwritten by a refused anneal."""
+def _check_arguments(anneal_steps: Any, anneal_tokens: Any, shape: Any, const_lr: Any, min_lr: Any) -> None:
+    """The checks of the arguments alone (nothing read from disk)."""
+    _check_length(anneal_steps, anneal_tokens)
+    check_shape("shape", shape, ANNEAL_SHAPES)
+    if const_lr != "checkpoint":
+        _check_number("const_lr", const_lr, positive=True)
+    _check_number("min_lr", min_lr, positive=False)
+
+
+def cli_validate(*, anneal_steps: Any = None, anneal_tokens: Any = None, shape: Any = "exponential",
+                 const_lr: Any = None, min_lr: Any = None, out_dir: Path | None = None, **_: Any) -> None:
+    """Checks the CLI runs before it writes ``out_dir/config.yaml`` (see :func:`litcpt.cli.main`): a refused anneal
+    leaves no config.yaml behind, and another run's config.yaml is never overwritten."""
+    _check_arguments(anneal_steps, anneal_tokens, shape, const_lr, min_lr)
     if out_dir is not None:
         check_out_dir(out_dir)
 
@@ -192,12 +203,8 @@ def setup(
     from litcpt.harness import find_resume_checkpoint, is_global_zero_process
     from litcpt.runs.pretrain import setup as pretrain_setup
 
-    _check_length(anneal_steps, anneal_tokens)
-    check_shape("shape", shape, ANNEAL_SHAPES)
+    _check_arguments(anneal_steps, anneal_tokens, shape, const_lr, min_lr)
     from_checkpoint = const_lr == "checkpoint"
-    if not from_checkpoint:
-        _check_number("const_lr", const_lr, positive=True)
-    _check_number("min_lr", min_lr, positive=False)
 
     source = read_source(checkpoint)
     if source.kind == "lightning":
