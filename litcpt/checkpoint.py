@@ -13,13 +13,13 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from litgpt import Config
+from litgpt.utils import copy_config_files, save_config
 
 from litcpt.atomic import fsync_dir, write_atomic
 
@@ -128,13 +128,9 @@ def save_litgpt_dir(state_dict: Mapping[str, torch.Tensor], config: Config, out_
     tmp.mkdir()
     try:
         torch.save(dict(state_dict), tmp / "lit_model.pth")
-        with open(tmp / "model_config.yaml", "w", encoding="utf-8") as fp:
-            yaml.dump(asdict(config), fp)
-        if tokenizer_dir is not None:
-            for name in TOKENIZER_FILES:
-                src = Path(tokenizer_dir) / name
-                if src.is_file() and name not in ("model_config.yaml",):
-                    shutil.copy(src, tmp / name)
+        if tokenizer_dir is not None:  # litgpt's own copy: tokenizer + HF config files (and the source's config,
+            copy_config_files(Path(tokenizer_dir), tmp)  # which save_config overwrites next)
+        save_config(config, tmp)
         for src in extra_files:
             shutil.copy(src, tmp / Path(src).name)
         for name, obj in (extra_objects or {}).items():
