@@ -18,9 +18,10 @@ Two places hold these answers, tried in order:
    writes the help and names the options). ``python -m litcpt.cli_cache --regenerate`` rewrites them, one fresh
    process per command (the help lists the known subclasses of ``--data`` or ``--callbacks``, which depend on what
    the process imported, exactly as in ``litcpt <command> --help``); ``tests/test_cli_fast.py`` fails while they are
-   stale. Help is rendered at a fixed width, :data:`HELP_WIDTH`, by the real parser too, so it never depends on the
-   terminal. The ``--print_config`` answer also lists torch's ``AdamW`` arguments, so it is used only under the
-   torch/LitGPT/Lightning versions it was made with.
+   stale. They are made under one Python and served under any (another argparse may lay the real help out slightly
+   differently; what it says is the same). Help is rendered at a fixed width, :data:`HELP_WIDTH`, by the real parser
+   too, so it never depends on the terminal. The ``--print_config`` answer also lists torch's ``AdamW`` arguments,
+   so it is used only under the Python and torch/LitGPT/Lightning versions it was made with.
 2. **Per user**, ``$LITCPT_CACHE_DIR/cli`` (default ``~/.cache/litcpt/cli``), written whenever a parser is built while
    the shipped answers are stale (an edited checkout); keyed by :func:`source_key`, the command, the Python version
    and the versions of LitGPT/Lightning/torch.
@@ -343,7 +344,9 @@ def differences(names: list[str] | None = None) -> list[str]:
         fields = [k for k in sorted(set(old) | set(new)) if same_versions or k not in ("help", "print_config",
                                                                                        "versions")]
         changed = [k for k in fields if old.get(k) != new.get(k)]
-        if changed:
+        if "key" in changed:
+            problems.append(f"{command}: made from other litcpt sources or another jsonargparse")
+        elif changed:
             problems.append(f"{command}: {', '.join(changed)} differ")
     return problems
 

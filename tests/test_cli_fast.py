@@ -16,12 +16,12 @@ from helpers import REPO
 # Runs main() once per argument list (JSON in argv[1]) and reports each exit code, then which heavy modules were
 # imported. PROBE_NO_SHIPPED=1 hides the shipped answers (as when the sources changed since they were made).
 PROBE = """
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from litcpt import cli_cache
 from litcpt.cli import main
-if "PROBE_NO_SHIPPED" in __import__("os").environ:
+if "PROBE_NO_SHIPPED" in os.environ:
     cli_cache.SHIPPED_DIR = Path("/nonexistent")
 codes = []
 for args in json.loads(sys.argv[1]):
