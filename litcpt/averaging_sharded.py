@@ -115,16 +115,15 @@ class FlatShardedAverage(ShardedAverage):
     def load_full(self, full: dict[str, torch.Tensor], n_averaged: int) -> None:
         """Take this rank's shards of ``full`` (every rank passes the whole dict, as :meth:`full` returns); a
         collective. The model's own parameters are left as they were."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
 
+        names = get_model_state_dict(self.root, options=StateDictOptions(full_state_dict=False))  # local views only
+        missing = [k for k in names if k not in full and _clean_name(k) not in self._buffers]
+        if missing:
+            raise ValueError(f"the checkpoint's weight average lacks {len(missing)} parameters, e.g. {missing[0]!r}")
         raw = [_local(p.detach()).clone() for _, p in self.params]
         try:
-            result = set_model_state_dict(self.root, full, options=StateDictOptions(full_state_dict=True,
-                                                                                    strict=False))
-            missing = [k for k in result.missing_keys if _clean_name(k) not in self._buffers]
-            if missing:
-                raise ValueError(f"the checkpoint's weight average lacks {len(missing)} parameters, e.g. "
-                                 f"{missing[0]!r}")
+            set_model_state_dict(self.root, full, options=StateDictOptions(full_state_dict=True, strict=False))
             for avg, (_, p) in zip(self.shards, self.params):
                 avg.copy_(_local(p.detach()))
         finally:
