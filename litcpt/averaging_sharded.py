@@ -110,7 +110,7 @@ class FlatShardedAverage(ShardedAverage):
             state = get_model_state_dict(self.root, options=StateDictOptions(full_state_dict=True, cpu_offload=offload))
         finally:
             self.swap(self.module)
-        return {k: v.detach().cpu().clone() for k, v in state.items() if _clean_name(k) not in self._buffers}
+        return {k: v.detach().cpu() for k, v in state.items() if _clean_name(k) not in self._buffers}  # FSDP copies
 
     def load_full(self, full: dict[str, torch.Tensor], n_averaged: int) -> None:
         """Take this rank's shards of ``full`` (every rank passes the whole dict, as :meth:`full` returns); a
