@@ -250,7 +250,7 @@ def test_cache_hit_and_invalidation(tok, tmp_path, monkeypatch):
     tf1 = ensure_tokens(src, tok, cache_dir=tmp_path / "c")
     meta = json.loads((tf1.path / "meta.json").read_text())
     assert meta["tokenizer"] == tokenizer_fingerprint(tok) and meta["num_tokens"] == tf1.num_tokens
-    import litcpt.data.tokens as tokens_mod
+    import litcpt.data.token_cache as tokens_mod
 
     def boom(*a, **k):
         raise AssertionError("re-tokenised although cached")

@@ -114,7 +114,8 @@ class Listwise(DataModule):
         if self.tokenizer is None:
             raise ValueError("Listwise.setup: call connect(tokenizer=...) first")
         from litcpt.data.best_of_n import tokenize_groups
-        from litcpt.data.preference import PreferencePair, split_pairs
+        from litcpt.data.pair_loading import split_pairs
+        from litcpt.data.pair_rows import PreferencePair
 
         train = self._rows(self.train_path)
         if self.test_path is None:
@@ -136,7 +137,7 @@ class Listwise(DataModule):
     def _loader(self, dataset: ListwiseDataset | None, shuffle: bool) -> DataLoader:
         from functools import partial
 
-        from litcpt.data.preference import LengthBucketBatchSampler
+        from litcpt.data.batching import LengthBucketBatchSampler
 
         if dataset is None:
             raise ValueError("Listwise: call setup() before requesting a dataloader")
