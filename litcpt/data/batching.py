@@ -18,7 +18,7 @@ from litcpt.data.pair_tokens import TokenizedPair
 from litcpt.data.rows import check_choice
 
 __all__ = ["PADDING_SIDES", "LengthBucketBatchSampler", "PaddingSide", "PreferenceDataset", "collate_preference",
-           "current_rank", "get_preference_collate_fn", "pad_rows", "padding_fraction", "world_size"]
+           "current_rank", "get_preference_collate_fn", "pad_id_of", "pad_rows", "padding_fraction", "world_size"]
 
 PaddingSide = Literal["right", "left"]
 PADDING_SIDES = ("right", "left")
@@ -55,6 +55,13 @@ class PreferenceDataset(Dataset):
     def row_lengths(self) -> list[tuple[int, int]]:
         """``(len(chosen_ids), len(rejected_ids))`` per pair."""
         return [(len(item.chosen_ids), len(item.rejected_ids)) for item in self.items]
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    """Padding value of ``input_ids``: the tokenizer's EOS id, or 0 if it has none (padding is marked by
+    ``attention_mask`` and ``last_index``, so its value never matters)."""
+    eos = getattr(tokenizer, "eos_id", None)
+    return 0 if eos is None else int(eos)
 
 
 def pad_rows(rows: Sequence[Tensor], prompt_lengths: Sequence[int], *, pad_id: int = 0,

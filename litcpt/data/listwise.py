@@ -21,6 +21,8 @@ import torch
 from litgpt.data import DataModule
 from torch.utils.data import DataLoader, Dataset
 
+from litcpt.data.renamed import take_renamed
+
 __all__ = ["Listwise", "ListwiseDataset", "collate_listwise"]
 
 
@@ -63,14 +65,14 @@ class Listwise(DataModule):
 
         data:
           class_path: litcpt.data.Listwise
-          init_args: {train_path: data/listwise.jsonl, max_length: 128}
+          init_args: {train_data_path: data/listwise.jsonl, max_length: 128}
     """
 
-    train_path: str | Path | None = None
+    train_data_path: str | Path | None = None
     """Training rows (required)."""
-    test_path: str | Path | None = None
-    """Held-out rows (``None``: split ``test_split_fraction`` off the training rows, deterministically)."""
-    test_split_fraction: float = 0.1
+    val_data_path: str | Path | None = None
+    """Held-out rows (``None``: split ``val_split_fraction`` off the training rows, deterministically)."""
+    val_split_fraction: float = 0.1
     max_length: int | None = None
     """Tokens of prompt + completion per row (``None``: the model's context)."""
     ranked: bool = False
@@ -78,6 +80,12 @@ class Listwise(DataModule):
     split: str | None = None
     """Split of a hub dataset or dataset dict."""
     seed: int = 42
+    train_path: str | Path | None = field(default=None, repr=False)
+    """Deprecated name of ``train_data_path`` (accepted for one release, see :mod:`litcpt.data.renamed`)."""
+    test_path: str | Path | None = field(default=None, repr=False)
+    """Deprecated name of ``val_data_path``."""
+    test_split_fraction: float | None = field(default=None, repr=False)
+    """Deprecated name of ``val_split_fraction``."""
 
     tokenizer: Any = field(default=None, init=False, repr=False)
     batch_size: int = field(default=1, init=False, repr=False)
@@ -87,10 +95,11 @@ class Listwise(DataModule):
 
     def __post_init__(self) -> None:
         super().__init__()
-        if self.train_path is None:
-            raise ValueError("Listwise: train_path is required (rows with prompt, chosen and a list of rejected)")
-        if not 0.0 <= self.test_split_fraction < 1.0:
-            raise ValueError(f"test_split_fraction must be in [0, 1), got {self.test_split_fraction!r}")
+        take_renamed(self)
+        if self.train_data_path is None:
+            raise ValueError("Listwise: train_data_path is required (rows with prompt, chosen and a list of rejected)")
+        if not 0.0 <= self.val_split_fraction < 1.0:
+            raise ValueError(f"val_split_fraction must be in [0, 1), got {self.val_split_fraction!r}")
 
     def connect(self, tokenizer: Any = None, batch_size: int = 1, max_seq_length: int | None = None,
                 **kwargs: Any) -> None:
@@ -117,16 +126,16 @@ class Listwise(DataModule):
         from litcpt.data.pair_loading import split_pairs
         from litcpt.data.pair_rows import PreferencePair
 
-        train = self._rows(self.train_path)
-        if self.test_path is None:
+        train = self._rows(self.train_data_path)
+        if self.val_data_path is None:
             # split_pairs ranks by content; a stand-in pair per row keeps its rule (stable, order-free)
             keys = [PreferencePair(r.prompt, r.completions[0], "\x00".join(r.completions[1:])) for r in train]
-            kept, held = split_pairs(keys, self.test_split_fraction, self.seed)
+            kept, held = split_pairs(keys, self.val_split_fraction, self.seed)
             held_ids = {id(k) for k in held}
             test = [r for r, k in zip(train, keys) if id(k) in held_ids]
             train = [r for r, k in zip(train, keys) if id(k) not in held_ids]
         else:
-            test = self._rows(self.test_path)
+            test = self._rows(self.val_data_path)
         limits = [x for x in (self.max_length, self.max_seq_length) if x is not None and x > 0]
         limit = min(limits) if limits else None
         train_groups, _ = tokenize_groups(train, self.tokenizer, max_length=limit)
@@ -137,15 +146,14 @@ class Listwise(DataModule):
     def _loader(self, dataset: ListwiseDataset | None, shuffle: bool) -> DataLoader:
         from functools import partial
 
-        from litcpt.data.batching import LengthBucketBatchSampler
+        from litcpt.data.batching import LengthBucketBatchSampler, pad_id_of
 
         if dataset is None:
             raise ValueError("Listwise: call setup() before requesting a dataloader")
         sampler = LengthBucketBatchSampler(batch_size=self.batch_size, lengths=dataset.lengths, shuffle=shuffle,
                                            seed=self.seed)
-        eos = getattr(self.tokenizer, "eos_id", None)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=partial(collate_listwise,
-                                                                             pad_id=0 if eos is None else int(eos)))
+        return DataLoader(dataset, batch_sampler=sampler,
+                          collate_fn=partial(collate_listwise, pad_id=pad_id_of(self.tokenizer)))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, shuffle=True)

@@ -28,7 +28,6 @@ See ``docs/preference-data.md`` for examples and the exact batch layout.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from litcpt.data.batching import (
     collate_preference,
     current_rank,
     get_preference_collate_fn,
+    pad_id_of,
     padding_fraction,
 )
 from litcpt.data.chat import (
@@ -63,6 +63,7 @@ from litcpt.data.pair_loading import (
 )
 from litcpt.data.pair_rows import BAD_ROW_REASONS, FORMATS, PreferencePair, detect_format, parse_preference_row
 from litcpt.data.pair_tokens import TRUNCATIONS, TokenizationStats, TokenizedPair, tokenize_pairs, truncate_sequence
+from litcpt.data.renamed import take_renamed
 from litcpt.data.rows import check_choice, read_source_rows
 from litcpt.data.textio import DEFAULT_ENCODING
 
@@ -109,13 +110,13 @@ class Preference(DataModule):
     unset).
     """
 
-    train_path: str | Path | None = None
+    train_data_path: str | Path | None = None
     """Training pairs (any source :func:`load_preference_pairs` accepts). ``None``: the
     bundled 2000 Anthropic HH-RLHF harmless-base pairs."""
-    test_path: str | Path | None = None
-    """Held-out pairs. ``None``: split ``test_split_fraction`` off the training pairs with
+    val_data_path: str | Path | None = None
+    """Held-out pairs. ``None``: split ``val_split_fraction`` off the training pairs with
     :func:`split_pairs`."""
-    test_split_fraction: float = 0.1
+    val_split_fraction: float = 0.1
     format: str = "auto"
     """Row format: "auto", "prompt", "hh" or "chat"."""
     max_length: int | None = None
@@ -133,6 +134,12 @@ class Preference(DataModule):
     """For "chat" rows; ``None`` uses the default Human/Assistant template."""
     encoding: str = DEFAULT_ENCODING
     """Text encoding of ``.jsonl``/``.json`` files (``utf-8``, ``latin-1``, ``cp1252``, ...)."""
+    train_path: str | Path | None = field(default=None, repr=False)
+    """Deprecated name of ``train_data_path`` (accepted for one release, see :mod:`litcpt.data.renamed`)."""
+    test_path: str | Path | None = field(default=None, repr=False)
+    """Deprecated name of ``val_data_path``."""
+    test_split_fraction: float | None = field(default=None, repr=False)
+    """Deprecated name of ``val_split_fraction``."""
 
     tokenizer: Tokenizer | None = field(default=None, init=False, repr=False)
     batch_size: int = field(default=1, init=False, repr=False)
@@ -146,12 +153,13 @@ class Preference(DataModule):
 
     def __post_init__(self) -> None:
         super().__init__()
+        take_renamed(self)
         check_choice("format", self.format, FORMATS)
         check_choice("truncation", self.truncation, TRUNCATIONS)
         check_choice("on_bad_row", self.on_bad_row, ("error", "skip"))
         check_choice("padding_side", self.padding_side, PADDING_SIDES)
-        if not 0.0 <= self.test_split_fraction < 1.0:
-            raise ValueError(f"test_split_fraction must be in [0, 1), got {self.test_split_fraction!r}")
+        if not 0.0 <= self.val_split_fraction < 1.0:
+            raise ValueError(f"val_split_fraction must be in [0, 1), got {self.val_split_fraction!r}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be >= 2 or None, got {self.max_length!r}")
         self.prompt_style = resolve_prompt_style(self.prompt_style)
@@ -172,10 +180,8 @@ class Preference(DataModule):
 
     @property
     def pad_id(self) -> int:
-        """Padding value of ``input_ids``: the tokenizer's EOS id, or 0 if it has none.
-        (Padding is marked by ``attention_mask``, so its value never matters.)"""
-        eos = getattr(self.tokenizer, "eos_id", None)
-        return 0 if eos is None else int(eos)
+        """Padding value of ``input_ids`` (:func:`~litcpt.data.batching.pad_id_of` the tokenizer)."""
+        return pad_id_of(self.tokenizer)
 
     def _load(self, source: Any) -> tuple[list[PreferencePair], LoadReport]:
         return load_preference_pairs_with_report(
@@ -189,13 +195,13 @@ class Preference(DataModule):
             return
         if self.tokenizer is None:
             raise ValueError("Preference.setup: call connect(tokenizer=...) first")
-        source = bundled_preference_file() if self.train_path is None else self.train_path
+        source = bundled_preference_file() if self.train_data_path is None else self.train_data_path
         train_pairs, self.train_report = self._load(source)
-        if self.test_path is None:
-            train_pairs, test_pairs = split_pairs(train_pairs, self.test_split_fraction, self.seed)
+        if self.val_data_path is None:
+            train_pairs, test_pairs = split_pairs(train_pairs, self.val_split_fraction, self.seed)
             self.test_report = None
         else:
-            test_pairs, self.test_report = self._load(self.test_path)
+            test_pairs, self.test_report = self._load(self.val_data_path)
         limit = self.effective_max_length
         options = {"max_length": limit, "truncation": self.truncation}
         train_items, self.train_stats = tokenize_pairs(train_pairs, self.tokenizer, **options)
@@ -206,7 +212,7 @@ class Preference(DataModule):
         if self.test_report is not None:
             lines.append(self.test_report.summary())
         else:
-            fraction, seed = self.test_split_fraction, self.seed
+            fraction, seed = self.val_split_fraction, self.seed
             lines.append(f"split {len(train_pairs)} train / {len(test_pairs)} test (fraction {fraction}, seed {seed})")
         lines += [f"train: {self.train_stats.summary()}", f"test: {self.test_stats.summary()}"]
         sampler = self._batch_sampler(self.train_dataset, shuffle=True)
