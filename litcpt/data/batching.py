@@ -17,39 +17,50 @@ from torch.utils.data import BatchSampler, Dataset
 from litcpt.data.pair_tokens import TokenizedPair
 from litcpt.data.rows import check_choice
 
-__all__ = ["PADDING_SIDES", "LengthBucketBatchSampler", "PaddingSide", "PreferenceDataset", "collate_preference",
-           "current_rank", "get_preference_collate_fn", "pad_id_of", "pad_rows", "padding_fraction", "world_size"]
+__all__ = ["PADDING_SIDES", "LengthBucketBatchSampler", "PaddingSide", "PreferenceDataset", "RankPaddedDataset",
+           "collate_preference", "current_rank", "get_preference_collate_fn", "pad_id_of", "pad_rows", "padding_fraction", "world_size"]
 
 PaddingSide = Literal["right", "left"]
 PADDING_SIDES = ("right", "left")
 
 
-class PreferenceDataset(Dataset):
-    """In-memory dataset of :class:`TokenizedPair`.
+class RankPaddedDataset(Dataset):
+    """In-memory items with a ``length`` (the bucketing key). Indices ``0 .. n-1`` are the items; indices
+    ``n .. 2n-1`` are item ``i - n`` again, flagged as a duplicate: :class:`LengthBucketBatchSampler` uses them to
+    give every rank the same number of batches."""
 
-    Indices ``0 .. n-1`` return the pairs; indices ``n .. 2n-1`` return pair ``i - n`` with
-    ``is_duplicate=True`` (used by :class:`LengthBucketBatchSampler` to give every rank
-    the same number of batches).
-    """
+    what = "items"
+    """Plural noun of the items, for the index error."""
 
-    def __init__(self, items: Sequence[TokenizedPair]) -> None:
+    def __init__(self, items: Sequence[Any]) -> None:
         self.items = list(items)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> TokenizedPair:
+    def lookup(self, index: int) -> tuple[Any, bool]:
+        """``(item, is_duplicate)`` of a sampler index."""
         n = len(self.items)
         if 0 <= index < n:
-            return self.items[index]
+            return self.items[index], False
         if n <= index < 2 * n:
-            return dataclasses.replace(self.items[index - n], is_duplicate=True)
-        raise IndexError(f"index {index} out of range for {n} pairs (duplicates: {n}..{2 * n - 1})")
+            return self.items[index - n], True
+        raise IndexError(f"index {index} out of range for {n} {self.what} (duplicates: {n}..{2 * n - 1})")
 
     @property
     def lengths(self) -> list[int]:
-        """Bucketing key per pair: ``max(len(chosen_ids), len(rejected_ids))``."""
+        """Bucketing key per item (for pairs ``max(len(chosen_ids), len(rejected_ids))``)."""
         return [item.length for item in self.items]
+
+
+class PreferenceDataset(RankPaddedDataset):
+    """In-memory dataset of :class:`TokenizedPair`; a duplicate index returns the pair with ``is_duplicate=True``."""
+
+    what = "pairs"
+
+    def __getitem__(self, index: int) -> TokenizedPair:
+        item, duplicate = self.lookup(index)
+        return dataclasses.replace(item, is_duplicate=True) if duplicate else item
 
     @property
     def row_lengths(self) -> list[tuple[int, int]]:
@@ -278,9 +289,9 @@ class LengthBucketBatchSampler(BatchSampler):
 
 def world_size() -> int:
     dist = torch.distributed
-    return dist.getworld_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def current_rank() -> int:
     dist = torch.distributed
-    return dist.getcurrent_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0

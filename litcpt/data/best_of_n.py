@@ -97,12 +97,13 @@ def parse_best_of_n_row(row: Any) -> BestOfNRow:
     return BestOfNRow(prompt, tuple(completions), int(n), subset, None if id_ is None else str(id_))
 
 
-def load_best_of_n_rows(source: Any, *, split: str | None = None) -> list[BestOfNRow]:
-    """Every row of ``source`` (see :func:`litcpt.data.preference.load_preference_pairs` for the sources), with a
-    one-line error naming the source, the line/row and the field of the first bad row."""
+def load_best_of_n_rows(source: Any, *, split: str | None = None, encoding: str = "utf-8") -> list[BestOfNRow]:
+    """Every row of ``source`` (any source :func:`litcpt.data.rows.read_source_rows` reads, as for preference pairs),
+    with a one-line error naming the source, the line/row and the field of the first bad row."""
     from litcpt.data.rows import read_source_rows
+    from litcpt.data.textio import check_encoding
 
-    label, rows = read_source_rows(source, split)
+    label, rows = read_source_rows(source, split, check_encoding(encoding))
     out = []
     for location, row in rows:
         if isinstance(row, Exception):

@@ -14,38 +14,29 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from litgpt.data import DataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from litcpt.data.batching import LengthBucketBatchSampler, RankPaddedDataset, pad_id_of
+from litcpt.data.textio import DEFAULT_ENCODING
 from litcpt.data.renamed import take_renamed
 
 __all__ = ["Listwise", "ListwiseDataset", "collate_listwise"]
 
 
-class ListwiseDataset(Dataset):
-    """Tokenised groups; indices ``n..2n-1`` return group ``i - n`` flagged as a duplicate (rank padding)."""
+class ListwiseDataset(RankPaddedDataset):
+    """Tokenised groups as ``(group, is_duplicate)``; indices ``n..2n-1`` are rank padding (see
+    :class:`~litcpt.data.batching.RankPaddedDataset`)."""
 
-    def __init__(self, groups: list) -> None:
-        self.items = list(groups)
-
-    def __len__(self) -> int:
-        return len(self.items)
+    what = "prompts"
 
     def __getitem__(self, index: int) -> tuple[Any, bool]:
-        n = len(self.items)
-        if 0 <= index < n:
-            return self.items[index], False
-        if n <= index < 2 * n:
-            return self.items[index - n], True
-        raise IndexError(f"index {index} out of range for {n} prompts (duplicates: {n}..{2 * n - 1})")
-
-    @property
-    def lengths(self) -> list[int]:
-        return [g.length for g in self.items]
+        return self.lookup(index)
 
 
 def collate_listwise(items: list[tuple[Any, bool]], pad_id: int = 0) -> dict[str, Any]:
@@ -80,6 +71,8 @@ class Listwise(DataModule):
     split: str | None = None
     """Split of a hub dataset or dataset dict."""
     seed: int = 42
+    encoding: str = DEFAULT_ENCODING
+    """Text encoding of ``.jsonl``/``.json`` files (``utf-8``, ``latin-1``, ``cp1252``, ...)."""
     train_path: str | Path | None = field(default=None, repr=False)
     """Deprecated name of ``train_data_path`` (accepted for one release, see :mod:`litcpt.data.renamed`)."""
     test_path: str | Path | None = field(default=None, repr=False)
@@ -109,7 +102,7 @@ class Listwise(DataModule):
     def _rows(self, source: Any) -> list:
         from litcpt.data.best_of_n import load_best_of_n_rows
 
-        rows = load_best_of_n_rows(source, split=self.split)
+        rows = load_best_of_n_rows(source, split=self.split, encoding=self.encoding)
         for number, row in enumerate(rows, start=1):
             if row.num_correct != 1:
                 raise ValueError(f"{source}: row {number}: field 'chosen': expected one chosen completion for "
@@ -144,10 +137,6 @@ class Listwise(DataModule):
         self.test_dataset = ListwiseDataset([dataclasses.replace(g, index=i) for i, g in enumerate(test_groups)])
 
     def _loader(self, dataset: ListwiseDataset | None, shuffle: bool) -> DataLoader:
-        from functools import partial
-
-        from litcpt.data.batching import LengthBucketBatchSampler, pad_id_of
-
         if dataset is None:
             raise ValueError("Listwise: call setup() before requesting a dataloader")
         sampler = LengthBucketBatchSampler(batch_size=self.batch_size, lengths=dataset.lengths, shuffle=shuffle,
