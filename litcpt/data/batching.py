@@ -18,7 +18,8 @@ from litcpt.data.pair_tokens import TokenizedPair
 from litcpt.data.rows import check_choice
 
 __all__ = ["PADDING_SIDES", "LengthBucketBatchSampler", "PaddingSide", "PreferenceDataset", "RankPaddedDataset",
-           "collate_preference", "current_rank", "get_preference_collate_fn", "pad_id_of", "pad_rows", "padding_fraction", "world_size"]
+           "collate_preference", "current_rank", "get_preference_collate_fn", "pad_id_of", "pad_rows",
+           "padding_fraction", "world_size"]
 
 PaddingSide = Literal["right", "left"]
 PADDING_SIDES = ("right", "left")

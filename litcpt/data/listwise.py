@@ -7,7 +7,7 @@ as ``litcpt`` does for pairs (prompt once, each completion with EOS, prompt cut 
 
 A batch is :func:`litcpt.data.best_of_n.collate_groups` (``micro_batch_size`` prompts, all their completions as rows,
 ``group``/``shared``/``sizes``) plus ``is_duplicate`` (prompts repeated only to give every rank the same number of
-batches). Batches group prompts of similar length (:class:`~litcpt.data.preference.LengthBucketBatchSampler`).
+batches). Batches group prompts of similar length (:class:`~litcpt.data.batching.LengthBucketBatchSampler`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from litcpt.data.batching import LengthBucketBatchSampler, RankPaddedDataset, pad_id_of
 from litcpt.data.textio import DEFAULT_ENCODING
+from litcpt.data.pair_tokens import length_limit
 from litcpt.data.renamed import take_renamed
 
 __all__ = ["Listwise", "ListwiseDataset", "collate_listwise"]
@@ -129,8 +130,7 @@ class Listwise(DataModule):
             train = [r for r, k in zip(train, keys) if id(k) not in held_ids]
         else:
             test = self._rows(self.val_data_path)
-        limits = [x for x in (self.max_length, self.max_seq_length) if x is not None and x > 0]
-        limit = min(limits) if limits else None
+        limit = length_limit(self.max_length, self.max_seq_length)
         train_groups, _ = tokenize_groups(train, self.tokenizer, max_length=limit)
         test_groups, _ = tokenize_groups(test, self.tokenizer, max_length=limit)
         self.train_dataset = ListwiseDataset(train_groups)

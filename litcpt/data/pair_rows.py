@@ -10,7 +10,14 @@ from typing import Any, Literal
 
 from litgpt.prompts import PromptStyle
 
-from litcpt.data.chat import ASSISTANT_MARKER, chat_messages, render_chat, resolve_prompt_style, split_conversation, split_messages
+from litcpt.data.chat import (
+    ASSISTANT_MARKER,
+    chat_messages,
+    render_chat,
+    resolve_prompt_style,
+    split_conversation,
+    split_messages,
+)
 from litcpt.data.rows import BadRow, check_choice, type_name
 
 __all__ = ["BAD_ROW_REASONS", "FORMATS", "PreferencePair", "RowFormat", "detect_format", "parse_preference_row",

@@ -14,7 +14,8 @@ from torch import Tensor
 from litcpt.data.pair_rows import PreferencePair
 from litcpt.data.rows import check_choice
 
-__all__ = ["TRUNCATIONS", "TokenizationStats", "TokenizedPair", "Truncation", "encode", "encode_group", "fit_group", "tokenize_pairs",
+__all__ = ["TRUNCATIONS", "TokenizationStats", "TokenizedPair", "Truncation", "encode", "encode_group", "fit_group",
+           "length_limit", "tokenize_pairs",
            "truncate_sequence", "was_truncated"]
 
 Truncation = Literal["left", "keep_end", "drop"]
@@ -110,6 +111,13 @@ def truncate_sequence(
     rest = (body + response)[-room:]
     n_prompt = max(0, len(body) - (len(body) + len(response) - room))
     return head + rest[:n_prompt], rest[n_prompt:]
+
+
+def length_limit(*limits: int | None) -> int | None:
+    """The smallest of the limits that are set (``None`` and values ``<= 0`` mean unset), or ``None``: a data
+    module's ``max_length`` against the model's ``max_seq_length``."""
+    set_ = [x for x in limits if x is not None and x > 0]
+    return min(set_) if set_ else None
 
 
 def encode(tokenizer: Tokenizer, text: str, *, bos: bool | None, eos: bool) -> list[int]:

@@ -62,7 +62,14 @@ from litcpt.data.pair_loading import (
     split_pairs,
 )
 from litcpt.data.pair_rows import BAD_ROW_REASONS, FORMATS, PreferencePair, detect_format, parse_preference_row
-from litcpt.data.pair_tokens import TRUNCATIONS, TokenizationStats, TokenizedPair, tokenize_pairs, truncate_sequence
+from litcpt.data.pair_tokens import (
+    TRUNCATIONS,
+    TokenizationStats,
+    TokenizedPair,
+    length_limit,
+    tokenize_pairs,
+    truncate_sequence,
+)
 from litcpt.data.renamed import take_renamed
 from litcpt.data.rows import check_choice, read_source_rows
 from litcpt.data.textio import DEFAULT_ENCODING
@@ -175,8 +182,7 @@ class Preference(DataModule):
     @property
     def effective_max_length(self) -> int | None:
         """``min(max_length, max_seq_length)`` over the ones that are set."""
-        limits = [x for x in (self.max_length, self.max_seq_length) if x is not None and x > 0]
-        return min(limits) if limits else None
+        return length_limit(self.max_length, self.max_seq_length)
 
     @property
     def pad_id(self) -> int:

@@ -25,7 +25,8 @@ from typing import Any, NamedTuple
 
 from litcpt.data.textio import DEFAULT_ENCODING, iter_lines, read_text
 
-__all__ = ["ROW_SUFFIXES", "BadRow", "Where", "check_choice", "import_datasets", "iter_file_rows", "read_source_rows", "type_name"]
+__all__ = ["ROW_SUFFIXES", "BadRow", "Where", "check_choice", "import_datasets", "iter_file_rows", "read_source_rows",
+           "type_name"]
 
 ROW_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

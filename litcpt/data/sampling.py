@@ -22,7 +22,12 @@ the samples handed to its consumer and has ``state_dict``/``load_state_dict`` fo
 
 
 # One module per job (permutation, blend, stream); this module keeps the names importable from where they were.
-from litcpt.data.blend import GreedyBlend, Mixer, _as_fraction, greedy_blend  # noqa: F401  (_as_fraction: replay, phases)
+from litcpt.data.blend import (  # noqa: F401  (_as_fraction: replay, phases)
+    GreedyBlend,
+    Mixer,
+    _as_fraction,
+    greedy_blend,
+)
 from litcpt.data.permutation import derive_key, permute
 from litcpt.data.stream import BlockSource, BlockStream, SourceExhaustedError, StreamLoader, resolve_rank
 

@@ -17,8 +17,8 @@ from litcpt.data.rows import BadRow, import_datasets, iter_file_rows
 from litcpt.data.textio import DEFAULT_ENCODING, iter_lines
 from litcpt.data.token_files import FORMAT
 
-__all__ = ["LITDATA_PREFIX", "LITDATA_REMOTE_PREFIXES", "SUPPORTED_SUFFIXES", "SourceRef", "iter_documents", "iter_txt", "litdata_index",
-           "resolve_source"]
+__all__ = ["LITDATA_PREFIX", "LITDATA_REMOTE_PREFIXES", "SUPPORTED_SUFFIXES", "SourceRef", "iter_documents",
+           "iter_txt", "litdata_index", "resolve_source"]
 
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")

@@ -13,7 +13,14 @@ from typing import Any
 from litcpt.data.litdata_source import LitdataTokens, litdata_chunks, open_litdata
 from litcpt.data.text_sources import SourceRef, iter_documents, resolve_source
 from litcpt.data.textio import DEFAULT_ENCODING
-from litcpt.data.token_files import FORMAT, FORMAT_VERSION, TokenFile, tokenizer_fingerprint, write_token_chunks, write_tokens
+from litcpt.data.token_files import (
+    FORMAT,
+    FORMAT_VERSION,
+    TokenFile,
+    tokenizer_fingerprint,
+    write_token_chunks,
+    write_tokens,
+)
 
 __all__ = ["cache_entry", "default_cache_dir", "ensure_tokens", "open_tokens"]
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ENCODE_BATCH_CHARS", "DocumentCounter", "TokenFile", "encode_many", "token_chunks",
+__all__ = ["FORMAT", "FORMAT_VERSION", "ENCODE_BATCH_CHARS", "DocumentCounter", "TokenFile", "encode_many",
+           "token_chunks",
            "tokenizer_fingerprint", "tokenizer_id_space", "write_token_chunks",
            "write_tokens"]
 

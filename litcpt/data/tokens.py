@@ -39,7 +39,15 @@ overlap, cut within each chunk (``chunk_tokens // (T + 1)`` per chunk; a chunk's
 
 
 # The pipeline lives in one module per job; this module keeps the names importable from where they always were.
-from litcpt.data.blocks import BlockSplit, LitdataBlocks, RoundRobinBlocks, TokenBlocks, concat_round_robin, make_blocks, split_blocks
+from litcpt.data.blocks import (
+    BlockSplit,
+    LitdataBlocks,
+    RoundRobinBlocks,
+    TokenBlocks,
+    concat_round_robin,
+    make_blocks,
+    split_blocks,
+)
 from litcpt.data.litdata_source import LITDATA_HINT, LitdataTokens, open_litdata
 from litcpt.data.text_sources import (LITDATA_PREFIX, LITDATA_REMOTE_PREFIXES, SUPPORTED_SUFFIXES, SourceRef,
                                       iter_documents, iter_txt as _iter_txt, resolve_source)
