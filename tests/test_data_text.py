@@ -14,9 +14,9 @@ from litgpt import Tokenizer
 from litcpt.assets import data_dir, tokenizer_dir
 from litcpt.data import TextFiles, TokenBlocks
 from litcpt.data.sampling import BlockStream, permute
+from litcpt.data.text_sources import iter_txt as _iter_txt
 from litcpt.data.tokens import (
     TokenFile,
-    _iter_txt,
     ensure_tokens,
     iter_documents,
     resolve_source,
