@@ -38,7 +38,6 @@ BAD_ROW_REASONS = (
 """Reason keys used in error messages and in :attr:`LoadReport.skipped`."""
 
 
-
 @dataclass(frozen=True)
 class PreferencePair:
     """One comparison: ``prompt + chosen`` is preferred over ``prompt + rejected``.
