@@ -4,22 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from litcpt.atomic import write_text
 from litcpt.report import Run, all_sources, markdown_report, to_json
 
 __all__ = ["write_report"]
-
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
 
 
 def write_report(
@@ -41,6 +32,6 @@ def write_report(
               "Learning rate over cumulative tokens": plots["lr"].name}
     text = markdown_report(runs, images, title=title, intro=intro, sources=sources, titles=titles)
     paths = dict(plots)
-    paths["markdown"] = _write_text_atomic(out_dir / "report.md", text)
-    paths["json"] = _write_text_atomic(out_dir / "report.json", json.dumps(to_json(runs, sources), indent=2) + "\n")
+    paths["markdown"] = write_text(out_dir / "report.md", text)
+    paths["json"] = write_text(out_dir / "report.json", json.dumps(to_json(runs, sources), indent=2) + "\n")
     return paths

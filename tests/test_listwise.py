@@ -86,7 +86,7 @@ def test_data_module_and_one_training_step(tmp_path):
 
     path = tmp_path / "listwise.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in listwise_rows(6)))
-    data = Listwise(train_path=path, test_path=path, max_length=64, ranked=True)
+    data = Listwise(train_data_path=path, val_data_path=path, max_length=64, ranked=True)
     data.connect(Tokenizer(assets.tokenizer_dir()), batch_size=2)
     data.setup()
     batch = next(iter(data.val_dataloader()))
@@ -129,7 +129,7 @@ def test_litcpt_reward_from_a_recipe_on_listwise_rows(tmp_path):
         "checkpoint_dir": str(ckpt), "out_dir": str(tmp_path / "rm"), "precision": "32-true",
         "loss": "bradley_terry",
         "data": {"class_path": "litcpt.data.Listwise",
-                 "init_args": {"train_path": str(path), "test_path": str(path), "max_length": 128}},
+                 "init_args": {"train_data_path": str(path), "val_data_path": str(path), "max_length": 128}},
         "train": {"global_batch_size": 4, "micro_batch_size": 4, "max_steps": 30, "log_interval": 1,
                   "save_interval": None},
         "eval": {"interval": 30, "max_iters": 3, "initial_validation": True},

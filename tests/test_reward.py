@@ -78,7 +78,7 @@ def test_reward_training_learns_pairs_and_exports(tmp_path, head):
     data_file = tmp_path / "pairs.jsonl"
     data_file.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
                                  for p in pairs))
-    data = Preference(train_path=data_file, test_path=data_file, max_length=128)
+    data = Preference(train_data_path=data_file, val_data_path=data_file, max_length=128)
     out = setup(ckpt, out_dir=tmp_path / "rm", data=data, head=head,
                 train=TrainArgs(global_batch_size=8, micro_batch_size=4, max_steps=40, save_interval=None),
                 eval=EvalArgs(interval=40, max_iters=4, initial_validation=True),
@@ -117,8 +117,8 @@ def test_reward_trains_on_two_ranks(tmp_path, strategy):
     data_file.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
                                  for p in pairs))
     run_litcpt("reward", "--checkpoint_dir", str(ckpt), "--out_dir", str(tmp_path / "rm"),
-               "--data", "litcpt.data.Preference", "--data.train_path", str(data_file),
-               "--data.test_path", str(data_file), "--data.max_length", "128",
+               "--data", "litcpt.data.Preference", "--data.train_data_path", str(data_file),
+               "--data.val_data_path", str(data_file), "--data.max_length", "128",
                "--train.global_batch_size", "8", "--train.micro_batch_size", "2", "--train.max_steps", "6",
                "--train.save_interval", "null", "--eval.interval", "6", "--eval.max_iters", "4",
                "--optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.003}}',

@@ -13,9 +13,7 @@ checkpoint with a one-phase ``InfiniteLR`` (no warmup, no cooldown, no constant:
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +34,7 @@ from litcpt.anneal_source import (
     resolve_litgpt_schedule,
     tokenizer_dir,
 )
+from litcpt.atomic import write_json, write_yaml
 from litcpt.schedules import ANNEAL_SHAPES, AnnealShape, Infinite, check_shape
 from litcpt.strategies import StrategyName
 
@@ -101,24 +100,10 @@ def _lrs(source: Source, const_lr: float | None, min_lr: float | None) -> tuple[
     return float(const_lr), float(min_lr)
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def _write_config(out_dir: Path, args: dict[str, Any], *, overwrite: bool) -> None:
     """``config.yaml`` of the anneal (the CLI writes it when ``out_dir`` is given; otherwise it is written here)."""
-    import yaml
-
-    path = out_dir / "config.yaml"
-    if path.exists() and not overwrite:
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(args, sort_keys=False))
-    os.replace(tmp, path)
+    if overwrite or not (out_dir / "config.yaml").exists():
+        write_yaml(out_dir / "config.yaml", args)
 
 
 def check_out_dir(out_dir: Path | str) -> Path:
@@ -269,7 +254,7 @@ def setup(
     if is_global_zero_process():
         print(f"litcpt anneal: {source.checkpoint} (global step {source.step}) -> {out_dir / 'final'}: LR "
               f"{const_lr:.4g} -> {min_lr:.4g} ({shape}) over {steps} steps ({steps * tokens_per_step} tokens)")
-        _write_json_atomic(out_dir / "anneal.json", record)
+        write_json(out_dir / "anneal.json", record)
         _write_config(out_dir, {
             "checkpoint": str(source.checkpoint), "anneal_steps": steps, "shape": shape, "const_lr": const_lr,
             "min_lr": min_lr, "out_dir": str(out_dir),

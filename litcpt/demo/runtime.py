@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from litcpt.atomic import write_yaml
 
 __all__ = ["DEFAULT_TOKENS", "QUICK_MODEL", "QUICK_TOKENS", "TINY_MODEL", "Scenario", "instantiate", "lr_schedule_spec",
            "mix_data", "quiet_run", "run_scenario", "text_data", "torch_threads"]
@@ -78,12 +77,6 @@ def lr_schedule_spec(class_name: str, **init_args: Any) -> dict[str, Any]:
     return {"class_path": f"litcpt.callbacks.{class_name}", "init_args": init_args}
 
 
-def write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    os.replace(tmp, path)
-
-
 @contextlib.contextmanager
 def quiet_run(log_file: Path) -> Iterator[None]:
     """Send a run's console output (progress bar, summaries, warnings) to ``log_file``."""
@@ -126,7 +119,7 @@ def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -
     recipe = {"out_dir": str(out), **scenario.recipe}
     if scenario.parent is not None:
         recipe["initial_checkpoint_dir"] = str(runs_dir / scenario.parent / "final")
-    write_yaml_atomic(out / "config.yaml", recipe)
+    write_yaml(out / "config.yaml", recipe)
     kwargs = dict(recipe)  # the optimizer stays a {class_path, init_args} dict, as `setup` expects
     kwargs["data"], kwargs["lr_schedule"] = instantiate(recipe["data"]), instantiate(recipe["lr_schedule"])
     if "callbacks" in kwargs:

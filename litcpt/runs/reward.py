@@ -38,7 +38,7 @@ def default_steps(data: DataModule, global_batch_size: int) -> int:
     data.setup()
     pairs = len(getattr(data, "train_dataset", None) or [])
     if pairs == 0:
-        raise ValueError("data: no training pairs (set train.max_steps or give a non-empty train_path)")
+        raise ValueError("data: no training pairs (set train.max_steps or give a non-empty train_data_path)")
     return max(1, math.ceil(pairs / global_batch_size))
 
 
