@@ -128,6 +128,7 @@ def test_no_import_cycle_at_module_level():
 
 
 KNOWN_FUNCTION_LEVEL_CYCLES = [
+    ["litcpt.cli", "litcpt.cli_cache"],  # cli_cache --regenerate builds parsers through the cli (issue-18)
     ["litcpt.rewardbench.conventions", "litcpt.rewardbench.evaluate"],  # rewardbench internals (issue #14, 14c)
 ]
 """Cycles through imports inside functions that are tolerated for now; a new one fails the test."""
