@@ -17,11 +17,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
+from litcpt.args import EvalArgs, TrainArgs
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
 from litcpt.callbacks.progress import StepProgressBar
 from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
 from litcpt.callbacks.summary import RunSummary
-from litcpt.args import EvalArgs, TrainArgs
 from litcpt.metrics_csv import StepCSVLogger
 from litcpt.quiet import quiet_third_party
 from litcpt.resume import AtomicCheckpointIO, StepCheckpoint, check_loadable, clean_stale_saves, pick_resume_checkpoint

@@ -14,9 +14,9 @@ import torch
 from conftest import tiny_config
 
 from helpers import REPO, read_metrics, series
+from litcpt.args import EvalArgs, TrainArgs
 from litcpt.callbacks import ConstantLR, WarmupCosineLR
 from litcpt.carry import CarryArgs
-from litcpt.args import EvalArgs, TrainArgs
 from litcpt.schedules import WarmupCosine
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ from litgpt import GPT, Config, Tokenizer
 from conftest import make_checkpoint, tiny_config
 from helpers import REPO, read_metrics, run_litcpt, series
 from litcpt import assets
-from litcpt.checkpoint import load_weights
 from litcpt.args import EvalArgs, TrainArgs
+from litcpt.checkpoint import load_weights
 from litcpt.data.preference import PreferencePair, TokenizedPair, collate_preference, tokenize_pairs
 from litcpt.models.dpo import DPOModel, ReferenceLogps, check_reference_compatible, check_scorable
 from litcpt.models.logprobs import (

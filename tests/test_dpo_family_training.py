@@ -13,8 +13,8 @@ import yaml
 from conftest import make_checkpoint
 from helpers import REPO, read_metrics, run_litcpt, series
 from litcpt import losses
-from litcpt.callbacks.sync_reference import SyncReference, mix_into
 from litcpt.args import EvalArgs, TrainArgs
+from litcpt.callbacks.sync_reference import SyncReference, mix_into
 from litcpt.models.dpo import DPOModel
 from litcpt.models.logprobs import token_logps
 from test_dpo import PAIRS, ROWS, _batch

@@ -12,8 +12,8 @@ import torch
 from litgpt import GPT, Config
 from litgpt.model import Block, CausalSelfAttention, LLaMAMLP
 
-from litcpt.checkpoint import load_weights
 from litcpt.args import make_optimizer
+from litcpt.checkpoint import load_weights
 from litcpt.strategies import apply_activation_checkpointing, apply_fsdp2
 
 

@@ -10,8 +10,8 @@ from typing import Literal
 from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
-from litcpt.checkpoint import check_checkpoint_dir, load_config
 from litcpt.args import EvalArgs, OptimizerArg, TrainArgs
+from litcpt.checkpoint import check_checkpoint_dir, load_config
 from litcpt.harness import LoggerName, fit, run_spec_from_args
 from litcpt.strategies import StrategyName
 from litcpt.tokenizers import load_checked_tokenizer
