@@ -241,6 +241,8 @@ class ReferenceLogpsModule(GPTModule):
     Uses :func:`sequence_logps`, the same function as the on-the-fly reference in :class:`DPOModel`.
     """
 
+    hparams_ignore = ("expected",)  # pair indices of every split: not a hyperparameter
+
     def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
                  split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
                  meta: Mapping[str, Any] | None = None, cache_path: Path | None = None,
@@ -554,8 +556,10 @@ class DPOModel(GPTModule):
         self.train_metrics.update(values, self._weight(batch, values["loss"]))
         return values["loss"].mean()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.fit_loop._should_accumulate() or not self.train_metrics.count:
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Once per optimizer step (all its micro-batches done): the means over the step's pairs."""
+        super().on_before_optimizer_step(optimizer)
+        if not self.train_metrics.count:
             return
         values = self.train_metrics.compute()
         self.log("train/loss", values.pop("loss"), prog_bar=True, on_step=True, on_epoch=False)

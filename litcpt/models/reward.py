@@ -197,7 +197,7 @@ class RewardModel(GPTModule):
         scores, mask = self.listwise_scores(batch, share_prompt=self.can_share_prompt())
         loss = self.listwise_loss(scores, mask)
         self.train_list_metrics.update(scores, mask)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log_step_mean("train/loss", loss, prog_bar=True)  # mean over the step's micro-batches and ranks
         return loss
 
     def _listwise_validation_step(self, batch: dict[str, Any]) -> None:
@@ -216,12 +216,12 @@ class RewardModel(GPTModule):
         r_chosen, r_rejected = self.pair_scores(batch)
         loss = self.pair_loss(r_chosen, r_rejected, batch)
         self.train_metrics.update(r_chosen, r_rejected)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log_step_mean("train/loss", loss, prog_bar=True)  # mean over the step's micro-batches and ranks
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.fit_loop._should_accumulate():
-            return
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Once per optimizer step (all its micro-batches done): the step's loss and pair metrics."""
+        super().on_before_optimizer_step(optimizer)
         for metrics in (self.train_metrics, self.train_list_metrics):
             if metrics.accuracy.update_count:
                 values = metrics.compute()
