@@ -59,6 +59,28 @@ def test_bad_head_arguments(tiny_checkpoint):
         RewardModel(config, head="logit", token_id=10**6)
 
 
+def test_loss_is_a_deprecated_alias_of_loss_type(tiny_checkpoint):
+    """Reward and DPO both call the loss ``loss_type``; the reward's old ``loss`` still works for one release."""
+    config = Config.from_file(tiny_checkpoint / "model_config.yaml")
+    with pytest.warns(DeprecationWarning, match="renamed to loss_type"):
+        rm = RewardModel(config, loss="logistic")
+    assert rm.loss_type == "logistic" and rm.metadata()["loss_type"] == "logistic"
+    with pytest.raises(ValueError, match="deprecated alias"):
+        RewardModel(config, loss_type="plackett_luce", loss="logistic")
+    with pytest.raises(ValueError, match="loss_type: expected"):
+        RewardModel(config, loss_type="hinge")
+
+
+def test_litcpt_reward_accepts_the_old_loss_key(tiny_checkpoint):
+    from litcpt.commands.reward import setup
+
+    with pytest.warns(DeprecationWarning, match="renamed to loss_type"):
+        setup(tiny_checkpoint, loss="logistic", dry_run=True, accelerator="cpu", devices=1)
+    with pytest.raises(ValueError, match="deprecated alias"):
+        setup(tiny_checkpoint, loss_type="plackett_luce", loss="logistic", dry_run=True, accelerator="cpu",
+              devices=1)
+
+
 def test_load_reward_model_rejects_plain_lm_checkpoint(tiny_checkpoint):
     with pytest.raises(FileNotFoundError, match="not a reward-model checkpoint"):
         load_reward_model(tiny_checkpoint)
