@@ -152,3 +152,22 @@ def test_reward_trains_on_two_ranks(tmp_path, strategy):
     from helpers import read_metrics, series
 
     assert series(read_metrics(tmp_path / "rm"), "val/accuracy")
+
+
+def test_reward_and_dpo_metrics_are_one_weighted_mean_collection():
+    from litcpt.models.pair_metrics import DPOMetrics, RewardPairMetrics
+
+    rm = RewardPairMetrics()
+    rm.update(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]))  # a win and a tie (half)
+    out = rm.compute()
+    assert out["accuracy"].item() == pytest.approx(0.75) and out["margin"].item() == pytest.approx(0.5)
+    assert out["reward_mean"].item() == pytest.approx(0.25)
+    assert out["reward_std"].item() == pytest.approx(0.1875 ** 0.5)
+    dm = DPOMetrics(("loss/sigmoid",))
+    dm.update({name: torch.tensor([1.0, 9.0]) for name in dm.names}, weight=torch.tensor([1.0, 0.0]))  # 2nd: a duplicate
+    dm.update({name: torch.tensor([float(i)]) for i, name in enumerate(dm.names)})  # names differ from here on
+    values = dm.compute()
+    assert dm.count == 2 and list(values) == list(dm.names)
+    assert [values[name].item() for name in dm.names] == pytest.approx([(1 + i) / 2 for i in range(len(dm.names))])
+    dm.reset()
+    assert dm.count == 0

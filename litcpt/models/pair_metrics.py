@@ -35,6 +35,10 @@ class MeanMetrics(MetricCollection):
             value = values[name].detach().float()
             self[name].update(value, 1.0 if weight is None else weight.to(value))
 
+    def compute(self) -> dict[str, Tensor]:
+        """``{name: mean}`` in the order of the names (``MetricCollection`` itself sorts them)."""
+        return {name: self[name].compute() for name in self.names}
+
     @property
     def count(self) -> int:
         """Updates since the last reset (0: nothing to log)."""
