@@ -63,7 +63,7 @@ def worker_litcpt(args: argparse.Namespace) -> dict:
     out = work / f"litcpt-run-{args.round}"
     shutil.rmtree(out, ignore_errors=True)  # metrics.csv must be this run's
     setup(work / "litgpt", out_dir=out, beta=0.1, loss_type="sigmoid", precompute_ref=True,
-          data=Preference(train_path=work / "pairs.jsonl", test_path=work / "val.jsonl", max_length=args.max_length,
+          data=Preference(train_data_path=work / "pairs.jsonl", val_data_path=work / "val.jsonl", max_length=args.max_length,
                           truncation="drop"),
           train=TrainArgs(global_batch_size=args.batch, micro_batch_size=args.batch, max_steps=args.steps,
                           log_interval=1, save_interval=None, max_norm=1.0),
@@ -184,7 +184,7 @@ def prepare(args: argparse.Namespace) -> dict:
                 fp.write(json.dumps({"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}) + "\n")
 
     # litcpt's batches, in its order: TRL trains on exactly these
-    data = Preference(train_path=work / "pairs.jsonl", test_path=work / "val.jsonl", max_length=args.max_length,
+    data = Preference(train_data_path=work / "pairs.jsonl", val_data_path=work / "val.jsonl", max_length=args.max_length,
                       truncation="drop")
     data.connect(tokenizer=Tokenizer(work / "litgpt"), batch_size=args.batch, max_seq_length=args.max_length)
     data.setup()

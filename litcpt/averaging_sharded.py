@@ -1,9 +1,18 @@
-"""A weight average kept as this rank's shards, for FSDP2 (``fully_shard``) runs: each rank averages its own shards.
+"""A weight average kept as this rank's shards, for sharded runs: each rank averages its own shards.
 
 :class:`ShardedAverage` stands in for ``torch.optim.swa_utils.AveragedModel`` inside Lightning's ``WeightAveraging``
-(which ``deepcopy``s the model: FSDP2 modules refuse that). It keeps one local tensor per parameter (``to_local()`` of
-a DTensor, the tensor itself otherwise) and updates it with the same ``avg_fn`` (EMA / SWA) elementwise, so the math
-is that of ``AveragedModel`` on each shard. Full tensors are gathered only to export or checkpoint the average.
+(which ``deepcopy``s the model: FSDP2 modules refuse that, and an FSDP1 copy would be a full model per rank). It keeps
+one local tensor per parameter (``to_local()`` of a DTensor, the tensor itself otherwise) and updates it with the same
+``avg_fn`` (EMA / SWA) elementwise, so the math is that of ``AveragedModel`` on each shard. Full tensors are gathered
+only to export or checkpoint the average.
+
+:class:`FlatShardedAverage` is the FSDP1 (``FullyShardedDataParallel``) variant. FSDP1 keeps one flat parameter per
+wrapped unit, sharded across ranks; the module's parameters are views of this rank's piece of it (``use_orig_params``,
+Lightning's default: a 1-D slice, empty where the parameter lies on other ranks) or the flat shards themselves. Either
+way they are plain local tensors, so the elementwise update is that of :class:`ShardedAverage`. What differs is how a
+full tensor is made of them: FSDP1 knows the layout (padding, parameters split across ranks), so instead of
+re-implementing it the average is swapped into the model for the moment of a gather (``get_model_state_dict``, unit
+by unit) or a load (``set_model_state_dict``), and swapped back.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ShardedAverage"]
+__all__ = ["FlatShardedAverage", "ShardedAverage"]
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -72,3 +81,53 @@ class ShardedAverage:
             tmp = avg.clone()
             avg.copy_(local)
             local.copy_(tmp)
+
+
+def _clean_name(name: str) -> str:
+    return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
+
+
+class FlatShardedAverage(ShardedAverage):
+    """The average of an FSDP1-wrapped ``module``'s local (flat) shards; ``root`` is the FSDP root wrapping it (the
+    Lightning strategy's ``model``). Full tensors go through FSDP's own state dicts (see the module docstring)."""
+
+    def __init__(self, module: torch.nn.Module, avg_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+                                                                  torch.Tensor], root: torch.nn.Module,
+                 device: Any = None) -> None:
+        super().__init__(module, avg_fn, device=device)
+        self.module, self.root = module, root
+        self._buffers = {_clean_name(n) for n, _ in module.named_buffers()}
+
+    def full(self) -> dict[str, torch.Tensor]:
+        """``{parameter name: full averaged tensor on CPU}``; a collective. With FSDP's CPU offload (accelerator runs)
+        only rank 0 gets it, the others get ``{}``."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        offload = any(s.device.type != "cpu" for s in self.shards) or \
+            any(p.device.type != "cpu" for _, p in self.params)
+        self.swap(self.module)
+        try:
+            state = get_model_state_dict(self.root, options=StateDictOptions(full_state_dict=True, cpu_offload=offload))
+        finally:
+            self.swap(self.module)
+        return {k: v.detach().cpu() for k, v in state.items() if _clean_name(k) not in self._buffers}  # FSDP copies
+
+    def load_full(self, full: dict[str, torch.Tensor], n_averaged: int) -> None:
+        """Take this rank's shards of ``full`` (every rank passes the whole dict, as :meth:`full` returns); a
+        collective. The model's own parameters are left as they were."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
+
+        names = get_model_state_dict(self.root, options=StateDictOptions(full_state_dict=False))  # local views only
+        missing = [k for k in names if k not in full and _clean_name(k) not in self._buffers]
+        if missing:
+            raise ValueError(f"the checkpoint's weight average lacks {len(missing)} parameters, e.g. {missing[0]!r}")
+        raw = [_local(p.detach()).clone() for _, p in self.params]
+        try:
+            set_model_state_dict(self.root, full, options=StateDictOptions(full_state_dict=True, strict=False))
+            for avg, (_, p) in zip(self.shards, self.params):
+                avg.copy_(_local(p.detach()))
+        finally:
+            with torch.no_grad():
+                for value, (_, p) in zip(raw, self.params):
+                    _local(p.data).copy_(value)
+        self.n_averaged = int(n_averaged)

@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from litgpt import Config
+from litgpt.utils import copy_config_files, save_config
+
+from litcpt.atomic import fsync_dir, write_atomic
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json", "config.json")
 _STRIP_PREFIXES = ("_orig_mod.", "_forward_module.", "module.")
@@ -107,36 +108,9 @@ def check_weights_match(own: Mapping[str, Any], state_dict: Mapping[str, Any], *
 
 
 def atomic_torch_save(obj: Any, path: Path | str) -> None:
-    """``torch.save`` to a temporary file in the same directory, fsync it, ``os.replace`` it into place and fsync
-    the directory: whatever ``TMPDIR`` is and wherever a kill lands, ``path`` holds the old file or the new one,
-    never part of one (a stale ``.<name>.*.tmp`` may stay; :func:`litcpt.resume.clean_stale_saves` removes it)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            torch.save(obj, fp)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def fsync_dir(path: Path | str) -> None:
-    """Make a rename inside ``path`` durable (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """``torch.save`` that leaves ``path`` whole or untouched whatever ``TMPDIR`` is and wherever a kill lands (see
+    :mod:`litcpt.atomic`; a stale ``.<name>.*.tmp`` may stay: :func:`litcpt.resume.clean_stale_saves` removes it)."""
+    write_atomic(path, lambda fp: torch.save(obj, fp))
 
 
 def save_litgpt_dir(state_dict: Mapping[str, torch.Tensor], config: Config, out_dir: Path | str, *,
@@ -154,13 +128,9 @@ def save_litgpt_dir(state_dict: Mapping[str, torch.Tensor], config: Config, out_
     tmp.mkdir()
     try:
         torch.save(dict(state_dict), tmp / "lit_model.pth")
-        with open(tmp / "model_config.yaml", "w", encoding="utf-8") as fp:
-            yaml.dump(asdict(config), fp)
-        if tokenizer_dir is not None:
-            for name in TOKENIZER_FILES:
-                src = Path(tokenizer_dir) / name
-                if src.is_file() and name not in ("model_config.yaml",):
-                    shutil.copy(src, tmp / name)
+        if tokenizer_dir is not None:  # litgpt's own copy: tokenizer + HF config files (and the source's config,
+            copy_config_files(Path(tokenizer_dir), tmp)  # which save_config overwrites next)
+        save_config(config, tmp)
         for src in extra_files:
             shutil.copy(src, tmp / Path(src).name)
         for name, obj in (extra_objects or {}).items():

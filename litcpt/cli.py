@@ -50,11 +50,21 @@ def _load(target: str) -> Callable:
 
 def build_parser(command: str, function: Callable):
     """The jsonargparse parser of one command (with ``--config`` and ``--print_config``)."""
-    from jsonargparse import ActionConfigFile, ArgumentParser, set_docstring_parse_options
+    from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, set_docstring_parse_options
+
+    from litcpt.cli_cache import HELP_WIDTH
+
+    class FixedWidth(DefaultHelpFormatter):
+        """Help wrapped at ``HELP_WIDTH`` columns whatever the terminal, so the answers shipped in
+        ``litcpt/assets/cli`` are the very text this parser prints (see :mod:`litcpt.cli_cache`)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "width": HELP_WIDTH})
 
     set_docstring_parse_options(attribute_docstrings=True)
     parser = ArgumentParser(prog=f"litcpt {command}", description=(function.__doc__ or "").split("\n\n")[0],
-                            exit_on_error=False, default_meta=False, allow_abbrev=False)  # no key prefixes
+                            exit_on_error=False, default_meta=False, allow_abbrev=False,  # no key prefixes
+                            formatter_class=FixedWidth)
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML recipe; later flags override its keys")
     parser.add_function_arguments(function, as_group=False, fail_untyped=False)
     return parser
@@ -99,12 +109,16 @@ def _save_config(parser, cfg, command: str) -> None:
 
 
 def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
-    """Exit with the cached help, or with a one-line error for an unknown key; return if neither applies."""
+    """Exit with the cached help or defaults (``--print_config`` alone), or with a one-line error for an unknown key
+    or a plainly wrong simple value; return if none applies."""
     from litcpt import cli_cache
 
     flags = _positional_to_flags(args, cached["positional"]) if cached.get("positional") else args
     if cli_cache.wants_help(flags):
         print(cached["help"], end="")
+        raise SystemExit(0)
+    if flags == ["--print_config"] and cached.get("print_config") is not None:
+        print(cached["print_config"], end="")
         raise SystemExit(0)
     problem = cli_cache.unknown_key(flags, cached) or cli_cache.bad_value(flags, cached)
     if problem:
@@ -124,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2)
     from litcpt import cli_cache
 
-    cached = cli_cache.load(command)  # --help and unknown keys answered without importing torch/Lightning/LitGPT
+    cached = cli_cache.load(command)  # --help, unknown keys... answered without importing torch/Lightning/LitGPT
     if cached is not None:
         _answer_from_cache(command, args, cached)
     function = _load(COMMANDS[command])

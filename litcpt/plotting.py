@@ -22,6 +22,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from litcpt.atomic import write_atomic
+
 from litcpt.schedules import WSD, Infinite, WarmupCosine
 
 __all__ = [
@@ -46,11 +48,9 @@ def _new_figure(figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def _save(fig: Figure, path: PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+def save_figure(fig: Figure, path: PathLike, *, dpi: float | None = None) -> Path:
+    """Save ``fig`` as PNG atomically (:mod:`litcpt.atomic`): a figure on disk is always a whole image."""
+    return write_atomic(path, lambda fp: fig.savefig(fp, format="png", dpi=dpi))
 
 
 def _check_curves(curves: Mapping[str, Curve]) -> None:
@@ -104,7 +104,7 @@ def plot_curves(
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False, fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def sample_schedule(
@@ -214,7 +214,7 @@ def plot_stages(
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if curves:
         fig.legend(frameon=False, fontsize="small", loc="outside lower center", ncols=min(len(curves), 3))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_schedule_comparison(

@@ -18,7 +18,6 @@ newer version are dropped (the newer version re-did those steps after resuming).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -331,11 +330,6 @@ def to_json(runs: Sequence[Run], sources: Sequence[str] | None = None) -> dict[s
             "train_time_s": run.train_time_s,
         })
     return {"sources": sources, "runs": out}
-
-
-def dumps_json(runs: Sequence[Run], sources: Sequence[str] | None = None) -> str:
-    """:func:`to_json` as an indented string (``NaN``-free: missing values are ``null``)."""
-    return json.dumps(to_json(runs, sources), indent=2)
 
 
 def format_tokens(n: float) -> str:

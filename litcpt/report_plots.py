@@ -6,13 +6,13 @@ parent on the token axis (``tokens_before``), so forgetting shows as a D1 curve 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from litcpt.plotting import save_figure
 from litcpt.report import Run, all_sources
 
 __all__ = ["plot_lr", "plot_val_loss", "write_plots", "run_colors"]
@@ -24,15 +24,6 @@ _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#
 def run_colors(runs: Sequence[Run]) -> dict[str, str]:
     """A stable colour per run label (the same in every figure)."""
     return {run.label: _PALETTE[i % len(_PALETTE)] for i, run in enumerate(runs)}
-
-
-def _save_atomic(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
@@ -80,7 +71,7 @@ def plot_lr(runs: Sequence[Run], path: str | Path, *, title: str | None = "Learn
     if title:
         ax.set_title(title)
     fig.legend(loc="outside right center", frameon=False, fontsize="small")
-    return _save_atomic(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_val_loss(
@@ -134,7 +125,7 @@ def plot_val_loss(
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside right center", frameon=False, fontsize="small")
-    return _save_atomic(fig, path)
+    return save_figure(fig, path)
 
 
 def write_plots(runs: Sequence[Run], out_dir: str | Path, sources: Sequence[str] | None = None, *,

@@ -98,3 +98,95 @@ def test_max_repetition_error_and_warning(replay):
             replay.check_repetition(10)
         finally:
             replay.max_repetition = {"replay0": 1.0}
+
+
+# ------------------------------------------------------------------------------------------------ LR-threshold phases
+def test_lr_crossing_step_is_the_first_step_that_stays_below():
+    from litcpt.data.phases import lr_crossing_step
+    from litcpt.schedules import WarmupCosine
+
+    schedule = WarmupCosine(warmup=10, total=100, max_lr=1e-3, min_lr=1e-4)
+    k = lr_crossing_step(schedule, 5e-4, steps=100)
+    lrs = [schedule(j) for j in range(100)]
+    assert lrs[0] < 5e-4 and lrs[k - 1] >= 5e-4 and all(lr < 5e-4 for lr in lrs[k:])  # the warmup does not count
+    assert k == lr_crossing_step(schedule, 5e-4, steps=100, chunk=7)  # the backward scan's chunks do not matter
+    assert lr_crossing_step(schedule, 1e-4, steps=100) is None  # min_lr is not below 1e-4
+    assert lr_crossing_step(schedule, 5e-4, steps=k) is None  # the run ends before the crossing
+    assert lr_crossing_step(schedule, 1.0, steps=100) == 0  # always below
+    in_tokens = WarmupCosine(warmup=10 * 256, total=100 * 256, max_lr=1e-3, min_lr=1e-4)
+    assert lr_crossing_step(in_tokens, 5e-4, steps=100, t_per_step=256) == k
+
+
+def _fake_trainer(callback, global_step=0, max_steps=100):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(callbacks=[callback], global_step=global_step, max_steps=max_steps,
+                           lightning_module=SimpleNamespace(tokens_per_step=None), accumulate_grad_batches=2,
+                           world_size=1)
+
+
+def test_lr_phase_is_the_token_phase_at_the_crossing_and_resumes(replay):
+    from litcpt.callbacks import WarmupCosineLR
+    from litcpt.schedules import WarmupCosine
+
+    callback = WarmupCosineLR(warmup=0.1, total_steps=100, max_lr=1e-3, min_lr_ratio=0.1)
+    schedule = WarmupCosine(warmup=10, total=100, max_lr=1e-3, min_lr=1e-4)  # what it resolves to
+    assert callback.schedule is None  # not resolved before on_fit_start: the data module resolves it itself
+    per_step = 2 * replay.batch_size  # accumulate 2, 1 rank
+    saved = replay.phases, replay.max_repetition
+    try:
+        replay.phases, replay.max_repetition = [{"lr_below": 5e-4, "fraction": 0.5}], None
+        replay.trainer = _fake_trainer(callback)
+        replay._resume = (0, 0)
+        mixer = replay.mixer()
+        k = next(j for j in range(10, 100) if schedule(j) < 5e-4)  # decaying from step 10 on
+        assert mixer.starts == [0, k * per_step]  # the first sample of the first step below the threshold
+        positions = np.arange(100 * per_step)
+        sources, _ = mixer.locate(positions)
+        steps = positions // per_step
+        lr_of_sample = np.array([schedule(int(s)) for s in steps])
+        assert not sources[lr_of_sample >= 5e-4].any()  # no replay before the LR falls below 5e-4
+        for p in range(1, positions.size + 1):  # exact at every prefix: within 1/2 of the target
+            assert abs(int((sources[:p] >= 1).sum()) - mixer.target(p)) <= Fraction(1, 2)
+        # the same stream as a token-count phase at the crossing's token count
+        tokens = PhasedMixer(parse_phases([{"tokens": k * per_step * 32, "fraction": 0.5}],
+                                          samples_per_token=Fraction(1, 32), default_fraction=0.0), [1.0])
+        for a, b in zip(mixer.locate(positions), tokens.locate(positions)):
+            assert np.array_equal(a, b)
+
+        # resumed at step 37 (after the crossing): the callback's restored stage and the stream position give the
+        # same start; so does a resume before it
+        for step in (37, 3):
+            state = {**callback.state_dict(), "schedule": schedule.to_dict(), "stage_start_step": 0,
+                     "last_step": step}
+            resumed = WarmupCosineLR(warmup=0.1, total_steps=100, max_lr=1e-3, min_lr_ratio=0.1)
+            resumed.load_state_dict(state)
+            replay.trainer = _fake_trainer(resumed, global_step=step)
+            replay._resume = (step * per_step, step)
+            assert replay.mixer().starts == mixer.starts
+
+        replay.trainer = _fake_trainer(callback)
+        replay._resume = (0, 0)
+        replay.phases = [{"lr_below": 1e-4, "fraction": 0.5}]
+        with pytest.raises(ValueError, match=r"phases\[0\].lr_below=0.0001: the LR schedule never falls below it in "
+                                             r"this run's 100 steps"):
+            replay.mixer()
+        replay.phases = [{"tokens": 32 * per_step * (k + 5), "fraction": 0.2}, {"lr_below": 5e-4, "fraction": 0.5}]
+        with pytest.raises(ValueError, match=r"phases\[1\] \(lr_below=0.0005, reached at sample \d+\) starts before"):
+            replay.mixer()
+        replay.trainer = None
+        with pytest.raises(ValueError, match=r"phases\[1\].lr_below needs the run's LR schedule"):
+            replay.mixer()
+    finally:
+        replay.phases, replay.max_repetition = saved
+        replay.trainer = None
+        replay._resume = (0, 0)
+
+
+def test_lr_phase_arguments_are_checked_in_one_line():
+    for phases, match in (([{"lr_below": 0, "fraction": 0.1}], r"phases\[0\].lr_below must be a number > 0"),
+                          ([{"lr_below": 1e-4, "tokens": 5, "fraction": 0.1}], r"phases\[0\] must be a mapping"),
+                          ([{"lr_below": 1e-4, "fraction": 0.1}, {"lr_below": 2e-4, "fraction": 0.2}],
+                           r"phases\[1\].lr_below=0.0002 must be smaller than phases\[0\].lr_below=0.0001")):
+        with pytest.raises(ValueError, match=match):
+            Replay(new=FR, replay=EN, phases=phases)

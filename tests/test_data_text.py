@@ -14,9 +14,9 @@ from litgpt import Tokenizer
 from litcpt.assets import data_dir, tokenizer_dir
 from litcpt.data import TextFiles, TokenBlocks
 from litcpt.data.sampling import BlockStream, permute
+from litcpt.data.text_sources import iter_txt as _iter_txt
 from litcpt.data.tokens import (
     TokenFile,
-    _iter_txt,
     ensure_tokens,
     iter_documents,
     resolve_source,
@@ -250,7 +250,7 @@ def test_cache_hit_and_invalidation(tok, tmp_path, monkeypatch):
     tf1 = ensure_tokens(src, tok, cache_dir=tmp_path / "c")
     meta = json.loads((tf1.path / "meta.json").read_text())
     assert meta["tokenizer"] == tokenizer_fingerprint(tok) and meta["num_tokens"] == tf1.num_tokens
-    import litcpt.data.tokens as tokens_mod
+    import litcpt.data.token_cache as tokens_mod
 
     def boom(*a, **k):
         raise AssertionError("re-tokenised although cached")

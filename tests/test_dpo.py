@@ -253,7 +253,7 @@ def test_setup_rejects_bad_arguments_before_training(tmp_path, tiny_checkpoint):
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in ROWS))
     with pytest.raises(ValueError, match="padding_side"):
-        setup(tiny_checkpoint, out_dir=tmp_path / "out", data=Preference(train_path=data, padding_side="left"),
+        setup(tiny_checkpoint, out_dir=tmp_path / "out", data=Preference(train_data_path=data, padding_side="left"),
               train=TrainArgs(global_batch_size=4, micro_batch_size=4, max_steps=1), accelerator="cpu")
 
 
@@ -265,7 +265,7 @@ def _train(tmp_path, name, policy, *, ref=None, precompute=False, steps=12, lr=3
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in ROWS))
     out = setup(policy, ref_checkpoint_dir=ref, out_dir=tmp_path / name, precompute_ref=precompute,
-                data=Preference(train_path=data, test_path=data),
+                data=Preference(train_data_path=data, val_data_path=data),
                 train=TrainArgs(global_batch_size=8, micro_batch_size=4, max_steps=steps, save_interval=None),
                 eval=EvalArgs(interval=100, max_iters=2), accelerator="cpu", devices=1,
                 optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": lr}})
@@ -341,7 +341,7 @@ def test_tiny_recipe_runs_through_the_cli(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in ROWS))
     recipe.update(checkpoint_dir=str(make_checkpoint(tmp_path / "policy")), out_dir=str(tmp_path / "out"))
-    recipe["data"]["init_args"].update(train_path=str(data), test_path=str(data))
+    recipe["data"]["init_args"].update(train_data_path=str(data), val_data_path=str(data))
     recipe["train"].update(max_steps=2, global_batch_size=4, micro_batch_size=2, log_interval=1)
     recipe["eval"].update(interval=2, max_iters=1)
     path = tmp_path / "dpo.yaml"
@@ -365,7 +365,7 @@ def test_two_ranks_match_one_rank(tmp_path, strategy, precompute):
     data = tmp_path / "pairs.jsonl"
     run_litcpt("dpo", "--checkpoint_dir", str(policy), "--ref_checkpoint_dir", str(ref),
                "--out_dir", str(tmp_path / "multi"), "--data", "litcpt.data.Preference",
-               "--data.train_path", str(data), "--data.test_path", str(data),
+               "--data.train_data_path", str(data), "--data.val_data_path", str(data),
                "--train.global_batch_size", "8", "--train.micro_batch_size", "2", "--train.max_steps", "3",
                "--train.save_interval", "null", "--eval.interval", "100", "--eval.max_iters", "2",
                "--optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.003}}',

@@ -28,7 +28,7 @@ def _recipe_run(tmp_path, name, **overrides):
     data.write_text("\n".join(json.dumps(r) for r in ROWS))
     recipe.update(checkpoint_dir=str(make_checkpoint(tmp_path / "policy")), out_dir=str(tmp_path / name),
                   **overrides)
-    recipe["data"]["init_args"].update(train_path=str(data), test_path=str(data))
+    recipe["data"]["init_args"].update(train_data_path=str(data), val_data_path=str(data))
     recipe["train"].update(max_steps=STEPS, global_batch_size=4, micro_batch_size=4, log_interval=1,
                            save_interval=STEPS)
     recipe["eval"].update(interval=STEPS, max_iters=1)
@@ -83,7 +83,7 @@ def _train(tmp_path, name, policy, *, steps, resume=False, save_interval=None, *
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in ROWS))
-    setup(policy, out_dir=tmp_path / name, data=Preference(train_path=data, test_path=data),
+    setup(policy, out_dir=tmp_path / name, data=Preference(train_data_path=data, val_data_path=data),
           train=TrainArgs(global_batch_size=4, micro_batch_size=2, max_steps=steps, save_interval=save_interval),
           eval=EvalArgs(interval=100, max_iters=1), accelerator="cpu", devices=1, resume=resume,
           optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 3e-3}}, **kwargs)
@@ -248,7 +248,7 @@ def test_precomputed_reference_with_dropped_pairs(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows))
     setup(make_checkpoint(tmp_path / "policy"), out_dir=tmp_path / "run", precompute_ref=True,
-          data=Preference(train_path=data, test_path=data, max_length=48, truncation="drop"),
+          data=Preference(train_data_path=data, val_data_path=data, max_length=48, truncation="drop"),
           train=TrainArgs(global_batch_size=4, micro_batch_size=4, max_steps=1, save_interval=None),
           eval=EvalArgs(interval=100, max_iters=1), accelerator="cpu", devices=1)
     from litcpt.models.dpo import ReferenceLogps

@@ -61,11 +61,15 @@ def test_bad_arguments(bad, match):
         EMA(**bad)
 
 
-def test_sharded_strategies_are_refused_in_one_line():
+@pytest.mark.parametrize("strategy", ["fsdp", "fsdp2"])
+def test_sharded_strategies_keep_no_full_copy(strategy):
+    """FSDP1 and FSDP2 are accepted, and setup makes no ``AveragedModel`` (a full copy per rank): the average is made
+    of the shards once the model is sharded (tests/test_ema_fsdp2.py runs both on 2 ranks)."""
     from types import SimpleNamespace
 
-    from lightning.pytorch.strategies import FSDPStrategy
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
-    trainer = SimpleNamespace(strategy=FSDPStrategy())
-    with pytest.raises(ValueError, match=r"EMA: weight averaging is not supported with sharded strategies"):
-        EMA().setup(trainer, None, "fit")
+    trainer = SimpleNamespace(strategy=FSDPStrategy() if strategy == "fsdp" else ModelParallelStrategy())
+    callback = EMA()
+    callback.setup(trainer, None, "fit")
+    assert callback._sharded and callback._average_model is None

@@ -1,5 +1,6 @@
-"""EMA (and SWA) under FSDP2 on 2 gloo CPU ranks: each rank averages its own shards; the written averages follow the EMA
-recursion of the raw weights, and a resumed run continues the average restored from the (sharded) checkpoint."""
+"""EMA (and SWA) under FSDP2 and FSDP1 on 2 gloo CPU ranks: each rank averages its own shards (FSDP2: DTensor shards;
+FSDP1: its pieces of the flat parameters); the written averages follow the EMA recursion of the raw weights, and a
+resumed run continues the average restored from the (sharded) checkpoint."""
 
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ def _assert_ema_step(out, step, previous_ema):
     assert not all(torch.equal(raw[k], ema[k]) for k in raw)
 
 
-def test_fsdp2_ema_is_the_average_of_the_shards_and_resumes(tmp_path):
+@pytest.mark.parametrize("strategy", ["fsdp2", "fsdp"])
+def test_sharded_ema_is_the_average_of_the_shards_and_resumes(tmp_path, strategy):
     src = tmp_path / "a"
-    run_litcpt("pretrain", "--config", str(tiny_recipe(src, **EMA)), "--devices", "2", "--strategy", "fsdp2",
+    run_litcpt("pretrain", "--config", str(tiny_recipe(src, **EMA)), "--devices", "2", "--strategy", strategy,
                "--accelerator", "cpu", timeout=600)
     out = src / "out"
     first_raw, first_ema = _load(out, "step-00000001"), _load(out, "step-00000001-ema")
@@ -47,7 +49,7 @@ def test_fsdp2_ema_is_the_average_of_the_shards_and_resumes(tmp_path):
 
     # resume at step 2 in another run dir: the average continues from the checkpoint's, not from the weights
     resumed = tmp_path / "b"
-    run_litcpt("pretrain", "--config", str(tiny_recipe(resumed, **EMA)), "--devices", "2", "--strategy", "fsdp2",
+    run_litcpt("pretrain", "--config", str(tiny_recipe(resumed, **EMA)), "--devices", "2", "--strategy", strategy,
                "--accelerator", "cpu", "--resume", str(out / "checkpoints" / "step-00000002.ckpt"), timeout=600)
     _assert_ema_step(resumed / "out", 3, _load(out, "step-00000002-ema"))
     _assert_ema_step(resumed / "out", 4, _load(resumed / "out", "step-00000003-ema"))

@@ -638,7 +638,7 @@ def test_datamodule_end_to_end_with_bundled_file(tokenizer, capsys):
 def test_datamodule_with_test_path_and_skip(tmp_path, tokenizer, capsys):
     train = write_jsonl(tmp_path / "train.jsonl", [PROMPT_ROW, HH_ROW, CHAT_ROW, "{oops"])
     test = write_jsonl(tmp_path / "test.jsonl", [PROMPT_ROW])
-    data = Preference(train_path=train, test_path=test, on_bad_row="skip", padding_side="left", bucket=False)
+    data = Preference(train_data_path=train, val_data_path=test, on_bad_row="skip", padding_side="left", bucket=False)
     data.connect(tokenizer, batch_size=2)
     data.setup()
     assert "invalid_json=1" in capsys.readouterr().out
@@ -695,7 +695,7 @@ class Scorer(L.LightningModule):
 
 
 if __name__ == "__main__":
-    data = Preference(max_length=48, test_split_fraction=0.0105)  # 21 test pairs -> 6 batches of 4
+    data = Preference(max_length=48, val_split_fraction=0.0105)  # 21 test pairs -> 6 batches of 4
     data.connect(Tokenizer(tokenizer_dir()), batch_size=4)
     trainer = L.Trainer(
         max_steps=2, val_check_interval=2, num_sanity_val_steps=0, accelerator="cpu", devices=2, strategy="ddp",

@@ -10,6 +10,7 @@ from helpers import REPO, run_litcpt
 from litcpt import assets
 from litcpt.data import tokens as T
 from litcpt.data.prepare import check_prepared, parallel_token_chunks
+from litcpt.data.token_files import token_chunks
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def tokenizer():
 
 def test_parallel_chunks_equal_in_job_tokeniser(tokenizer):
     ref = T.resolve_source(REPO / "litcpt/assets/data/pretrain/en")
-    serial = np.concatenate(list(T._token_chunks(T.iter_documents(ref, "text", None), tokenizer)))
+    serial = np.concatenate(list(token_chunks(T.iter_documents(ref, "text", None), tokenizer)))
     parallel = np.concatenate(list(parallel_token_chunks(T.iter_documents(ref, "text", None), tokenizer,
                                                          assets.tokenizer_dir(), processes=2, batch_chars=50_000)))
     np.testing.assert_array_equal(parallel, serial)

@@ -146,7 +146,7 @@ def test_dpo_fsdp1_sharded_reference_matches_one_process(tmp_path):
     def run(name: str, devices: int, strategy: str):
         run_litcpt("dpo", "--checkpoint_dir", str(policy), "--ref_checkpoint_dir", str(ref),
                    "--out_dir", str(tmp_path / name), "--data", "litcpt.data.Preference",
-                   "--data.train_path", str(data), "--data.test_path", str(data),
+                   "--data.train_data_path", str(data), "--data.val_data_path", str(data),
                    "--train.global_batch_size", "8", "--train.micro_batch_size", "2", "--train.max_steps", "2",
                    "--train.save_interval", "null", "--eval.interval", "100", "--eval.max_iters", "2",
                    "--optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.003}}',

@@ -14,9 +14,12 @@ underneath), with four changes for pretraining runs:
 Resume is exact: the averaged parameters, the number of averaged steps and the last update step are restored from the
 checkpoint, and the EMA update (``lerp``) is deterministic.
 
-FSDP2 (``fsdp2``): each rank averages its own shards (:class:`litcpt.averaging_sharded.ShardedAverage` replaces
-``AveragedModel``, which FSDP2 modules cannot be deep-copied into); the full average is gathered only to write it.
-FSDP1 (``fsdp``) is refused: ``WeightAveraging`` would keep a full, unsharded copy of the model on every rank.
+Sharded runs: each rank averages its own shards, so the average costs 1/world_size of a model per rank (Lightning's
+``WeightAveraging`` would ``deepcopy`` the model: FSDP2 modules refuse that, and under FSDP1 it would be a full copy
+on every rank). FSDP2 (``fsdp2``): :class:`litcpt.averaging_sharded.ShardedAverage` replaces ``AveragedModel`` and
+averages the local shard of each DTensor. FSDP1 (``fsdp``): :class:`litcpt.averaging_sharded.FlatShardedAverage`
+averages this rank's pieces of FSDP's flat parameters (the ``use_orig_params`` views). The full average is gathered
+only to write it (LitGPT dir, ``.ckpt``) and a resumed run takes back its shards of the checkpoint's average.
 """
 
 from __future__ import annotations
@@ -51,26 +54,28 @@ class _LitGPTAveraging:
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
-        self._sharded = stage == "fit" and isinstance(trainer.strategy, ModelParallelStrategy)
-        if stage == "fit" and isinstance(trainer.strategy, FSDPStrategy):
-            raise ValueError(f"{type(self).__name__}: weight averaging is not supported with sharded strategies "
-                             "other than fsdp2 yet (here fsdp, FSDP1): Lightning's WeightAveraging keeps a full copy "
-                             "of the model on every rank; use fsdp2, auto or ddp, or average saved checkpoints with "
-                             "`litcpt merge`")
+        self._sharded = stage == "fit" and isinstance(trainer.strategy, (ModelParallelStrategy, FSDPStrategy))
+        self._strategy = trainer.strategy
         if self._sharded:
             return  # the average is made of the shards once the model is sharded (_sharded_average)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*WeightAveraging callback with a model that overrides")
             super().setup(trainer, pl_module, stage)  # type: ignore[misc]
 
-    # -------------------------------------------------------------- FSDP2: an average of this rank's shards
+    # -------------------------------------------------------------- FSDP1/FSDP2: an average of this rank's shards
     def _sharded_average(self, pl_module: L.LightningModule) -> Any:
-        from litcpt.averaging_sharded import ShardedAverage
+        from lightning.pytorch.strategies import FSDPStrategy
         from torch.optim.swa_utils import get_swa_avg_fn
+
+        from litcpt.averaging_sharded import FlatShardedAverage, ShardedAverage
 
         if self._average_model is None:
             avg_fn = self._kwargs.get("avg_fn") or get_swa_avg_fn()  # type: ignore[attr-defined]
-            self._average_model = ShardedAverage(pl_module, avg_fn, device=self._device)  # type: ignore[attr-defined]
+            device = self._device  # type: ignore[attr-defined]
+            if isinstance(self._strategy, FSDPStrategy):  # the root FSDP wrapper gathers and loads full tensors
+                self._average_model = FlatShardedAverage(pl_module, avg_fn, self._strategy.model, device=device)
+            else:
+                self._average_model = ShardedAverage(pl_module, avg_fn, device=device)
         return self._average_model
 
     def _swap_models(self, pl_module: L.LightningModule) -> None:
@@ -114,8 +119,8 @@ class _LitGPTAveraging:
         return next((c for c in callbacks if isinstance(c, LitGPTCheckpoint)), None)
 
     def averaged_state_dict(self) -> dict[str, Any]:
-        """The averaged LightningModule's state dict (keys as the module's own, wrapper prefixes removed). Under FSDP2 a
-        collective (every rank gathers the full average)."""
+        """The averaged LightningModule's state dict (keys as the module's own, wrapper prefixes removed). Under FSDP a
+        collective (every rank gathers the full average; FSDP1 with CPU offload: rank 0 only)."""
         assert self._average_model is not None
         if getattr(self, "_sharded", False):
             return clean_state_dict(self._average_model.full())
@@ -150,7 +155,7 @@ class _LitGPTAveraging:
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Keep the raw weights in ``state_dict``; the average goes to ``averaged_state_dict``."""
         if self._average_model is not None and getattr(self, "_sharded", False):
-            full = self._average_model.full()  # gathered on every rank (rank 0 writes the checkpoint's metadata)
+            full = self._average_model.full()  # a collective (rank 0 writes the checkpoint's metadata)
             checkpoint[self._ckpt_key] = {**{"module." + k: v for k, v in full.items()},
                                                  "n_averaged": torch.tensor(self._average_model.n_averaged)}
         elif self._average_model is not None:

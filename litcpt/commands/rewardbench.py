@@ -55,7 +55,7 @@ def _v2_items(data: str | Path, split: str | None, limit: int | None, prompt_sty
         for group in groups:
             for k, (ids, n) in enumerate(zip(group.rows, group.prompt_lengths)):
                 if len(ids) - max(n, 1) < 1:
-                    raise ValueError(f"{source}: row {group.index + 1} completion {k}: no response token left to "
+                    raise ValueError(f"{data}: row {group.index + 1} completion {k}: no response token left to "
                                      f"score after truncation ({n} prompt tokens); raise max_length")
     return groups, truncated, template
 
@@ -68,9 +68,10 @@ def prompt_wrapper(style_name: str | None, checkpoint_dir: Path) -> tuple[Any, s
     if style_name in (None, "raw"):
         return None, None
     if style_name == "hh":
+        from litcpt.data.chat import hh_prompt, hh_response
+
         def wrap_hh(prompt: str, responses: Any) -> tuple[str, list[str]]:
-            return (f"\n\nHuman: {prompt}\n\nAssistant:",
-                    [r if r[:1].isspace() else " " + r for r in responses])
+            return hh_prompt(prompt), [hh_response(r) for r in responses]
         return wrap_hh, "hh"
     if style_name == "auto":
         style = (load_prompt_style(checkpoint_dir) if has_prompt_style(checkpoint_dir)

@@ -12,17 +12,15 @@ from litcpt.checkpoint import check_checkpoint_dir
 
 
 def _rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict]]:
-    """``(line number, row)`` of a jsonl file, with the line of each bad row (bad JSON or bytes) in the error."""
-    from litcpt.data.textio import iter_lines
+    """``(line number, row)`` of a jsonl file (read by :mod:`litcpt.data.rows`, like every data source), with the
+    line of each bad row (bad JSON or bytes) in the error."""
+    from litcpt.data.rows import BadRow, iter_file_rows
 
     rows = []
-    for line_no, line in iter_lines(path, encoding):
-        if not line.strip():
-            continue
-        try:
-            rows.append((line_no, json.loads(line)))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
+    for where, row in iter_file_rows(path, encoding):
+        if isinstance(row, BadRow):
+            raise ValueError(f"{path}:{where.number}: {row.message}")
+        rows.append((where.number, row))
     if not rows:
         raise ValueError(f"{path}: no rows")
     return rows
@@ -38,27 +36,36 @@ def scores_file_name(data: Path) -> str:
     return f"{name}.scores.jsonl"
 
 
+def tokenize_texts(tokenizer, texts: list[tuple[str, str]], max_length: int | None) -> list[tuple[torch.Tensor, int]]:
+    """``(ids, prompt length)`` of each (prompt, response), tokenised and truncated as training does for each
+    sequence of a pair (:func:`litcpt.data.pair_tokens.encode_group` / :func:`~litcpt.data.pair_tokens.fit_group`,
+    ``truncation="left"``: the prompt loses its start after BOS, a response still too long loses its end)."""
+    from litcpt.data.pair_tokens import encode_group, fit_group
+
+    out = []
+    for prompt, response in texts:
+        prompt_ids, keep_first, responses = encode_group(tokenizer, prompt, [response])
+        ((p, r),) = fit_group(prompt_ids, responses, max_length, "left", keep_first)
+        out.append((torch.tensor(p + r, dtype=torch.long), len(p)))
+    return out
+
+
 @torch.no_grad()
 def score_texts(model, tokenizer, texts: list[tuple[str, str]], *, batch_size: int = 8,
                 max_length: int | None = None) -> list[float]:
-    """Reward of each (prompt, response): batched by length, right-padded, read at the last real token."""
-    encoded = []
-    for prompt, response in texts:
-        ids = torch.cat([tokenizer.encode(prompt), tokenizer.encode(response, bos=False, eos=True)])
-        if max_length is not None and len(ids) > max_length:
-            ids = ids[-max_length:]
-        encoded.append(ids)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    """Reward of each (prompt, response), read at the last real token: tokenised by :func:`tokenize_texts`, batched
+    as the Preference DataModule's evaluation batches (:class:`~litcpt.data.batching.LengthBucketBatchSampler`
+    unshuffled, :func:`~litcpt.data.batching.pad_rows` right-padded with :func:`~litcpt.data.batching.pad_id_of`)."""
+    from litcpt.data.batching import LengthBucketBatchSampler, pad_id_of, pad_rows
+
+    encoded = tokenize_texts(tokenizer, texts, max_length)
+    sampler = LengthBucketBatchSampler(batch_size=batch_size, lengths=[len(ids) for ids, _ in encoded],
+                                       shuffle=False, num_replicas=1, rank=0)
     scores = [0.0] * len(encoded)
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        input_ids = torch.zeros(len(chunk), width, dtype=torch.long)
-        for row, i in enumerate(chunk):
-            input_ids[row, :len(encoded[i])] = encoded[i]
-        last = torch.tensor([len(encoded[i]) - 1 for i in chunk])
-        for i, value in zip(chunk, model(input_ids.to(device), last.to(device)).tolist()):
+    for chunk in sampler.global_batches():
+        batch = pad_rows([encoded[i][0] for i in chunk], [encoded[i][1] for i in chunk], pad_id=pad_id_of(tokenizer))
+        for i, value in zip(chunk, model(batch["input_ids"].to(device), batch["last_index"].to(device)).tolist()):
             scores[i] = float(value)
     return scores
 
@@ -78,9 +85,9 @@ def main(checkpoint_dir: Path, data: Path, out_dir: Path | None = None, out_file
             ``.jsonl``/``.jsonl.gz``), plus the run's ``config.yaml``; default ``out/score`` (never the data's dir).
         out_file: write the scores to this file instead.
         batch_size: sequences per forward pass.
-        max_length: tokens per sequence (default: the model's block size). Pairs are truncated as in training
-            (the prompt is cut from the left, both responses keep the same prompt); single rows keep their last
-            ``max_length`` tokens.
+        max_length: tokens per sequence (default: the model's block size). Rows are truncated as in training
+            (the prompt is cut from the left after BOS, both responses of a pair keep the same prompt, a response
+            still too long loses its end).
         device: ``cpu`` or ``cuda``.
         encoding: text encoding of ``data`` (``utf-8``, ``latin-1``, ``cp1252``, ...).
 

@@ -1,9 +1,9 @@
 """litcpt data modules: pretraining text (``TextFiles``), replay mixing (``Replay``), preference pairs."""
 
 from litcpt.data.replay import Replay
-from litcpt.data.sampling import GreedyBlend, greedy_blend
+from litcpt.data.blend import GreedyBlend, greedy_blend
 from litcpt.data.text import TextFiles
-from litcpt.data.tokens import TokenBlocks
+from litcpt.data.blocks import TokenBlocks
 from litcpt.data.preference import Preference, PreferencePair, load_preference_pairs  # noqa: F401
 from litcpt.data.listwise import Listwise
 

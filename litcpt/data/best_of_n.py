@@ -97,12 +97,13 @@ def parse_best_of_n_row(row: Any) -> BestOfNRow:
     return BestOfNRow(prompt, tuple(completions), int(n), subset, None if id_ is None else str(id_))
 
 
-def load_best_of_n_rows(source: Any, *, split: str | None = None) -> list[BestOfNRow]:
-    """Every row of ``source`` (see :func:`litcpt.data.preference.load_preference_pairs` for the sources), with a
-    one-line error naming the source, the line/row and the field of the first bad row."""
-    from litcpt.data.preference import read_source_rows
+def load_best_of_n_rows(source: Any, *, split: str | None = None, encoding: str = "utf-8") -> list[BestOfNRow]:
+    """Every row of ``source`` (any source :func:`litcpt.data.rows.read_source_rows` reads, as for preference pairs),
+    with a one-line error naming the source, the line/row and the field of the first bad row."""
+    from litcpt.data.rows import read_source_rows
+    from litcpt.data.textio import check_encoding
 
-    label, rows = read_source_rows(source, split)
+    label, rows = read_source_rows(source, split, check_encoding(encoding))
     out = []
     for location, row in rows:
         if isinstance(row, Exception):
@@ -114,31 +115,19 @@ def load_best_of_n_rows(source: Any, *, split: str | None = None) -> list[BestOf
     return out
 
 
-def _encode(tokenizer: Any, text: str, *, bos: bool | None, eos: bool) -> list[int]:
-    if eos and getattr(tokenizer, "eos_id", None) is None:
-        eos = False
-    return [int(t) for t in tokenizer.encode(text, bos=bos, eos=eos)]
-
-
 def tokenize_groups(rows: Sequence[BestOfNRow], tokenizer: Any, *,
                     max_length: int | None = None) -> tuple[list[TokenizedGroup], int]:
     """litcpt's convention (as :func:`~litcpt.data.preference.tokenize_pairs` with ``truncation="left"``): the
     prompt with BOS as the tokenizer wants it, each completion encoded separately with EOS; when the prompt plus the
     longest completion exceed ``max_length``, the prompt loses its start (after BOS) for all completions alike, and a
     completion still too long loses its end. Returns the groups and how many were truncated."""
-    from litcpt.data.preference import truncate_sequence
+    from litcpt.data.pair_tokens import encode_group, fit_group, was_truncated
 
     out, truncated = [], 0
     for index, row in enumerate(rows):
-        prompt = _encode(tokenizer, row.prompt, bos=None, eos=False)
-        keep_first = int(bool(getattr(tokenizer, "use_bos", False) and prompt and prompt[0] == tokenizer.bos_id))
-        answers = [_encode(tokenizer, text, bos=False, eos=True) for text in row.completions]
-        fitted = [(prompt, a) for a in answers]
-        if max_length is not None:
-            longest = max(answers, key=len)
-            shared = truncate_sequence(prompt, longest, max_length, "left", keep_first)[0]
-            fitted = [truncate_sequence(shared, a, max_length, "left", keep_first) for a in answers]
-        truncated += any(len(p) + len(a) < len(prompt) + len(b) for (p, a), b in zip(fitted, answers))
+        prompt, keep_first, answers = encode_group(tokenizer, row.prompt, row.completions)
+        fitted = fit_group(prompt, answers, max_length, "left", keep_first)
+        truncated += was_truncated(prompt, answers, fitted)
         out.append(TokenizedGroup(index=index, rows=tuple(torch.tensor(p + a, dtype=torch.long) for p, a in fitted),
                                   prompt_lengths=tuple(len(p) for p, _ in fitted), num_correct=row.num_correct,
                                   subset=row.subset, id=row.id))
@@ -150,28 +139,16 @@ def collate_groups(groups: Sequence[TokenizedGroup], *, pad_id: int = 0) -> dict
     :func:`~litcpt.data.preference.collate_preference` (``input_ids``, ``attention_mask``, ``response_mask``,
     ``lengths``, ``prompt_lengths``, ``last_index``) plus ``group [R]`` (the group of each row, ``0..G-1``),
     ``shared [G]`` (:func:`~litcpt.models.row_scores.group_shared_lengths`) and ``sizes`` (rows per group)."""
+    from litcpt.data.batching import pad_rows
     from litcpt.models.row_scores import group_shared_lengths
 
     if not groups:
         raise ValueError("collate_groups: empty batch")
     rows = [r for g in groups for r in g.rows]
     prompt_lengths = [n for g in groups for n in g.prompt_lengths]
-    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-    width = int(lengths.max())
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    positions = torch.arange(width).unsqueeze(0)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = r
-    attention_mask = positions < lengths.unsqueeze(1)
-    response_mask = attention_mask & (positions >= torch.tensor(prompt_lengths).unsqueeze(1))
     shared = [group_shared_lengths([r.tolist() for r in g.rows], g.prompt_lengths) for g in groups]
     return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "response_mask": response_mask,
-        "lengths": lengths,
-        "prompt_lengths": torch.tensor(prompt_lengths, dtype=torch.long),
-        "last_index": lengths - 1,
+        **pad_rows(rows, prompt_lengths, pad_id=pad_id),
         "group": torch.tensor([k for k, g in enumerate(groups) for _ in g.rows], dtype=torch.long),
         "shared": torch.tensor(shared, dtype=torch.long),
         "sizes": [len(g.rows) for g in groups],

@@ -7,43 +7,37 @@ as ``litcpt`` does for pairs (prompt once, each completion with EOS, prompt cut 
 
 A batch is :func:`litcpt.data.best_of_n.collate_groups` (``micro_batch_size`` prompts, all their completions as rows,
 ``group``/``shared``/``sizes``) plus ``is_duplicate`` (prompts repeated only to give every rank the same number of
-batches). Batches group prompts of similar length (:class:`~litcpt.data.preference.LengthBucketBatchSampler`).
+batches). Batches group prompts of similar length (:class:`~litcpt.data.batching.LengthBucketBatchSampler`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from litgpt.data import DataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+
+from litcpt.data.batching import LengthBucketBatchSampler, RankPaddedDataset, pad_id_of
+from litcpt.data.textio import DEFAULT_ENCODING
+from litcpt.data.pair_tokens import length_limit
+from litcpt.data.renamed import take_renamed
 
 __all__ = ["Listwise", "ListwiseDataset", "collate_listwise"]
 
 
-class ListwiseDataset(Dataset):
-    """Tokenised groups; indices ``n..2n-1`` return group ``i - n`` flagged as a duplicate (rank padding)."""
+class ListwiseDataset(RankPaddedDataset):
+    """Tokenised groups as ``(group, is_duplicate)``; indices ``n..2n-1`` are rank padding (see
+    :class:`~litcpt.data.batching.RankPaddedDataset`)."""
 
-    def __init__(self, groups: list) -> None:
-        self.items = list(groups)
-
-    def __len__(self) -> int:
-        return len(self.items)
+    what = "prompts"
 
     def __getitem__(self, index: int) -> tuple[Any, bool]:
-        n = len(self.items)
-        if 0 <= index < n:
-            return self.items[index], False
-        if n <= index < 2 * n:
-            return self.items[index - n], True
-        raise IndexError(f"index {index} out of range for {n} prompts (duplicates: {n}..{2 * n - 1})")
-
-    @property
-    def lengths(self) -> list[int]:
-        return [g.length for g in self.items]
+        return self.lookup(index)
 
 
 def collate_listwise(items: list[tuple[Any, bool]], pad_id: int = 0) -> dict[str, Any]:
@@ -63,14 +57,14 @@ class Listwise(DataModule):
 
         data:
           class_path: litcpt.data.Listwise
-          init_args: {train_path: data/listwise.jsonl, max_length: 128}
+          init_args: {train_data_path: data/listwise.jsonl, max_length: 128}
     """
 
-    train_path: str | Path | None = None
+    train_data_path: str | Path | None = None
     """Training rows (required)."""
-    test_path: str | Path | None = None
-    """Held-out rows (``None``: split ``test_split_fraction`` off the training rows, deterministically)."""
-    test_split_fraction: float = 0.1
+    val_data_path: str | Path | None = None
+    """Held-out rows (``None``: split ``val_split_fraction`` off the training rows, deterministically)."""
+    val_split_fraction: float = 0.1
     max_length: int | None = None
     """Tokens of prompt + completion per row (``None``: the model's context)."""
     ranked: bool = False
@@ -78,6 +72,14 @@ class Listwise(DataModule):
     split: str | None = None
     """Split of a hub dataset or dataset dict."""
     seed: int = 42
+    encoding: str = DEFAULT_ENCODING
+    """Text encoding of ``.jsonl``/``.json`` files (``utf-8``, ``latin-1``, ``cp1252``, ...)."""
+    train_path: str | Path | None = field(default=None, repr=False)
+    """Deprecated name of ``train_data_path`` (accepted for one release, see :mod:`litcpt.data.renamed`)."""
+    test_path: str | Path | None = field(default=None, repr=False)
+    """Deprecated name of ``val_data_path``."""
+    test_split_fraction: float | None = field(default=None, repr=False)
+    """Deprecated name of ``val_split_fraction``."""
 
     tokenizer: Any = field(default=None, init=False, repr=False)
     batch_size: int = field(default=1, init=False, repr=False)
@@ -87,10 +89,11 @@ class Listwise(DataModule):
 
     def __post_init__(self) -> None:
         super().__init__()
-        if self.train_path is None:
-            raise ValueError("Listwise: train_path is required (rows with prompt, chosen and a list of rejected)")
-        if not 0.0 <= self.test_split_fraction < 1.0:
-            raise ValueError(f"test_split_fraction must be in [0, 1), got {self.test_split_fraction!r}")
+        take_renamed(self)
+        if self.train_data_path is None:
+            raise ValueError("Listwise: train_data_path is required (rows with prompt, chosen and a list of rejected)")
+        if not 0.0 <= self.val_split_fraction < 1.0:
+            raise ValueError(f"val_split_fraction must be in [0, 1), got {self.val_split_fraction!r}")
 
     def connect(self, tokenizer: Any = None, batch_size: int = 1, max_seq_length: int | None = None,
                 **kwargs: Any) -> None:
@@ -100,7 +103,7 @@ class Listwise(DataModule):
     def _rows(self, source: Any) -> list:
         from litcpt.data.best_of_n import load_best_of_n_rows
 
-        rows = load_best_of_n_rows(source, split=self.split)
+        rows = load_best_of_n_rows(source, split=self.split, encoding=self.encoding)
         for number, row in enumerate(rows, start=1):
             if row.num_correct != 1:
                 raise ValueError(f"{source}: row {number}: field 'chosen': expected one chosen completion for "
@@ -114,37 +117,32 @@ class Listwise(DataModule):
         if self.tokenizer is None:
             raise ValueError("Listwise.setup: call connect(tokenizer=...) first")
         from litcpt.data.best_of_n import tokenize_groups
-        from litcpt.data.preference import PreferencePair, split_pairs
+        from litcpt.data.pair_loading import split_pairs
+        from litcpt.data.pair_rows import PreferencePair
 
-        train = self._rows(self.train_path)
-        if self.test_path is None:
+        train = self._rows(self.train_data_path)
+        if self.val_data_path is None:
             # split_pairs ranks by content; a stand-in pair per row keeps its rule (stable, order-free)
             keys = [PreferencePair(r.prompt, r.completions[0], "\x00".join(r.completions[1:])) for r in train]
-            kept, held = split_pairs(keys, self.test_split_fraction, self.seed)
+            kept, held = split_pairs(keys, self.val_split_fraction, self.seed)
             held_ids = {id(k) for k in held}
             test = [r for r, k in zip(train, keys) if id(k) in held_ids]
             train = [r for r, k in zip(train, keys) if id(k) not in held_ids]
         else:
-            test = self._rows(self.test_path)
-        limits = [x for x in (self.max_length, self.max_seq_length) if x is not None and x > 0]
-        limit = min(limits) if limits else None
+            test = self._rows(self.val_data_path)
+        limit = length_limit(self.max_length, self.max_seq_length)
         train_groups, _ = tokenize_groups(train, self.tokenizer, max_length=limit)
         test_groups, _ = tokenize_groups(test, self.tokenizer, max_length=limit)
         self.train_dataset = ListwiseDataset(train_groups)
         self.test_dataset = ListwiseDataset([dataclasses.replace(g, index=i) for i, g in enumerate(test_groups)])
 
     def _loader(self, dataset: ListwiseDataset | None, shuffle: bool) -> DataLoader:
-        from functools import partial
-
-        from litcpt.data.preference import LengthBucketBatchSampler
-
         if dataset is None:
             raise ValueError("Listwise: call setup() before requesting a dataloader")
         sampler = LengthBucketBatchSampler(batch_size=self.batch_size, lengths=dataset.lengths, shuffle=shuffle,
                                            seed=self.seed)
-        eos = getattr(self.tokenizer, "eos_id", None)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=partial(collate_listwise,
-                                                                             pad_id=0 if eos is None else int(eos)))
+        return DataLoader(dataset, batch_sampler=sampler,
+                          collate_fn=partial(collate_listwise, pad_id=pad_id_of(self.tokenizer)))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, shuffle=True)

@@ -1,10 +1,10 @@
 """Tokenise corpora once, outside the training job, in parallel processes, into the cache training reads.
 
 :func:`prepare_source` writes exactly the token file that ``TextFiles``' own (single-process) tokenisation would write,
-at the same cache entry (:func:`litcpt.data.tokens.cache_entry`: source, tokenizer fingerprint and reading settings),
+at the same cache entry (:func:`litcpt.data.token_cache.cache_entry`: source, tokenizer fingerprint and reading settings),
 so a later ``litcpt pretrain`` with the same data finds it and skips tokenisation. Documents are read in the main
 process and cut into the same batches as the in-job tokeniser; the batches are encoded by a pool of worker processes
-(``imap``, in order), and BOS/EOS are added in the main process exactly as :func:`litcpt.data.tokens._token_chunks`
+(``imap``, in order), and BOS/EOS are added in the main process exactly as :func:`litcpt.data.token_files.token_chunks`
 does: the output is byte-identical whatever the number of processes.
 
 :func:`check_prepared` is what a distributed training job calls before it would tokenise: a large corpus (above
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from litcpt.data import tokens as T
+from litcpt.data.token_files import ENCODE_BATCH_CHARS, encode_many
 
 INLINE_LIMIT_BYTES = int(os.environ.get("LITCPT_INLINE_TOKENIZE_LIMIT", 1 << 30))
 """Source bytes above which a multi-process training job refuses to tokenise inline (env
@@ -46,12 +47,12 @@ def _init_worker(tokenizer_dir: str) -> None:
 
 
 def _encode_batch(texts: list[str]) -> list[list[int]]:
-    """Raw ids without special tokens, as :func:`litcpt.data.tokens._encode_many` computes them."""
+    """Raw ids without special tokens, as :func:`litcpt.data.token_files.encode_many` computes them."""
     tok = _worker_tokenizer
     if hasattr(tok, "encode_batch"):
         fast = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
         return [enc.ids for enc in fast(texts, add_special_tokens=False)]
-    return T._encode_many(tok, texts)
+    return encode_many(tok, texts)
 
 
 def _batches(pieces: Iterable[tuple[str, bool]], batch_chars: int) -> Iterator[list[tuple[str, bool]]]:
@@ -70,8 +71,8 @@ def _batches(pieces: Iterable[tuple[str, bool]], batch_chars: int) -> Iterator[l
 
 def parallel_token_chunks(pieces: Iterable[tuple[str, bool]], tokenizer: Any, tokenizer_dir: str | Path, *,
                           processes: int, progress: Any = None,
-                          batch_chars: int = T._ENCODE_BATCH_CHARS) -> Iterator[np.ndarray]:
-    """Token chunks of ``pieces`` as :func:`litcpt.data.tokens._token_chunks` yields them, encoded by ``processes``
+                          batch_chars: int = ENCODE_BATCH_CHARS) -> Iterator[np.ndarray]:
+    """Token chunks of ``pieces`` as :func:`litcpt.data.token_files.token_chunks` yields them, encoded by ``processes``
     workers (``processes <= 1``: in this process)."""
     eos, bos, use_bos = tokenizer.eos_id, tokenizer.bos_id, tokenizer.use_bos
     if eos is None:
@@ -96,7 +97,7 @@ def parallel_token_chunks(pieces: Iterable[tuple[str, bool]], tokenizer: Any, to
     else:
         def pairs() -> Iterator[tuple[list[tuple[str, bool]], list[list[int]]]]:
             for batch in batches:
-                yield batch, T._encode_many(tokenizer, [t for t, _ in batch])
+                yield batch, encode_many(tokenizer, [t for t, _ in batch])
     at_doc_start = True
     try:
         for batch, ids_list in pairs():

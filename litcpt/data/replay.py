@@ -54,6 +54,9 @@ class Replay(ResumableStreamMixin, DataModule):
         phases: data phases: ``[{tokens: N, fraction: f}, ...]``: from training token ``N`` on, the replay share is
             ``f`` (before the first phase: ``fraction``). The replay count stays within 1/2 of its target
             ``sum_j f_j x tokens of phase j so far`` after every prefix, across boundaries (:mod:`litcpt.data.phases`).
+            ``{lr_below: x, fraction: f}`` starts a phase at the first optimizer step from which the scheduled LR
+            stays below ``x`` (needs a Trainer with a litcpt LR-schedule callback and ``max_steps``): computed from
+            the pure schedule before the first batch, so it is a token count like the others.
         max_repetition: most epochs any source (a number) or the named sources (``{name: epochs}``) may be used in
             this run (known under a Trainer from ``max_steps``): more is an error (``on_repetition="warn"``: a warning).
 
@@ -82,11 +85,11 @@ class Replay(ResumableStreamMixin, DataModule):
         on_repetition: Literal["error", "warn"] = "error",
     ) -> None:
         super().__init__()
-        from litcpt.data.phases import parse_phases
+        from litcpt.data.phases import check_phases
 
         self.phases = [dict(p) for p in phases] if phases else None
         if self.phases:
-            parse_phases(self.phases, samples_per_token=Fraction(1), default_fraction=0.0)  # validates the keys
+            check_phases(self.phases)
         self.max_repetition = _check_repetition(max_repetition)
         if on_repetition not in ("error", "warn"):
             raise ValueError(f"Replay: on_repetition must be 'error' or 'warn', got {on_repetition!r}")
@@ -211,10 +214,15 @@ class Replay(ResumableStreamMixin, DataModule):
         self._ensure()
         raw = self.weights if self.weights is not None else [len(s.train_blocks()) for s in self.replay]
         if self.phases:
-            from litcpt.data.phases import PhasedMixer, parse_phases
+            from litcpt.data.phases import PhasedMixer, lr_phase_starts, parse_phases
 
+            lr_start = None
+            trainer = getattr(self, "trainer", None)
+            if trainer is not None and any("lr_below" in p for p in self.phases):
+                per_step = int(trainer.accumulate_grad_batches) * int(self.batch_size) * int(trainer.world_size)
+                lr_start = lr_phase_starts(trainer, position=self.stream_position(), samples_per_step=per_step)
             schedule = parse_phases(self.phases, samples_per_token=Fraction(1, int(self.max_seq_length or 1)),
-                                    default_fraction=self.fraction)
+                                    default_fraction=self.fraction, lr_start=lr_start)
             return PhasedMixer(schedule, raw)  # type: ignore[return-value]
         return Mixer(self.fraction, raw)
 

@@ -15,9 +15,13 @@ import torch
 from litgpt.data import DataModule
 from torch.utils.data import DataLoader
 
-from litcpt.data.sampling import BlockStream, Mixer, StreamLoader
+from litcpt.data.blend import Mixer
+from litcpt.data.blocks import BlockSplit, TokenBlocks, make_blocks, split_blocks
+from litcpt.data.litdata_source import LitdataTokens
+from litcpt.data.stream import BlockStream, StreamLoader
 from litcpt.data.textio import check_encoding
-from litcpt.data.tokens import BlockSplit, LitdataTokens, TokenBlocks, TokenFile, make_blocks, open_tokens, split_blocks
+from litcpt.data.token_cache import open_tokens
+from litcpt.data.token_files import TokenFile
 
 __all__ = ["ResumableStreamMixin", "TextFiles", "load_tokenizer"]
 
