@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from litcpt.ranks import group_rank_world
+
 __all__ = [
     "PRECISIONS",
     "autocast_context",
@@ -32,12 +34,7 @@ __all__ = [
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
 
 
-def dist_rank_world() -> tuple[int, int]:
-    """``(rank, world_size)`` of the initialised ``torch.distributed`` process group, else ``(0, 1)``."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+dist_rank_world = group_rank_world  # one definition: litcpt.ranks
 
 
 def gather_objects(local: Any, world_size: int | None = None) -> list[Any]:

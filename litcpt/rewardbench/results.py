@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from litcpt.atomic import write_json, write_lines
 from litcpt.rewardbench.engine import PairScore
 from litcpt.rewardbench.scoring import REWARDBENCH_TIES, accuracy_by_subset
 from litcpt.rewardbench.sections import (CORE_SECTIONS, OTHER, PRIOR_SETS, SCORE, group_subsets, section_scores,
@@ -142,17 +142,12 @@ def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "", xlab
     suffix = f" - Score {score:.3f}" if score is not None else f" - accuracy {summary.accuracy:.3f}"
     ax.set_title((title or "RewardBench-style accuracy") + suffix, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    from litcpt.plotting import save_figure
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        return save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def write_outputs(out_dir: Path | str, scores: Sequence[PairScore], summary: Summary, metadata: Mapping[str, Any],
@@ -162,8 +157,8 @@ def write_outputs(out_dir: Path | str, scores: Sequence[PairScore], summary: Sum
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"results": out_dir / "results.json", "scores": out_dir / "scores.jsonl"}
-    _atomic_write(paths["results"], json.dumps(results_json(summary, metadata), indent=2, default=str) + "\n")
-    _atomic_write(paths["scores"], "".join(json.dumps(s.to_record()) + "\n" for s in scores))
+    write_json(paths["results"], results_json(summary, metadata))
+    write_lines(paths["scores"], [json.dumps(s.to_record()) for s in scores])
     if plot:
         paths["plot"] = plot_accuracies(summary, out_dir / "accuracy.png", title=str(metadata.get("model") or ""),
                                         xlabel=xlabel, chance=chance)
