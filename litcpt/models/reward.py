@@ -19,7 +19,6 @@ row patched in for ``logit``; the original head for ``linear``) so the dir still
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +27,7 @@ from litgpt import Config
 
 from litcpt import losses
 from litcpt.checkpoint import check_checkpoint_dir, clean_state_dict, load_config
+from litcpt.deprecation import warn_renamed
 from litcpt.models.base import GPTModule
 from litcpt.models.pair_metrics import RewardPairMetrics
 
@@ -53,8 +53,7 @@ def resolve_loss_type(loss_type: str, loss: str | None, *, default: str = "bradl
     ``loss_type``): ``loss`` wins with a ``DeprecationWarning``; both given and different is an error."""
     if loss is None:
         return loss_type
-    warnings.warn("loss: renamed to loss_type (as in litcpt dpo); 'loss' is accepted until the next release",
-                  DeprecationWarning, stacklevel=3)
+    warn_renamed("RewardModel", "loss", "loss_type", stacklevel=4)
     if loss_type != default and loss_type != loss:
         raise ValueError(f"loss_type: got loss_type={loss_type!r} and its deprecated alias loss={loss!r}; give only "
                          "loss_type")
