@@ -290,6 +290,10 @@ class LRScheduleCallback(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the stage's progress; ignored (new stage) if ``stage_name`` differs."""
+        version = state_dict.get("version", 1)
+        if not isinstance(version, int) or version > _STATE_VERSION:
+            raise ValueError(f"{type(self).__name__}: the checkpoint's LR-schedule state has version {version!r}, "
+                             f"this litcpt reads up to {_STATE_VERSION}: resume with the litcpt that wrote it")
         if state_dict.get("stage_name") != self.stage_name:
             rank_zero_info(
                 f"{type(self).__name__}: checkpoint is from stage {state_dict.get('stage_name')!r}, this is stage "
