@@ -5,8 +5,7 @@ litcpt reaches below the public API of two packages, so a new release of either 
 - **litgpt**: ``litcpt/models/shared_prefix.py`` subclasses ``litgpt.model.KVCache`` and calls
   ``block.attn(...)`` / ``CausalSelfAttention`` with litgpt 0.5's positional signature;
 - **lightning**: ``litcpt/strategies.py`` uses ``lightning.pytorch.strategies.fsdp``'s private
-  ``_setup_activation_checkpointing`` / ``_move_torchmetrics_to_device``; the reward and DPO modules read
-  ``trainer.fit_loop._should_accumulate()``.
+  ``_setup_activation_checkpointing`` / ``_move_torchmetrics_to_device``.
 
 The ranges below are the ones the test suite runs on (they mirror ``pyproject.toml``). Set
 ``LITCPT_SKIP_VERSION_CHECK=1`` to import anyway, at your own risk.
@@ -21,7 +20,7 @@ from importlib import metadata
 # distribution -> (lowest tested version, first untested version, what litcpt uses of it)
 SUPPORTED: dict[str, tuple[str, str, str]] = {
     "litgpt": ("0.5.13", "0.6", "litgpt.model.KVCache and the block.attn call signature"),
-    "lightning": ("2.6", "2.7", "FSDP's private activation-checkpointing helpers and fit_loop._should_accumulate"),
+    "lightning": ("2.6", "2.7", "FSDP's private activation-checkpointing helpers"),
 }
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 
 __all__ = ["apply_carry", "CarryArgs", "CarryOptimizerState", "find_carry_checkpoint", "load_carry_checkpoint",

@@ -126,11 +126,9 @@ def store(command: str, parser: Any, positional: str | None) -> None:
     if not enabled():
         return
     try:
-        path = _path(command)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(answers(parser, positional)), encoding="utf-8")
-        os.replace(tmp, path)
+        from litcpt.atomic import write_text
+
+        write_text(_path(command), json.dumps(answers(parser, positional)))
     except OSError:
         pass
 

@@ -5,11 +5,9 @@ This shim re-exports them for one release; import from ``litcpt.args`` instead.
 
 from __future__ import annotations
 
-import warnings
-
 from litcpt.args import EvalArgs, OptimizerArg, OptimizerCallable, TrainArgs, make_optimizer, optimizer_lr
+from litcpt.deprecation import warn_renamed
 
 __all__ = ["EvalArgs", "OptimizerArg", "OptimizerCallable", "TrainArgs", "make_optimizer", "optimizer_lr"]
 
-warnings.warn("litcpt.config is deprecated: import TrainArgs, EvalArgs, ... from litcpt.args", DeprecationWarning,
-              stacklevel=2)
+warn_renamed("litcpt", "the module litcpt.config", "litcpt.args", stacklevel=2)

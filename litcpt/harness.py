@@ -2,7 +2,7 @@
 
 A command builds its LightningModule, its DataModule and its own callbacks; :func:`fit` does the rest the same
 way for all of them: seeds, the strategy by name, loggers (CSV / TensorBoard, a new version per run so nothing
-written before is lost), progress bar, throughput, LR monitor, Lightning ``.ckpt`` checkpoints for exact resume,
+written before is lost; Weights & Biases / MLflow through litgpt's ``choose_logger``), progress bar, throughput, LR monitor, Lightning ``.ckpt`` checkpoints for exact resume,
 LitGPT-layout checkpoints for interop, and final validation.
 """
 
@@ -27,7 +27,8 @@ from litcpt.quiet import quiet_third_party
 from litcpt.resume import AtomicCheckpointIO, StepCheckpoint, check_loadable, clean_stale_saves, pick_resume_checkpoint
 from litcpt.strategies import make_strategy
 
-LoggerName = Literal["csv", "tensorboard"]
+LoggerName = Literal["csv", "tensorboard", "wandb", "mlflow"]
+_LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
 Resume = bool | Literal["auto"] | Path
 
 
@@ -117,17 +118,32 @@ def find_resume_checkpoint(resume: Resume, out_dir: Path) -> Path | None:
 
 
 def make_logger(name: LoggerName, out_dir: Path) -> Logger:
-    """A new logger version per run (``logs/version_N``): a resumed run never overwrites earlier metrics."""
+    """The run's logger. ``csv`` and ``tensorboard`` write a new version per run (``logs/version_N``: a resumed run
+    never overwrites earlier metrics); ``wandb`` (project ``litcpt``, run named after ``out_dir``, files in
+    ``out_dir/wandb``) and ``mlflow`` (experiment ``litcpt``, local store ``out_dir/mlruns`` unless
+    ``MLFLOW_TRACKING_URI`` is set) come from litgpt's ``choose_logger``."""
+    if name not in _LOGGER_PACKAGES and name != "csv":
+        raise ValueError(f"logger_name: expected one of {', '.join(LoggerName.__args__)}, got {name!r}")
+    import importlib.util
+
+    packages = _LOGGER_PACKAGES.get(name, ())
+    if packages and not any(importlib.util.find_spec(m) for m in packages):
+        install = "'litcpt[tensorboard]'" if name == "tensorboard" else packages[0]
+        raise ValueError(f"logger_name: {name} needs the `{packages[0]}` package (pip install {install}) or use "
+                         "logger_name: csv")
     if name == "csv":
         return StepCSVLogger(save_dir=str(out_dir), name="logs")  # one metrics.csv row per optimizer step
     if name == "tensorboard":
-        import importlib.util
-
-        if not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
-            raise ValueError("logger_name: tensorboard needs the `tensorboard` package (pip install 'litcpt[tensorboard]')"
-                             " or use logger_name: csv")
         return TensorBoardLogger(save_dir=str(out_dir), name="logs")
-    raise ValueError(f"logger_name: expected 'csv' or 'tensorboard', got {name!r}")
+    from litgpt.utils import choose_logger
+
+    out_dir = Path(out_dir)
+    if name == "wandb":
+        import os
+
+        return choose_logger("wandb", out_dir, "litcpt", save_dir=str(out_dir),
+                             log_args={"run": os.environ.get("WANDB_RUN_NAME") or out_dir.name})
+    return choose_logger("mlflow", out_dir, "litcpt", run_name=out_dir.name, save_dir=str(out_dir / "mlruns"))
 
 
 class _LastValidationStep(Callback):

@@ -395,9 +395,7 @@ def dpo(
     ref_chosen_logps: Tensor | None,
     ref_rejected_logps: Tensor | None,
     *,
-    beta: float = 0.1,
     loss_type: str | Sequence[str] = "sigmoid",
-    label_smoothing: float = 0.0,
     loss_weights: Sequence[float] | None = None,
     **options: Any,
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -441,11 +439,11 @@ def dpo(
     Args:
         policy_chosen_logps, policy_rejected_logps: response log-probs under the policy, ``(B,)``.
         ref_chosen_logps, ref_rejected_logps: the same under the reference, or both ``None`` (reference-free).
-        beta: β > 0.
+        beta: β > 0 (default 0.1; keyword, passed on to :func:`dpo_terms` with the other options).
         loss_type: one of :data:`DPO_LOSS_TYPES`, or a list of them combined as ``Σ w_i · loss_i``
             (e.g. MPO = ``["sigmoid", "bco_pair", "sft"]`` with weights ``[0.8, 0.2, 1.0]``; RPO =
             ``["sigmoid", "sft"]``).
-        label_smoothing: ε in ``[0, 0.5]``, for the types in :data:`LABEL_SMOOTHING_LOSS_TYPES` (an error for others).
+        label_smoothing: ε in ``[0, 0.5]`` (default 0), for the types in :data:`LABEL_SMOOTHING_LOSS_TYPES` (an error for others).
         loss_weights: one weight per loss type (default 1.0 each).
         **options: ``chosen_lengths``, ``rejected_lengths`` (``sigmoid_norm``), ``sft_nll`` (``sft``),
             ``bco_delta`` (``bco_pair``), ``discopop_tau`` (0.05), ``simpo_gamma`` (0.5),
@@ -458,8 +456,7 @@ def dpo(
     """
     types, weights = parse_loss_types(loss_type, loss_weights)
     terms, chosen_rewards, rejected_rewards = dpo_terms(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=beta,
-        loss_type=types, label_smoothing=label_smoothing, **options)
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, loss_type=types, **options)
     losses = sum((w * terms[name] for name, w in zip(types, weights)), start=torch.zeros_like(terms[types[0]]))
     return losses, chosen_rewards, rejected_rewards
 

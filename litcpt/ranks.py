@@ -48,6 +48,29 @@ def global_rank() -> int:
     return 0 if env.node_rank() == 0 and env.local_rank() == 0 else 1
 
 
+def group_rank_world() -> tuple[int, int]:
+    """``(rank, world size)`` in the initialised ``torch.distributed`` process group, else ``(0, 1)``: the ranks that
+    share the work of a collective call (data sharding, gathers) right now."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def world_size() -> int:
+    """Processes in this job: the initialised process group's size, else what the launcher says (``WORLD_SIZE``,
+    ``SLURM_NTASKS``, ... through Lightning's cluster environments), else 1."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    env = cluster_environment()
+    if not isinstance(env, LightningEnvironment):
+        return int(env.world_size())
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_global_zero() -> bool:
     """True in the one process that is (or will be) global rank 0."""
     return global_rank() == 0

@@ -158,6 +158,6 @@ def test_litcpt_config_is_a_deprecated_alias_of_litcpt_args():
     import litcpt.args
 
     sys.modules.pop("litcpt.config", None)
-    with pytest.warns(DeprecationWarning, match="import TrainArgs, EvalArgs, ... from litcpt.args"):
+    with pytest.warns(DeprecationWarning, match="litcpt.config is deprecated, use litcpt.args"):
         config = importlib.import_module("litcpt.config")
     assert config.TrainArgs is litcpt.args.TrainArgs and config.make_optimizer is litcpt.args.make_optimizer

@@ -93,7 +93,7 @@ def test_data_module_and_one_training_step(tmp_path):
     assert batch["sizes"] == [4, 4] and batch["input_ids"].shape[0] == 8 and batch["is_duplicate"].tolist() == [0, 0]
     for loss in ("bradley_terry", "plackett_luce", "logistic"):
         torch.manual_seed(0)
-        rm = RewardModel(tiny_config(), loss=loss, share_prompt=True)
+        rm = RewardModel(tiny_config(), loss_type=loss, share_prompt=True)
         init_weights(rm.model)                                # random backbone weights (GPT-NeoX init)
         rm.train()
         rm.log = lambda *a, **k: None
@@ -127,7 +127,7 @@ def test_litcpt_reward_from_a_recipe_on_listwise_rows(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in listwise_rows(12)))
     recipe = {
         "checkpoint_dir": str(ckpt), "out_dir": str(tmp_path / "rm"), "precision": "32-true",
-        "loss": "bradley_terry",
+        "loss_type": "bradley_terry",
         "data": {"class_path": "litcpt.data.Listwise",
                  "init_args": {"train_data_path": str(path), "val_data_path": str(path), "max_length": 128}},
         "train": {"global_batch_size": 4, "micro_batch_size": 4, "max_steps": 30, "log_interval": 1,

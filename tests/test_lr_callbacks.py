@@ -161,6 +161,17 @@ def test_fake_state_from_other_stage_is_ignored():
     assert new.schedule is None  # nothing restored: a new stage
 
 
+def test_state_from_a_newer_litcpt_is_refused_in_one_line():
+    cb = WarmupCosineLR(warmup=0.1, stage_name="pretrain")
+    drive(cb, fake_trainer(10), FakeModule(), 10)
+    state = {**cb.state_dict(), "version": 99}
+    with pytest.raises(ValueError, match=r"^WarmupCosineLR: the checkpoint's LR-schedule state has version 99, this "
+                                         r"litcpt reads up to 1"):
+        WarmupCosineLR(warmup=0.1, stage_name="pretrain").load_state_dict(state)
+    older = {k: v for k, v in cb.state_dict().items() if k != "version"}   # states of the first release read as 1
+    WarmupCosineLR(warmup=0.1, stage_name="pretrain").load_state_dict(older)
+
+
 def test_fake_constant_needs_no_stage_length():
     cb, tr = ConstantLR(warmup_steps=4), fake_trainer(-1)
     tr.estimated_stepping_batches = math.inf

@@ -59,6 +59,28 @@ def test_bad_head_arguments(tiny_checkpoint):
         RewardModel(config, head="logit", token_id=10**6)
 
 
+def test_loss_is_a_deprecated_alias_of_loss_type(tiny_checkpoint):
+    """Reward and DPO both call the loss ``loss_type``; the reward's old ``loss`` still works for one release."""
+    config = Config.from_file(tiny_checkpoint / "model_config.yaml")
+    with pytest.warns(DeprecationWarning, match="renamed to loss_type"):
+        rm = RewardModel(config, loss="logistic")
+    assert rm.loss_type == "logistic" and rm.metadata()["loss_type"] == "logistic"
+    with pytest.raises(ValueError, match="deprecated alias"):
+        RewardModel(config, loss_type="plackett_luce", loss="logistic")
+    with pytest.raises(ValueError, match="loss_type: expected"):
+        RewardModel(config, loss_type="hinge")
+
+
+def test_litcpt_reward_accepts_the_old_loss_key(tiny_checkpoint):
+    from litcpt.commands.reward import setup
+
+    with pytest.warns(DeprecationWarning, match="renamed to loss_type"):
+        setup(tiny_checkpoint, loss="logistic", dry_run=True, accelerator="cpu", devices=1)
+    with pytest.raises(ValueError, match="deprecated alias"):
+        setup(tiny_checkpoint, loss_type="plackett_luce", loss="logistic", dry_run=True, accelerator="cpu",
+              devices=1)
+
+
 def test_load_reward_model_rejects_plain_lm_checkpoint(tiny_checkpoint):
     with pytest.raises(FileNotFoundError, match="not a reward-model checkpoint"):
         load_reward_model(tiny_checkpoint)
@@ -130,3 +152,22 @@ def test_reward_trains_on_two_ranks(tmp_path, strategy):
     from helpers import read_metrics, series
 
     assert series(read_metrics(tmp_path / "rm"), "val/accuracy")
+
+
+def test_reward_and_dpo_metrics_are_one_weighted_mean_collection():
+    from litcpt.models.pair_metrics import DPOMetrics, RewardPairMetrics
+
+    rm = RewardPairMetrics()
+    rm.update(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]))  # a win and a tie (half)
+    out = rm.compute()
+    assert out["accuracy"].item() == pytest.approx(0.75) and out["margin"].item() == pytest.approx(0.5)
+    assert out["reward_mean"].item() == pytest.approx(0.25)
+    assert out["reward_std"].item() == pytest.approx(0.1875 ** 0.5)
+    dm = DPOMetrics(("loss/sigmoid",))
+    dm.update({name: torch.tensor([1.0, 9.0]) for name in dm.names}, weight=torch.tensor([1.0, 0.0]))  # 2nd: a duplicate
+    dm.update({name: torch.tensor([float(i)]) for i, name in enumerate(dm.names)})  # names differ from here on
+    values = dm.compute()
+    assert dm.count == 2 and list(values) == list(dm.names)
+    assert [values[name].item() for name in dm.names] == pytest.approx([(1 + i) / 2 for i in range(len(dm.names))])
+    dm.reset()
+    assert dm.count == 0

@@ -187,3 +187,17 @@ def test_two_ranks_score_every_prompt_exactly_once(tmp_path):
     groups, _ = tokenize_groups(load_best_of_n_rows(FIXTURE), tokenizer())
     single = score_groups(ResponseLengthScorer(), groups, batch_size=2, rank=0, world_size=1)
     assert rank0 == [s.to_record() for s in single]
+
+
+def test_dpo_rows_with_no_response_token_left_name_the_file(tmp_path):
+    """A DPO model scores response tokens only: a max_length that leaves none is a one-line error naming the data
+    file and the row (it was a NameError)."""
+    from litcpt.commands.rewardbench import main
+
+    config = tiny_config(block_size=96)
+    policy_dir = make_checkpoint(tmp_path / "policy", config, seed=0)
+    (policy_dir / "dpo.json").write_text(json.dumps({"beta": 0.5, "reference_checkpoint_dir": None,
+                                                     "average_logps": False}))
+    with pytest.raises(ValueError, match=r"reward-bench-2-tiny\.jsonl: row \d+ completion \d+: no response token"):
+        main(policy_dir, FIXTURE, version=2, out_dir=tmp_path / "out", accelerator="cpu", ref_free=True,
+             max_length=1)

@@ -29,6 +29,11 @@ is ``schedule(k)`` (unit ``"steps"``) or ``schedule(tokens seen before step k)``
 (unit ``"tokens"``). With gradient accumulation the LR is set at the start of
 every micro-batch but only changes when ``trainer.global_step`` (which counts
 optimizer steps) advances, so accumulation never stretches the schedule.
+
+Callback order does not matter: in ``setup`` the callback moves itself to the front
+of ``trainer.callbacks``, so its ``on_train_batch_start`` sets the LR before any other
+callback's (e.g. ``LearningRateMonitor``, which would otherwise log the previous
+step's LR when listed first) reads it.
 """
 
 from __future__ import annotations
@@ -285,6 +290,10 @@ class LRScheduleCallback(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the stage's progress; ignored (new stage) if ``stage_name`` differs."""
+        version = state_dict.get("version", 1)
+        if not isinstance(version, int) or version > _STATE_VERSION:
+            raise ValueError(f"{type(self).__name__}: the checkpoint's LR-schedule state has version {version!r}, "
+                             f"this litcpt reads up to {_STATE_VERSION}: resume with the litcpt that wrote it")
         if state_dict.get("stage_name") != self.stage_name:
             rank_zero_info(
                 f"{type(self).__name__}: checkpoint is from stage {state_dict.get('stage_name')!r}, this is stage "
@@ -389,6 +398,17 @@ class LRScheduleCallback(Callback):
     # ------------------------------------------------------------------ #
     # hooks
     # ------------------------------------------------------------------ #
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        """Move this callback to the front of ``trainer.callbacks``: Lightning calls each hook on the callbacks in list
+        order, so every other callback's ``on_train_batch_start`` then sees this step's LR. (Safe while Lightning
+        iterates the list to call ``setup``: the callbacks before this one shift by one, those after do not move.)"""
+        callbacks = trainer.callbacks
+        front = sum(1 for cb in callbacks[:callbacks.index(self)] if isinstance(cb, LRScheduleCallback))
+        if callbacks.index(self) != front:
+            callbacks.remove(self)
+            callbacks.insert(front, self)  # after the LR callbacks already moved: their relative order is kept
+
     @override
     def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         """Resolve and validate the schedule before any training step (raises ``ValueError``)."""

@@ -47,6 +47,7 @@ class SyncReference(pl.Callback):
             raise ValueError(f"ref_model_sync_steps: expected an integer >= 1, got {sync_steps}")
         self.alpha, self.sync_steps = alpha, sync_steps
         self.syncs = 0
+        self._step_at_batch_start: int | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """The module must hold a reference model (not precomputed log-probs)."""
@@ -54,10 +55,14 @@ class SyncReference(pl.Callback):
             raise ValueError("sync_ref_model: needs a reference model in memory; it cannot be used with precomputed "
                              "reference log-probs (precompute_ref: true) or a reference-free loss")
 
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._step_at_batch_start = trainer.global_step
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         """After the optimizer step that makes ``global_step`` a multiple of ``sync_steps``."""
-        if trainer.fit_loop._should_accumulate():
+        if trainer.global_step == self._step_at_batch_start:  # accumulating: no optimizer step in this batch
             return
         step = trainer.global_step
         if step > 0 and step % self.sync_steps == 0:

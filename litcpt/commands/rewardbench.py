@@ -55,7 +55,7 @@ def _v2_items(data: str | Path, split: str | None, limit: int | None, prompt_sty
         for group in groups:
             for k, (ids, n) in enumerate(zip(group.rows, group.prompt_lengths)):
                 if len(ids) - max(n, 1) < 1:
-                    raise ValueError(f"{source}: row {group.index + 1} completion {k}: no response token left to "
+                    raise ValueError(f"{data}: row {group.index + 1} completion {k}: no response token left to "
                                      f"score after truncation ({n} prompt tokens); raise max_length")
     return groups, truncated, template
 

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, Dataset
 
 from litcpt.data.pair_tokens import TokenizedPair
+from litcpt.ranks import group_rank_world
 from litcpt.data.rows import check_choice
 
 __all__ = ["PADDING_SIDES", "LengthBucketBatchSampler", "PaddingSide", "PreferenceDataset", "RankPaddedDataset",
@@ -289,10 +290,8 @@ class LengthBucketBatchSampler(BatchSampler):
 
 
 def world_size() -> int:
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return group_rank_world()[1]
 
 
 def current_rank() -> int:
-    dist = torch.distributed
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return group_rank_world()[0]

@@ -173,12 +173,10 @@ def check_prepared(spec: str | Path, tokenizer: Any, *, cache_dir: str | Path | 
 
 
 def current_world_size() -> int:
-    """Processes in this job: the initialised process group's size, else ``WORLD_SIZE``, else 1."""
-    import torch.distributed as dist
+    """Processes in this job (:func:`litcpt.ranks.world_size`)."""
+    from litcpt.ranks import world_size
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return world_size()
 
 
 def check_textfiles_prepared(data: Any) -> None:

@@ -8,8 +8,9 @@ dataclass fields (so recipes and ``--data.train_path`` still parse) that :func:`
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
+
+from litcpt.deprecation import warn_renamed
 
 __all__ = ["RENAMED", "take_renamed"]
 
@@ -28,7 +29,6 @@ def take_renamed(obj: Any, renamed: dict[str, str] = RENAMED) -> None:
             continue
         if getattr(obj, new) != defaults[new]:
             raise ValueError(f"{cls}: {old} is the deprecated name of {new}; give only {new}")
-        warnings.warn(f"{cls}: {old} is deprecated, use {new} (the old name is accepted until the next release)",
-                      DeprecationWarning, stacklevel=4)
+        warn_renamed(cls, old, new, stacklevel=5)
         setattr(obj, new, value)
         setattr(obj, old, None)

@@ -29,8 +29,6 @@ from litcpt.data.tokens import RoundRobinBlocks, TokenBlocks
 
 __all__ = ["Replay"]
 
-Source = TextFiles | str | Path
-
 
 class Replay(ResumableStreamMixin, DataModule):
     """New data plus an exact ``fraction`` of replayed old data, as one resumable block stream.

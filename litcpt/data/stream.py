@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from litcpt.data.blend import Mixer
 from litcpt.data.permutation import derive_key, permute
+from litcpt.ranks import group_rank_world
 
 __all__ = ["BlockSource", "BlockStream", "SourceExhaustedError", "StreamLoader", "resolve_rank"]
 
@@ -29,12 +30,9 @@ class BlockSource(Protocol):
 def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
     """``(rank, world_size)``: the explicit values if given, else ``torch.distributed``'s, else (0, 1)."""
     if rank is None or world_size is None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank = torch.distributed.get_rank() if rank is None else rank
-            world_size = torch.distributed.get_world_size() if world_size is None else world_size
-        else:
-            rank = 0 if rank is None else rank
-            world_size = 1 if world_size is None else world_size
+        group_rank, group_world = group_rank_world()
+        rank = group_rank if rank is None else rank
+        world_size = group_world if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"invalid rank {rank} for world size {world_size}")
     return rank, world_size

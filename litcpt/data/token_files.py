@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from litcpt.atomic import atomic_file, write_json
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ENCODE_BATCH_CHARS", "DocumentCounter", "TokenFile", "encode_many",
            "token_chunks",
@@ -140,12 +140,6 @@ class TokenFile:
         )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_tokens(
     pieces: Iterable[tuple[str, bool]], tokenizer: Any, out_dir: str | Path, source: str = ""
 ) -> TokenFile:
@@ -190,28 +184,22 @@ def write_token_chunks(
     out_dir.mkdir(parents=True, exist_ok=True)
     id_space = tokenizer_id_space(tokenizer)
     dtype = np.dtype(np.uint16 if id_space <= 65536 else np.uint32)
-    tmp = out_dir / f".tokens.bin.{os.getpid()}.{uuid.uuid4().hex}.tmp"
     num_tokens = content_tokens = eos_count = 0
-    try:
-        with open(tmp, "wb") as fp:
-            for chunk in chunks:
-                chunk = np.asarray(chunk, dtype=np.int64).reshape(-1)
-                if chunk.size and (chunk.min() < 0 or chunk.max() >= id_space):
-                    raise ValueError(f"{source}: token ids outside the tokenizer's range [0, {id_space})")
-                is_eos = int(np.count_nonzero(chunk == tokenizer.eos_id))
-                special = is_eos
-                if tokenizer.bos_id is not None and tokenizer.bos_id != tokenizer.eos_id:
-                    special += int(np.count_nonzero(chunk == tokenizer.bos_id))
-                content_tokens += chunk.size - special
-                eos_count += is_eos
-                fp.write(chunk.astype(dtype).tobytes())
-                num_tokens += chunk.size
+    with atomic_file(out_dir / "tokens.bin", "wb") as fp:  # whole or absent, whatever happens in the loop
+        for chunk in chunks:
+            chunk = np.asarray(chunk, dtype=np.int64).reshape(-1)
+            if chunk.size and (chunk.min() < 0 or chunk.max() >= id_space):
+                raise ValueError(f"{source}: token ids outside the tokenizer's range [0, {id_space})")
+            is_eos = int(np.count_nonzero(chunk == tokenizer.eos_id))
+            special = is_eos
+            if tokenizer.bos_id is not None and tokenizer.bos_id != tokenizer.eos_id:
+                special += int(np.count_nonzero(chunk == tokenizer.bos_id))
+            content_tokens += chunk.size - special
+            eos_count += is_eos
+            fp.write(chunk.astype(dtype).tobytes())
+            num_tokens += chunk.size
         if content_tokens == 0:
             raise ValueError(f"{source or out_dir}: empty corpus (no text to tokenise)")
-        os.replace(tmp, out_dir / "tokens.bin")
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     docs = num_documents() if callable(num_documents) else num_documents
     meta = {
         "format": FORMAT,
@@ -223,5 +211,5 @@ def write_token_chunks(
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "source": source,
     }
-    _atomic_write_text(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
+    write_json(out_dir / "meta.json", meta)
     return TokenFile.load(out_dir)

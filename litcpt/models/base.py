@@ -1,16 +1,22 @@
 """The part every litcpt LightningModule shares: a litgpt ``GPT`` built from a config or a checkpoint dir,
-the optimizer given LitGPT-style, activation checkpointing and FSDP2 sharding in ``configure_model``."""
+the optimizer given LitGPT-style, activation checkpointing and FSDP2 sharding in ``configure_model``, the
+constructor arguments saved as hyperparameters (``load_from_checkpoint`` works) and per-optimizer-step means of
+training metrics (:meth:`GPTModule.log_step_mean`)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import inspect
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from litgpt import GPT, Config
-from litgpt.model import Block, CausalSelfAttention, LLaMAMLP
+from litgpt.model import CausalSelfAttention, LLaMAMLP
 
 from litcpt.args import make_optimizer
 from litcpt.checkpoint import load_weights
@@ -47,12 +53,39 @@ def build_gpt(config: Config, *, checkpoint_dir: Path | None = None, tie_embeddi
     return model
 
 
+_SKIP = object()
+
+
+def plain_hparam(value: Any) -> Any:
+    """``value`` as a checkpoint-safe hyperparameter (loadable with ``weights_only=True``): numbers, strings, lists
+    and dicts of them as they are, a ``Path`` as a string, a litgpt ``Config`` as its dict; anything else (a callable
+    optimizer, precomputed log-probs, a tokenizer) is ``_SKIP``: not saved, give it again to ``load_from_checkpoint``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Config):
+        return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        items = [plain_hparam(v) for v in value]
+        return _SKIP if any(v is _SKIP for v in items) else items
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        items = {k: plain_hparam(v) for k, v in value.items()}
+        return _SKIP if any(v is _SKIP for v in items.values()) else items
+    return _SKIP
+
+
 class GPTModule(L.LightningModule):
     """Base class: owns ``self.model`` (a ``litgpt.GPT``) and the optimizer; subclasses define the steps.
 
+    The constructor arguments of the whole class chain are saved as hyperparameters (see :func:`plain_hparam`;
+    ``config`` as a dict, which ``__init__`` accepts too), so ``SubClass.load_from_checkpoint("x.ckpt")`` rebuilds the
+    module; names in ``hparams_ignore`` are left out. ``defer_init`` is never saved: a loaded module is materialised.
+
     Args:
-        config: the litgpt model config.
-        optimizer: ``"AdamW"`` or ``{"class_path": "torch.optim.AdamW", "init_args": {...}}`` (LitGPT-style).
+        config: the litgpt model config (or its dict).
+        optimizer: ``"AdamW"`` or ``{"class_path": "torch.optim.AdamW", "init_args": {...}}`` (LitGPT-style); a dict
+            is copied (litgpt's ``instantiate_torch_optimizer`` updates ``init_args`` in place).
         checkpoint_dir: LitGPT checkpoint dir to load weights from (None: fresh init).
         activation_checkpointing: recompute Blocks in backward (FSDP1 does it through the strategy instead).
         compile: ``torch.compile`` the GPT in place in ``configure_model``.
@@ -62,13 +95,21 @@ class GPTModule(L.LightningModule):
             for any number of ranks); checkpoint weights are the same either way. Not with ``tie_embeddings``.
     """
 
-    def __init__(self, config: Config, *, optimizer: str | dict = "AdamW", checkpoint_dir: Path | None = None,
-                 activation_checkpointing: bool = False, tie_embeddings: bool = False, compile: bool = False,
-                 defer_init: bool = False) -> None:
+    hparams_ignore: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Config | Mapping[str, Any], *, optimizer: str | dict = "AdamW",
+                 checkpoint_dir: Path | str | None = None, activation_checkpointing: bool = False,
+                 tie_embeddings: bool = False, compile: bool = False, defer_init: bool = False) -> None:
         super().__init__()
+        self._save_init_hparams(inspect.currentframe())
+        if isinstance(config, Mapping):
+            config = Config(**config)
         self.config = config
-        self.optimizer_spec = optimizer
-        self.checkpoint_dir = checkpoint_dir
+        self.optimizer_spec = copy.deepcopy(optimizer) if isinstance(optimizer, Mapping) else optimizer
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        checkpoint_dir = self.checkpoint_dir
+        # name -> (sum over this optimizer step's micro-batches, count, prog_bar): see log_step_mean
+        self._step_means: dict[str, tuple[torch.Tensor, int, bool]] = {}
         self.activation_checkpointing = activation_checkpointing
         self.compile_model = compile
         # qualified name of a meta-device GPT in this module ("model", "ref_model") -> where its weights come from
@@ -77,6 +118,43 @@ class GPTModule(L.LightningModule):
             self.model = self.deferred_gpt("model", config, checkpoint_dir)
         else:
             self.model = build_gpt(config, checkpoint_dir=checkpoint_dir, tie_embeddings=tie_embeddings)
+
+    def _save_init_hparams(self, frame: Any) -> None:
+        """``save_hyperparameters`` of the checkpoint-safe constructor arguments of every class in the chain."""
+        from lightning.pytorch.utilities.parsing import collect_init_args
+
+        args: dict[str, Any] = {}
+        for local in collect_init_args(frame, [], classes=(GPTModule,)):  # base first: the subclass's values win
+            args.update(local)
+        skip = {"defer_init", *self.hparams_ignore}
+        hparams = {k: plain_hparam(v) for k, v in args.items() if k not in skip}
+        self.save_hyperparameters({k: v for k, v in hparams.items() if v is not _SKIP})
+
+    # ------------------------------------------------------------ step means
+    def log_step_mean(self, name: str, value: torch.Tensor, *, prog_bar: bool = False) -> None:
+        """Count this micro-batch's ``value`` in ``name``, logged once per optimizer step as the mean over the step's
+        micro-batches on every rank (``self.log(on_step=True)`` would log the last micro-batch of rank 0). Call it on
+        every rank for every micro-batch."""
+        total, count, _ = self._step_means.get(name, (torch.zeros((), dtype=torch.float64, device=value.device), 0,
+                                                      prog_bar))
+        self._step_means[name] = (total + value.detach().double(), count + 1, prog_bar)
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Every micro-batch of the step has run its backward: log the step means (one all-reduce for all)."""
+        self._log_step_means()
+
+    def _log_step_means(self) -> None:
+        if not self._step_means:
+            return
+        names = sorted(self._step_means)  # the same order on every rank
+        totals = torch.stack([self._step_means[n][0] for n in names])
+        counts = torch.tensor([float(self._step_means[n][1]) for n in names], dtype=torch.float64,
+                              device=totals.device)
+        summed = self.trainer.strategy.reduce(torch.cat([totals, counts]), reduce_op="sum")
+        for i, name in enumerate(names):
+            self.log(name, summed[i] / summed[len(names) + i], prog_bar=self._step_means[name][2], on_step=True,
+                     on_epoch=False, sync_dist=False, batch_size=1)
+        self._step_means.clear()
 
     def deferred_gpt(self, name: str, config: Config, checkpoint_dir: Path | None, *,
                      field: str = "initial_checkpoint_dir") -> GPT:
@@ -151,9 +229,6 @@ class GPTModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         extra = {"fused": True} if self.device.type == "cuda" else {}
-        return make_optimizer(self.optimizer_spec, self.trainable_parameters(), **extra)
-
-    @property
-    def blocks(self) -> list[Block]:
-        return [m for m in self.model.modules() if isinstance(m, Block)]
+        spec = copy.deepcopy(self.optimizer_spec) if isinstance(self.optimizer_spec, Mapping) else self.optimizer_spec
+        return make_optimizer(spec, self.trainable_parameters(), **extra)
 

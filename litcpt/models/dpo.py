@@ -14,7 +14,9 @@ buffers (checkpointed); reference-free losses build no reference model; TR-DPO s
 Precomputed reference (``reference_logps=``): :class:`ReferenceLogps` holds ``log π_ref`` of every pair of the train
 and val sets, keyed by the pair ``index`` of the batch; it is computed once before training by
 :class:`ReferenceLogpsModule` (``Trainer.predict``, same strategy as training) and cached in the run dir, and the
-reference model is then never built for training.
+reference model is then never built for training (:mod:`litcpt.models.dpo_reference`). Input checks and ``dpo.json``
+reading are :mod:`litcpt.models.dpo_checks`, the metrics :mod:`litcpt.models.pair_metrics`; their names are
+re-exported here.
 
 Metrics (torchmetrics, synced across ranks, excluding the duplicate pairs that even out ranks), TRL's names with a
 ``train/`` or ``val/`` prefix: ``loss``, ``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies`` (strict
@@ -28,23 +30,24 @@ dir) so that ``litcpt rewardbench`` finds the reference.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from litgpt import Config
 from torch import Tensor
-from torchmetrics import MeanMetric
 
 from litcpt import losses
-from litcpt.checkpoint import atomic_torch_save, clean_state_dict, load_config
+from litcpt.checkpoint import clean_state_dict, load_config
 from litcpt.models.base import GPTModule, build_gpt
+from litcpt.models.dpo_checks import DPO_META_FILE, check_reference_compatible, check_scorable, read_dpo_metadata
+from litcpt.models.dpo_reference import (REF_LOGPS_FILE, ReferenceLogps, ReferenceLogpsModule, dataset_fingerprint,
+                                         reference_meta)
 from litcpt.models.logprobs import masked_logps, response_logps, sequence_logps, token_logps
+from litcpt.models.pair_metrics import DPOMetrics
+from litcpt.models.pair_metrics import dpo_pair_values as pair_values
 
 __all__ = [
     "DPO_META_FILE",
@@ -57,252 +60,13 @@ __all__ = [
     "check_scorable",
     "dataset_fingerprint",
     "read_dpo_metadata",
+    "reference_meta",
 ]
 
 LossType = Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair", "aot",
                    "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "simpo", "sft"]
 FDivergence = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"]
-DPO_META_FILE = "dpo.json"
-REF_LOGPS_FILE = "ref_logps.pt"
 _REF_PREFIX = "ref_model."
-
-
-# ------------------------------------------------------------------------------------------------ input checks
-def _tokenizer_identity(path: Path) -> tuple[str, Any] | None:
-    """What defines a tokenizer dir's vocabulary: the model + added tokens of ``tokenizer.json``, else the bytes of
-    ``tokenizer.model``."""
-    if (path / "tokenizer.json").is_file():
-        try:
-            raw = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path / 'tokenizer.json'}: not valid JSON ({err})") from None
-        return "tokenizer.json", (raw.get("model"), raw.get("added_tokens"))
-    if (path / "tokenizer.model").is_file():
-        return "tokenizer.model", hashlib.sha256((path / "tokenizer.model").read_bytes()).hexdigest()
-    return None
-
-
-def check_reference_compatible(policy_dir: Path | str, ref_dir: Path | str, *, policy_field: str = "checkpoint_dir",
-                               ref_field: str = "ref_checkpoint_dir") -> None:
-    """Raise a one-line ``ValueError`` naming both dirs if the policy and the reference cannot be compared token by
-    token: different vocabulary sizes in ``model_config.yaml`` or different tokenizers."""
-    policy_dir, ref_dir = Path(policy_dir), Path(ref_dir)
-    a, b = load_config(policy_dir), load_config(ref_dir)
-    for name in ("vocab_size", "padded_vocab_size"):
-        if getattr(a, name) != getattr(b, name):
-            raise ValueError(f"{policy_field} {str(policy_dir)!r} and {ref_field} {str(ref_dir)!r} have different "
-                             f"{name} ({getattr(a, name)} vs {getattr(b, name)}): the reference must share the "
-                             "policy's tokenizer")
-    ta, tb = _tokenizer_identity(policy_dir), _tokenizer_identity(ref_dir)
-    if ta is not None and tb is not None and ta != tb:
-        raise ValueError(f"{policy_field} {str(policy_dir)!r} and {ref_field} {str(ref_dir)!r} have different "
-                         f"tokenizers ({ta[0]} vs {tb[0]} differ): the reference must share the policy's tokenizer")
-
-
-def check_scorable(items: Sequence[Any], *, source: str = "data") -> None:
-    """Raise a ``ValueError`` naming the first pair whose chosen or rejected sequence has no response token that
-    can be scored (a response token at position 0 has no prediction: this happens only when truncation removed the
-    whole prompt and left a single response token). ``items`` are :class:`~litcpt.data.preference.TokenizedPair`."""
-    for item in items:
-        for name, ids, prompt_length in (("chosen", item.chosen_ids, item.chosen_prompt_length),
-                                         ("rejected", item.rejected_ids, item.rejected_prompt_length)):
-            if len(ids) - max(int(prompt_length), 1) < 1:
-                raise ValueError(f"{source}: pair {item.index} ({name}): no response token left to score after "
-                                 f"truncation ({prompt_length} prompt tokens, {len(ids) - prompt_length} response "
-                                 "tokens); raise max_length or use truncation='left'")
-
-
-def dataset_fingerprint(dataset: Any) -> str | None:
-    """sha256 of a :class:`~litcpt.data.preference.PreferenceDataset`'s token ids (None for other datasets)."""
-    items = getattr(dataset, "items", None)
-    if items is None:
-        return None
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(f"{item.index}:{item.chosen_prompt_length}:{item.rejected_prompt_length}:".encode())
-        digest.update(item.chosen_ids.numpy().tobytes())
-        digest.update(b"|")
-        digest.update(item.rejected_ids.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def read_dpo_metadata(checkpoint_dir: Path | str) -> dict[str, Any] | None:
-    """The ``dpo.json`` written next to a DPO policy checkpoint, or None."""
-    path = Path(checkpoint_dir) / DPO_META_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err.msg})") from None
-
-
-# --------------------------------------------------------------------------------------------------- metrics
-class DPOMetrics(torch.nn.Module):
-    """TRL's DPO metrics as torchmetrics means (synced across ranks on ``compute``)."""
-
-    NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
-             "logps/rejected")
-
-    def __init__(self, extra: Sequence[str] = ()) -> None:
-        super().__init__()
-        self.names = tuple(self.NAMES) + tuple(extra)
-        self.means = torch.nn.ModuleDict({name.replace("/", "_"): MeanMetric() for name in self.names})
-
-    def update(self, values: Mapping[str, Tensor], weight: Tensor | None = None) -> None:
-        """``values``: per-pair tensors ``[B]`` for every name; ``weight``: 0 for pairs not to count."""
-        for name in self.names:
-            value = values[name].detach().float()
-            self.means[name.replace("/", "_")].update(value, 1.0 if weight is None else weight.to(value))
-
-    @property
-    def count(self) -> int:
-        return int(self.means["loss"].update_count)
-
-    def compute(self) -> dict[str, Tensor]:
-        return {name: self.means[name.replace("/", "_")].compute() for name in self.names}
-
-    def reset(self) -> None:
-        for metric in self.means.values():
-            metric.reset()
-
-
-def pair_values(losses_: Tensor, r_chosen: Tensor, r_rejected: Tensor, pc: Tensor, pr: Tensor) -> dict[str, Tensor]:
-    """Per-pair values of :class:`DPOMetrics` from the outputs of :func:`litcpt.losses.dpo` and the policy logps."""
-    return {"loss": losses_, "rewards/chosen": r_chosen, "rewards/rejected": r_rejected,
-            "rewards/accuracies": (r_chosen > r_rejected).float(), "rewards/margins": r_chosen - r_rejected,
-            "logps/chosen": pc, "logps/rejected": pr}
-
-
-# ------------------------------------------------------------------------------------- precomputed reference
-@dataclass
-class ReferenceLogps:
-    """Reference log-probs per split (``"train"``, ``"val"``): ``tables[split][index] = (chosen, rejected)``.
-
-    ``meta`` says what they were computed from (reference dir, ``average_logps``, data fingerprint, sizes), so a
-    cache file is reused only for the same reference and the same tokenised pairs.
-    """
-
-    tables: dict[str, Tensor]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def lookup(self, split: str, index: Tensor) -> tuple[Tensor, Tensor]:
-        """(chosen, rejected) reference log-probs ``[B]`` of the pairs ``index`` (on ``index``'s device)."""
-        if split not in self.tables:
-            raise ValueError(f"reference log-probs: no precomputed values for the {split!r} pairs "
-                             f"(have {sorted(self.tables)})")
-        table = self.tables[split]
-        if table.device != index.device:
-            table = self.tables[split] = table.to(index.device)
-        rows = table[index.long()]
-        return rows[:, 0], rows[:, 1]
-
-    def save(self, path: Path | str) -> Path:
-        atomic_torch_save({"format": 1, "meta": self.meta, "tables": {k: v.cpu() for k, v in self.tables.items()}},
-                          path)
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: Path | str) -> ReferenceLogps:
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-            return cls(tables=dict(raw["tables"]), meta=dict(raw["meta"]))
-        except Exception as err:  # noqa: BLE001 - one line naming the file
-            raise ValueError(f"{path}: not a reference log-prob cache ({type(err).__name__}: {err})") from None
-
-
-def reference_meta(ref_dir: Path, *, average_logps: bool, datasets: Mapping[str, Any],
-                   ld_alpha: float | None = None) -> dict[str, Any]:
-    """What a :class:`ReferenceLogps` depends on: the reference weights, ``average_logps`` (and LD-DPO's
-    ``ld_alpha``) and the tokenised data."""
-    weights = Path(ref_dir) / "lit_model.pth"
-    stat = weights.stat()
-    meta = {"reference": str(Path(ref_dir).resolve()), "weights": [stat.st_size, stat.st_mtime_ns],
-            "average_logps": bool(average_logps),
-            "data": {split: [len(ds), dataset_fingerprint(ds)] for split, ds in datasets.items() if ds is not None}}
-    if ld_alpha is not None:
-        meta["ld_alpha"] = float(ld_alpha)
-    return meta
-
-
-def _gather_objects(obj: Any) -> list[Any]:
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-class ReferenceLogpsModule(GPTModule):
-    """``Trainer.predict`` over ``[train_loader, val_loader]`` with the frozen reference: fills :attr:`result`
-    (a :class:`ReferenceLogps`, identical on every rank) and writes it to ``cache_path`` on rank 0.
-
-    Uses :func:`sequence_logps`, the same function as the on-the-fly reference in :class:`DPOModel`.
-    """
-
-    def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
-                 split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
-                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None,
-                 ld_alpha: float | None = None, expected: Mapping[str, Sequence[int]] | None = None,
-                 defer_init: bool = False) -> None:
-        super().__init__(config, checkpoint_dir=checkpoint_dir, defer_init=defer_init)
-        # pair indices each split must have (pairs dropped by truncation="drop" leave gaps in the index range)
-        self.expected = {split: torch.as_tensor(list(v), dtype=torch.long) for split, v in (expected or {}).items()}
-        self.model.eval().requires_grad_(False)
-        self.average_logps = average_logps
-        self.ld_alpha = ld_alpha
-        self.split_names = tuple(split_names)
-        self.sizes = dict(sizes or {})
-        self.meta = dict(meta or {})
-        self.cache_path = cache_path
-        self._rows: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
-        self.result: ReferenceLogps | None = None
-
-    def configure_optimizers(self) -> Any:  # predict only
-        return None
-
-    def on_predict_epoch_start(self) -> None:
-        self._rows = {i: [] for i in range(len(self.split_names))}
-
-    @torch.no_grad()
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.ld_alpha is not None:  # LD-DPO: the same reweighted sums as DPOModel
-            input_ids = batch["input_ids"]
-            per_token = token_logps(self.model(input_ids[:, :-1]), input_ids[:, 1:])
-            logps = losses.ld_logps(per_token, batch["response_mask"][:, 1:], self.ld_alpha)
-        else:
-            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"],
-                                   average=self.average_logps)
-        half = logps.shape[0] // 2
-        keep = ~batch["is_duplicate"].bool() if "is_duplicate" in batch else torch.ones(half, dtype=torch.bool)
-        keep = keep.to(logps.device)
-        self._rows.setdefault(dataloader_idx, []).append(
-            (batch["index"].to(logps.device)[keep].cpu(), logps[:half][keep].float().cpu(),
-             logps[half:][keep].float().cpu()))
-
-    def on_predict_epoch_end(self) -> None:
-        gathered = _gather_objects(self._rows)
-        tables: dict[str, Tensor] = {}
-        for i, split in enumerate(self.split_names):
-            parts = [part for rank_rows in gathered for part in rank_rows.get(i, [])]
-            index = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
-            size = self.sizes.get(split, int(index.max()) + 1 if index.numel() else 0)
-            table = torch.full((size, 2), float("nan"))
-            if index.numel():
-                table[index, 0] = torch.cat([p[1] for p in parts])
-                table[index, 1] = torch.cat([p[2] for p in parts])
-            if split in self.expected:
-                missing = self.expected[split][torch.isnan(table[self.expected[split]]).any(-1)]
-            else:
-                missing = torch.isnan(table).any(-1).nonzero().flatten()
-            if missing.numel():
-                raise RuntimeError(f"reference log-probs: {missing.numel()} {split} pairs were not scored "
-                                   f"(first index {int(missing[0])})")
-            tables[split] = table
-        self.result = ReferenceLogps(tables=tables, meta=self.meta)
-        if self.cache_path is not None and self.global_rank == 0:
-            self.result.save(self.cache_path)
 
 
 # ------------------------------------------------------------------------------------------------- the module
@@ -554,8 +318,10 @@ class DPOModel(GPTModule):
         self.train_metrics.update(values, self._weight(batch, values["loss"]))
         return values["loss"].mean()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.fit_loop._should_accumulate() or not self.train_metrics.count:
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Once per optimizer step (all its micro-batches done): the means over the step's pairs."""
+        super().on_before_optimizer_step(optimizer)
+        if not self.train_metrics.count:
             return
         values = self.train_metrics.compute()
         self.log("train/loss", values.pop("loss"), prog_bar=True, on_step=True, on_epoch=False)

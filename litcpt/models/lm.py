@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from litgpt.utils import chunked_cross_entropy
 from torchmetrics import MeanMetric
@@ -15,25 +17,38 @@ def split_block(batch: torch.Tensor, seq_length: int) -> tuple[torch.Tensor, tor
     return batch[:, :seq_length].contiguous(), batch[:, 1:seq_length + 1].contiguous()
 
 
+def derive_tokens_per_step(trainer: Any, micro_batch_size: int | None, seq_length: int) -> int | None:
+    """Global tokens per optimizer step: ``micro_batch_size x seq_length x accumulate_grad_batches x world_size``
+    (None without a micro-batch size, e.g. dataloaders given to ``fit`` without a datamodule)."""
+    if not micro_batch_size:
+        return None
+    return int(micro_batch_size) * int(seq_length) * int(trainer.accumulate_grad_batches) * int(trainer.world_size)
+
+
 class LanguageModel(GPTModule):
     """Pretraining / continued pretraining of a ``litgpt.GPT``.
 
     Batches are ``[B, T+1]`` token blocks (LitGPT's pretraining format). Logged metrics:
 
-    - ``train/loss`` (per optimizer step, mean over its micro-batches), ``train/tokens`` (tokens seen so far);
+    - ``train/loss`` (per optimizer step: the mean over its micro-batches on every rank, see
+      :meth:`~litcpt.models.base.GPTModule.log_step_mean`), ``train/tokens`` (tokens seen so far);
     - ``val/loss/<name>`` per validation dataloader (names from the datamodule's ``val_names``) and ``val/loss``,
       their average — the paper's "final validation loss per dataset and average".
 
-    ``tokens_per_step`` (global tokens per optimizer step) is read by the LR schedule callbacks.
+    ``tokens_per_step`` (global tokens per optimizer step) is read by the LR schedule callbacks (``unit="tokens"``)
+    and used for ``train/tokens``. Unless given, :meth:`setup` derives it from the trainer and the datamodule:
+    ``batch_size x seq_length x accumulate_grad_batches x world_size``.
 
     Args: see :class:`litcpt.models.base.GPTModule`, plus
         seq_length: training block length T (default: the config's ``block_size``).
-        tokens_per_step: global tokens per optimizer step (global batch size x T); set by the harness.
+        tokens_per_step: global tokens per optimizer step (global batch size x T); default: derived in ``setup``.
+        z_loss: weight of the z-loss (0: none).
     """
 
     def __init__(self, config, *, seq_length: int | None = None, tokens_per_step: int | None = None,
-                 initial_tokens: int = 0, z_loss: float = 0.0, **kwargs) -> None:
+                 z_loss: float = 0.0, **kwargs) -> None:
         super().__init__(config, **kwargs)
+        config = self.config
         self.z_loss_weight = float(z_loss or 0.0)
         self.seq_length = seq_length or config.block_size
         if self.seq_length > config.block_size:
@@ -41,18 +56,23 @@ class LanguageModel(GPTModule):
                              f"{config.block_size}")
         self.model.max_seq_length = self.seq_length
         self.tokens_per_step = tokens_per_step
-        self.initial_tokens = initial_tokens
+        self._given_tokens_per_step = tokens_per_step  # None: derived from the trainer in every setup("fit")
         self._val_means: torch.nn.ModuleList = torch.nn.ModuleList()
 
     def setup(self, stage: str) -> None:
-        """Measure the FLOPs of one training micro-batch on the meta device (as ``litgpt pretrain`` does), so
-        Lightning's ``ThroughputMonitor`` reports FLOP/s and, on GPUs it knows, MFU."""
-        if stage != "fit" or getattr(self, "flops_per_batch", None) is not None:
+        """Derive ``tokens_per_step`` (unless given) and measure the FLOPs of one training micro-batch on the meta
+        device (as ``litgpt pretrain`` does), so Lightning's ``ThroughputMonitor`` reports FLOP/s and MFU."""
+        if stage != "fit":
+            return
+        micro_batch = getattr(getattr(self.trainer, "datamodule", None), "batch_size", None)
+        if self._given_tokens_per_step is None:
+            self.tokens_per_step = derive_tokens_per_step(self.trainer, micro_batch, self.seq_length)
+        if getattr(self, "flops_per_batch", None) is not None:
             return
         from lightning.fabric.utilities.throughput import measure_flops
         from litgpt import GPT
 
-        micro_batch = getattr(getattr(self.trainer, "datamodule", None), "batch_size", 1) or 1
+        micro_batch = micro_batch or 1
         with torch.device("meta"):
             meta = GPT(self.config)
             x = torch.randint(0, 1, (int(micro_batch), self.seq_length))
@@ -79,11 +99,11 @@ class LanguageModel(GPTModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss, z = self.training_loss(batch)
         if z is not None:
-            self.log("train/z_loss", z.detach(), on_step=True, on_epoch=False, sync_dist=False)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, sync_dist=False)
+            self.log_step_mean("train/z_loss", z)
+        self.log_step_mean("train/loss", loss, prog_bar=True)
         if self.tokens_per_step:
-            self.log("train/tokens", float(self.initial_tokens + (self.global_step + 1) * self.tokens_per_step),
-                     on_step=True, on_epoch=False)
+            self.log("train/tokens", float((self.global_step + 1) * self.tokens_per_step), on_step=True,
+                     on_epoch=False)
         return loss if z is None else loss + z
 
     # -------------------------------------------------------------- validation
@@ -114,6 +134,5 @@ class LanguageModel(GPTModule):
         if values:
             values["val/loss"] = torch.stack(list(values.values())).mean()
             if self.tokens_per_step:
-                values["val/tokens"] = torch.tensor(
-                    float(self.initial_tokens + self.global_step * self.tokens_per_step))
+                values["val/tokens"] = torch.tensor(float(self.global_step * self.tokens_per_step))
             self.log_dict(values, prog_bar=False, sync_dist=False, add_dataloader_idx=False)

@@ -24,14 +24,16 @@ from typing import Any, Literal
 
 import torch
 from litgpt import Config
-from torchmetrics import MeanMetric
 
 from litcpt import losses
 from litcpt.checkpoint import check_checkpoint_dir, clean_state_dict, load_config
+from litcpt.deprecation import warn_renamed
 from litcpt.models.base import GPTModule
+from litcpt.models.pair_metrics import RewardPairMetrics
 
 HeadKind = Literal["linear", "logit"]
-LossKind = Literal["bradley_terry", "logistic", "plackett_luce"]
+LossType = Literal["bradley_terry", "logistic", "plackett_luce"]
+LOSS_TYPES = ("bradley_terry", "logistic", "plackett_luce")
 HEAD_FILE = "reward_head.pth"
 META_FILE = "reward_model.json"
 
@@ -42,34 +44,20 @@ def gather_last(hidden: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
     return hidden.gather(1, index).squeeze(1)
 
 
-class PairMetrics(torch.nn.Module):
-    """Pairwise accuracy (ties count half), mean margin, reward mean and std; synced across ranks (torchmetrics)."""
+PairMetrics = RewardPairMetrics
+"""Former name of :class:`litcpt.models.pair_metrics.RewardPairMetrics`."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.accuracy = MeanMetric()
-        self.margin = MeanMetric()
-        self.reward = MeanMetric()
-        self.reward_sq = MeanMetric()
 
-    def update(self, r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> None:
-        r_chosen, r_rejected = r_chosen.detach().float(), r_rejected.detach().float()
-        wins = (r_chosen > r_rejected).float() + 0.5 * (r_chosen == r_rejected).float()
-        self.accuracy.update(wins)
-        self.margin.update(r_chosen - r_rejected)
-        both = torch.cat([r_chosen, r_rejected])
-        self.reward.update(both)
-        self.reward_sq.update(both.square())
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        mean = self.reward.compute()
-        var = (self.reward_sq.compute() - mean.square()).clamp_min(0)
-        return {"accuracy": self.accuracy.compute(), "margin": self.margin.compute(), "reward_mean": mean,
-                "reward_std": var.sqrt()}
-
-    def reset(self) -> None:
-        for metric in (self.accuracy, self.margin, self.reward, self.reward_sq):
-            metric.reset()
+def resolve_loss_type(loss_type: str, loss: str | None, *, default: str = "bradley_terry") -> str:
+    """The reward loss from ``loss_type`` and its deprecated alias ``loss`` (the name before reward and DPO shared
+    ``loss_type``): ``loss`` wins with a ``DeprecationWarning``; both given and different is an error."""
+    if loss is None:
+        return loss_type
+    warn_renamed("RewardModel", "loss", "loss_type", stacklevel=4)
+    if loss_type != default and loss_type != loss:
+        raise ValueError(f"loss_type: got loss_type={loss_type!r} and its deprecated alias loss={loss!r}; give only "
+                         "loss_type")
+    return loss
 
 
 class RewardModel(GPTModule):
@@ -80,8 +68,9 @@ class RewardModel(GPTModule):
         checkpoint_dir: LitGPT checkpoint dir of the backbone (e.g. ``litcpt pretrain``'s ``final/``).
         head: ``"linear"`` (new ``Linear(n_embd, 1)``) or ``"logit"`` (repurpose the logit of ``token_id``).
         token_id: the token whose logit is the reward for ``head="logit"`` (required then).
-        loss: ``"bradley_terry"`` (pairwise, ``-log σ(r_c - r_r - margin)``) or ``"logistic"`` (pointwise BCE
-            with chosen = 1, rejected = 0).
+        loss_type: ``"bradley_terry"`` (pairwise, ``-log σ(r_c - r_r - margin)``), ``"logistic"`` (pointwise BCE
+            with chosen = 1, rejected = 0) or ``"plackett_luce"`` (ranked listwise data); the name DPO uses too.
+        loss: deprecated name of ``loss_type`` (accepted with a ``DeprecationWarning`` for one release).
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²`` (TRL's ``center_rewards_coefficient``).
         use_margin: subtract the batch's per-pair ``margin`` inside the Bradley–Terry loss.
         share_prompt: listwise batches (:class:`litcpt.data.Listwise`): run each prompt once for all its
@@ -92,14 +81,16 @@ class RewardModel(GPTModule):
     """
 
     def __init__(self, config: Config, *, checkpoint_dir: Path | None = None, head: HeadKind = "linear",
-                 token_id: int | None = None, loss: LossKind = "bradley_terry", center_coefficient: float = 0.0,
-                 use_margin: bool = True, share_prompt: bool = False, **kwargs: Any) -> None:
+                 token_id: int | None = None, loss_type: LossType = "bradley_terry",
+                 center_coefficient: float = 0.0, use_margin: bool = True, share_prompt: bool = False,
+                 loss: LossType | None = None, **kwargs: Any) -> None:
+        loss_type = resolve_loss_type(loss_type, loss)
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
         if head not in ("linear", "logit"):
             raise ValueError(f"head: expected 'linear' or 'logit', got {head!r}")
-        if loss not in ("bradley_terry", "logistic", "plackett_luce"):
-            raise ValueError(f"loss: expected 'bradley_terry', 'logistic' or 'plackett_luce', got {loss!r}")
-        self.head_kind, self.loss_kind = head, loss
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type: expected 'bradley_terry', 'logistic' or 'plackett_luce', got {loss_type!r}")
+        self.head_kind, self.loss_type = head, loss_type
         self.center_coefficient, self.use_margin = float(center_coefficient), use_margin
         lm_head = self.model.lm_head
         # Kept on CPU, outside the module tree: only needed to export a loadable LitGPT checkpoint. A meta-built
@@ -120,7 +111,7 @@ class RewardModel(GPTModule):
             torch.nn.init.zeros_(self.head.bias)
         self.token_id = token_id
         self.model.lm_head = torch.nn.Identity()  # the backbone now returns the final hidden states
-        self.train_metrics, self.val_metrics = PairMetrics(), PairMetrics()
+        self.train_metrics, self.val_metrics = RewardPairMetrics(), RewardPairMetrics()
         from litcpt.listwise import ListwiseMetrics
 
         self.train_list_metrics, self.val_list_metrics = ListwiseMetrics(), ListwiseMetrics()
@@ -139,7 +130,7 @@ class RewardModel(GPTModule):
         return scores[:half], scores[half:]
 
     def pair_loss(self, r_chosen: torch.Tensor, r_rejected: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        if self.loss_kind == "logistic":
+        if self.loss_type == "logistic":
             labels = torch.cat([torch.ones_like(r_chosen), torch.zeros_like(r_rejected)])
             return losses.logistic(torch.cat([r_chosen, r_rejected]), labels)
         margin = batch.get("margin") if self.use_margin else None
@@ -163,9 +154,9 @@ class RewardModel(GPTModule):
         ``plackett_luce``: the ranking's negative log-likelihood; ``logistic``: BCE, chosen 1 and rejected 0."""
         from litcpt.listwise import listwise_bradley_terry, plackett_luce
 
-        if self.loss_kind == "plackett_luce":
+        if self.loss_type == "plackett_luce":
             return plackett_luce(scores, mask)
-        if self.loss_kind == "logistic":
+        if self.loss_type == "logistic":
             labels = torch.zeros_like(scores)
             labels[:, 0] = 1.0
             return losses.logistic(scores[mask], labels[mask])
@@ -197,7 +188,7 @@ class RewardModel(GPTModule):
         scores, mask = self.listwise_scores(batch, share_prompt=self.can_share_prompt())
         loss = self.listwise_loss(scores, mask)
         self.train_list_metrics.update(scores, mask)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log_step_mean("train/loss", loss, prog_bar=True)  # mean over the step's micro-batches and ranks
         return loss
 
     def _listwise_validation_step(self, batch: dict[str, Any]) -> None:
@@ -216,12 +207,12 @@ class RewardModel(GPTModule):
         r_chosen, r_rejected = self.pair_scores(batch)
         loss = self.pair_loss(r_chosen, r_rejected, batch)
         self.train_metrics.update(r_chosen, r_rejected)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log_step_mean("train/loss", loss, prog_bar=True)  # mean over the step's micro-batches and ranks
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.fit_loop._should_accumulate():
-            return
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Once per optimizer step (all its micro-batches done): the step's loss and pair metrics."""
+        super().on_before_optimizer_step(optimizer)
         for metrics in (self.train_metrics, self.train_list_metrics):
             if metrics.accuracy.update_count:
                 values = metrics.compute()
@@ -251,7 +242,7 @@ class RewardModel(GPTModule):
 
     # ------------------------------------------------------------------- export
     def metadata(self) -> dict[str, Any]:
-        return {"head": self.head_kind, "token_id": self.token_id, "loss": self.loss_kind,
+        return {"head": self.head_kind, "token_id": self.token_id, "loss_type": self.loss_type,
                 "base_checkpoint": str(self.checkpoint_dir) if self.checkpoint_dir else None}
 
     def litgpt_export(self, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -163,10 +163,10 @@ def tokenize_pairs_rewardbench(pairs: Sequence[Any], tokenizer: Any, *, kind: st
 
 def rewardbench_scorer(policy: torch.nn.Module, reference: torch.nn.Module | None = None, *,
                        ref_free_type: str = RUN_DPO_REF_FREE_TYPE, share_prompt: bool = True) -> Any:
-    """An :class:`~litcpt.rewardbench.evaluate.ImplicitRewardScorer` giving RewardBench's DPO rewards: with a
+    """An :class:`~litcpt.rewardbench.scorers.ImplicitRewardScorer` giving RewardBench's DPO rewards: with a
     reference ``Σ log π - Σ log π_ref`` (summed, β = 1); without one ``ref_free_type`` (``avg``, ``sum``, ``norm``)
     of ``log π``. Use with ``score_pairs(..., convention="rewardbench")``."""
-    from litcpt.rewardbench.evaluate import ImplicitRewardScorer
+    from litcpt.rewardbench.scorers import ImplicitRewardScorer
 
     if ref_free_type not in REF_FREE_TYPES:
         raise ValueError(f"ref_free_type: expected one of {', '.join(REF_FREE_TYPES)}, got {ref_free_type!r}")

@@ -1,10 +1,10 @@
 """RewardBench 2 scoring engine: score every completion of every prompt, then the v2 rules (:mod:`litcpt.rewardbench.v2`).
 
-Works with the v1 scorers (:class:`~litcpt.rewardbench.evaluate.RewardModelScorer`,
-:class:`~litcpt.rewardbench.evaluate.ImplicitRewardScorer`: a DPO policy's implicit reward, which the official v2
+Works with the v1 scorers (:class:`~litcpt.rewardbench.scorers.RewardModelScorer`,
+:class:`~litcpt.rewardbench.scorers.ImplicitRewardScorer`: a DPO policy's implicit reward, which the official v2
 code does not offer) through their ``score_rows`` method. A prompt and all its completions always go to the same
 batch; with prompt sharing the prompt is computed once for all of them (four completions per prompt in RewardBench 2,
-more in Ties). Batching and ranks as in v1 (:func:`~litcpt.rewardbench.evaluate.score_tokenized`): prompts sorted by
+more in Ties). Batching and ranks as in v1 (:func:`~litcpt.rewardbench.engine.score_tokenized`): prompts sorted by
 their longest row, cut into batches of at most ``2 x batch_size`` rows (at least one prompt), batch ``k`` on rank
 ``k mod world_size``, results gathered so every prompt counts once.
 """
@@ -17,16 +17,9 @@ from typing import Any
 
 import torch
 
-from litcpt.rewardbench.evaluate import (
-    DEFAULT_SUBSET,
-    Summary,
-    _dist_rank_world,
-    _gather_in_order,
-    _progress,
-    _to_device,
-    autocast_context,
-    plan_calls,
-)
+from litcpt.inference import autocast_context, dist_rank_world, gather_in_order, progress_bar, to_device
+from litcpt.rewardbench.engine import DEFAULT_SUBSET, plan_calls
+from litcpt.rewardbench.results import Summary
 from litcpt.rewardbench.sections import OTHER, SCORE
 from litcpt.rewardbench.v2 import SUBSETS, TIES, best_of_n, final_score, subset_scores
 
@@ -85,7 +78,7 @@ def score_groups(scorer: Any, groups: Sequence[Any], *, batch_size: int = 8, pad
     from litcpt.data.best_of_n import collate_groups
 
     if rank is None or world_size is None:
-        rank, world_size = _dist_rank_world()
+        rank, world_size = dist_rank_world()
     device = torch.device(device if device is not None else getattr(scorer, "device", "cpu"))
     shares = bool(getattr(scorer, "shares_prompt", False))
     batches = plan_group_batches([g.length for g in groups], [len(g.rows) for g in groups], 2 * batch_size)
@@ -93,11 +86,11 @@ def score_groups(scorer: Any, groups: Sequence[Any], *, batch_size: int = 8, pad
     if shares:
         calls = plan_calls(calls, share_group)
     local: list[GroupScore] = []
-    with autocast_context(precision, device), _progress(progress and rank == 0, sum(map(len, calls)),
+    with autocast_context(precision, device), progress_bar(progress and rank == 0, sum(map(len, calls)),
                                                           "prompt") as bar:
         for positions in calls:
             chunk = [groups[i] for i in positions]
-            batch = _to_device(collate_groups(chunk, pad_id=pad_id), device)
+            batch = to_device(collate_groups(chunk, pad_id=pad_id), device)
             out = scorer.score_rows(batch, rows_per_forward=batch_size if shares else None)
             values = {k: v.detach().float().cpu().tolist() for k, v in out.items()}
             rows = len(batch["group"])
@@ -113,7 +106,7 @@ def score_groups(scorer: Any, groups: Sequence[Any], *, batch_size: int = 8, pad
                                         id=group.id, extras=extras))
                 start = end
             bar.update(len(chunk))
-    return _gather_in_order(local, groups, world_size, "prompts")
+    return gather_in_order(local, groups, world_size, "prompts")
 
 
 def summarize_groups(scores: Sequence[GroupScore]) -> Summary:

@@ -51,7 +51,7 @@ def setup(
     head: Literal["linear", "logit"] = "linear",
     head_token: str | None = None,
     head_token_id: int | None = None,
-    loss: Literal["bradley_terry", "logistic", "plackett_luce"] = "bradley_terry",
+    loss_type: Literal["bradley_terry", "logistic", "plackett_luce"] = "bradley_terry",
     center_coefficient: float = 0.0,
     use_margin: bool = True,
     share_prompt: bool = False,
@@ -66,6 +66,7 @@ def setup(
     seed: int = 42,
     accelerator: str = "auto",
     dry_run: bool = False,
+    loss: Literal["bradley_terry", "logistic", "plackett_luce"] | None = None,
 ) -> Path:
     """Train a reward model on preference pairs with the Bradley–Terry (or pointwise logistic) loss.
 
@@ -79,7 +80,7 @@ def setup(
         head: ``linear`` (new ``Linear(n_embd, 1)``) or ``logit`` (repurpose one logit of the LM head).
         head_token: for ``head: logit``, the token (text) whose logit is the reward (default: EOS).
         head_token_id: the same by id.
-        loss: ``bradley_terry`` (``-log σ(r_c - r_r - margin)``; with ``litcpt.data.Listwise`` data: its mean over
+        loss_type: ``bradley_terry`` (``-log σ(r_c - r_r - margin)``; with ``litcpt.data.Listwise`` data: its mean over
             each prompt's rejected completions), ``logistic`` (BCE, chosen 1 / rejected 0) or ``plackett_luce``
             (the full ranking of ``Listwise(ranked=true)`` data; on pairs it equals ``bradley_terry``).
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²``.
@@ -95,9 +96,12 @@ def setup(
         devices, num_nodes, strategy, logger_name, seed, accelerator: as for ``litcpt pretrain``.
         dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
             activations at the micro-batch) for this world size and strategy, then exit without building the model.
+        loss: deprecated name of ``loss_type`` (accepted with a ``DeprecationWarning`` for one release).
     """
     from litcpt.data import Preference
-    from litcpt.models.reward import RewardModel
+    from litcpt.models.reward import RewardModel, resolve_loss_type
+
+    loss_type = resolve_loss_type(loss_type, loss)
 
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     config = load_config(checkpoint_dir)
@@ -110,8 +114,8 @@ def setup(
         print_dry_run(config, spec, kind="reward", seq_length=train.max_seq_length or config.block_size)
         return spec.out_dir / "final"
     data = data if data is not None else Preference()
-    if loss == "plackett_luce" and not getattr(data, "ranked", False):
-        raise ValueError("loss: plackett_luce needs ranked data (data: litcpt.data.Listwise with ranked: true, "
+    if loss_type == "plackett_luce" and not getattr(data, "ranked", False):
+        raise ValueError("loss_type: plackett_luce needs ranked data (data: litcpt.data.Listwise with ranked: true, "
                          "rejected ordered best first)")
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size,
                  max_seq_length=train.max_seq_length or config.block_size)
@@ -121,7 +125,7 @@ def setup(
         max_steps = train.resolve_max_steps(train.max_seq_length or config.block_size)
     else:
         max_steps = default_steps(data, train.global_batch_size)
-    module = RewardModel(config, checkpoint_dir=checkpoint_dir, head=head, token_id=token_id, loss=loss,
+    module = RewardModel(config, checkpoint_dir=checkpoint_dir, head=head, token_id=token_id, loss_type=loss_type,
                          center_coefficient=center_coefficient, use_margin=use_margin, share_prompt=share_prompt,
                          optimizer=optimizer,
                          activation_checkpointing=train.activation_checkpointing, compile=train.compile,

@@ -1,0 +1,167 @@
+"""DPO's precomputed reference: ``log π_ref`` of every train and val pair, computed once before training.
+
+:class:`ReferenceLogps` holds the values per split, keyed by the pair ``index`` of the batch, with the
+:func:`reference_meta` they were computed from, so that ``<out_dir>/ref_logps.pt`` is reused only for the same
+reference weights and the same tokenised pairs. :class:`ReferenceLogpsModule` computes them with ``Trainer.predict``
+(same strategy as training), gathers every rank's pairs (:func:`litcpt.inference.gather_objects`) and checks that
+each expected pair was scored. :class:`litcpt.models.dpo.DPOModel` then never builds the reference model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from litgpt import Config
+from torch import Tensor
+
+from litcpt import losses
+from litcpt.checkpoint import atomic_torch_save
+from litcpt.inference import gather_objects
+from litcpt.models.base import GPTModule
+from litcpt.models.logprobs import sequence_logps, token_logps
+
+__all__ = ["REF_LOGPS_FILE", "ReferenceLogps", "ReferenceLogpsModule", "dataset_fingerprint", "reference_meta"]
+
+REF_LOGPS_FILE = "ref_logps.pt"
+
+
+def dataset_fingerprint(dataset: Any) -> str | None:
+    """sha256 of a :class:`~litcpt.data.preference.PreferenceDataset`'s token ids (None for other datasets)."""
+    items = getattr(dataset, "items", None)
+    if items is None:
+        return None
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(f"{item.index}:{item.chosen_prompt_length}:{item.rejected_prompt_length}:".encode())
+        digest.update(item.chosen_ids.numpy().tobytes())
+        digest.update(b"|")
+        digest.update(item.rejected_ids.numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class ReferenceLogps:
+    """Reference log-probs per split (``"train"``, ``"val"``): ``tables[split][index] = (chosen, rejected)``.
+
+    ``meta`` says what they were computed from (reference dir, ``average_logps``, data fingerprint, sizes), so a
+    cache file is reused only for the same reference and the same tokenised pairs.
+    """
+
+    tables: dict[str, Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def lookup(self, split: str, index: Tensor) -> tuple[Tensor, Tensor]:
+        """(chosen, rejected) reference log-probs ``[B]`` of the pairs ``index`` (on ``index``'s device)."""
+        if split not in self.tables:
+            raise ValueError(f"reference log-probs: no precomputed values for the {split!r} pairs "
+                             f"(have {sorted(self.tables)})")
+        table = self.tables[split]
+        if table.device != index.device:
+            table = self.tables[split] = table.to(index.device)
+        rows = table[index.long()]
+        return rows[:, 0], rows[:, 1]
+
+    def save(self, path: Path | str) -> Path:
+        atomic_torch_save({"format": 1, "meta": self.meta, "tables": {k: v.cpu() for k, v in self.tables.items()}},
+                          path)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path | str) -> ReferenceLogps:
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+            return cls(tables=dict(raw["tables"]), meta=dict(raw["meta"]))
+        except Exception as err:  # noqa: BLE001 - one line naming the file
+            raise ValueError(f"{path}: not a reference log-prob cache ({type(err).__name__}: {err})") from None
+
+
+def reference_meta(ref_dir: Path, *, average_logps: bool, datasets: Mapping[str, Any],
+                   ld_alpha: float | None = None) -> dict[str, Any]:
+    """What a :class:`ReferenceLogps` depends on: the reference weights, ``average_logps`` (and LD-DPO's
+    ``ld_alpha``) and the tokenised data."""
+    weights = Path(ref_dir) / "lit_model.pth"
+    stat = weights.stat()
+    meta = {"reference": str(Path(ref_dir).resolve()), "weights": [stat.st_size, stat.st_mtime_ns],
+            "average_logps": bool(average_logps),
+            "data": {split: [len(ds), dataset_fingerprint(ds)] for split, ds in datasets.items() if ds is not None}}
+    if ld_alpha is not None:
+        meta["ld_alpha"] = float(ld_alpha)
+    return meta
+
+
+class ReferenceLogpsModule(GPTModule):
+    """``Trainer.predict`` over ``[train_loader, val_loader]`` with the frozen reference: fills :attr:`result`
+    (a :class:`ReferenceLogps`, identical on every rank) and writes it to ``cache_path`` on rank 0.
+
+    Uses :func:`sequence_logps`, the same function as the on-the-fly reference in :class:`DPOModel`.
+    """
+
+    hparams_ignore = ("expected",)  # pair indices of every split: not a hyperparameter
+
+    def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
+                 split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
+                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None,
+                 ld_alpha: float | None = None, expected: Mapping[str, Sequence[int]] | None = None,
+                 defer_init: bool = False) -> None:
+        super().__init__(config, checkpoint_dir=checkpoint_dir, defer_init=defer_init)
+        # pair indices each split must have (pairs dropped by truncation="drop" leave gaps in the index range)
+        self.expected = {split: torch.as_tensor(list(v), dtype=torch.long) for split, v in (expected or {}).items()}
+        self.model.eval().requires_grad_(False)
+        self.average_logps = average_logps
+        self.ld_alpha = ld_alpha
+        self.split_names = tuple(split_names)
+        self.sizes = dict(sizes or {})
+        self.meta = dict(meta or {})
+        self.cache_path = cache_path
+        self._rows: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        self.result: ReferenceLogps | None = None
+
+    def configure_optimizers(self) -> Any:  # predict only
+        return None
+
+    def on_predict_epoch_start(self) -> None:
+        self._rows = {i: [] for i in range(len(self.split_names))}
+
+    @torch.no_grad()
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.ld_alpha is not None:  # LD-DPO: the same reweighted sums as DPOModel
+            input_ids = batch["input_ids"]
+            per_token = token_logps(self.model(input_ids[:, :-1]), input_ids[:, 1:])
+            logps = losses.ld_logps(per_token, batch["response_mask"][:, 1:], self.ld_alpha)
+        else:
+            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                   average=self.average_logps)
+        half = logps.shape[0] // 2
+        keep = ~batch["is_duplicate"].bool() if "is_duplicate" in batch else torch.ones(half, dtype=torch.bool)
+        keep = keep.to(logps.device)
+        self._rows.setdefault(dataloader_idx, []).append(
+            (batch["index"].to(logps.device)[keep].cpu(), logps[:half][keep].float().cpu(),
+             logps[half:][keep].float().cpu()))
+
+    def on_predict_epoch_end(self) -> None:
+        gathered = gather_objects(self._rows)
+        tables: dict[str, Tensor] = {}
+        for i, split in enumerate(self.split_names):
+            parts = [part for rank_rows in gathered for part in rank_rows.get(i, [])]
+            index = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
+            size = self.sizes.get(split, int(index.max()) + 1 if index.numel() else 0)
+            table = torch.full((size, 2), float("nan"))
+            if index.numel():
+                table[index, 0] = torch.cat([p[1] for p in parts])
+                table[index, 1] = torch.cat([p[2] for p in parts])
+            if split in self.expected:
+                missing = self.expected[split][torch.isnan(table[self.expected[split]]).any(-1)]
+            else:
+                missing = torch.isnan(table).any(-1).nonzero().flatten()
+            if missing.numel():
+                raise RuntimeError(f"reference log-probs: {missing.numel()} {split} pairs were not scored "
+                                   f"(first index {int(missing[0])})")
+            tables[split] = table
+        self.result = ReferenceLogps(tables=tables, meta=self.meta)
+        if self.cache_path is not None and self.global_rank == 0:
+            self.result.save(self.cache_path)
