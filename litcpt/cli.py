@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 # command -> "module:function"; imported only when the command runs, so `litcpt --help` is fast.
 COMMANDS: dict[str, str] = {
@@ -88,24 +89,28 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _one_line(message: str) -> str:
-    lines = [ln.strip() for ln in str(message).strip().splitlines() if ln.strip()]
-    # jsonargparse nests the useful part at the end ("... - Key 'train.foo' is not expected").
-    text = " ".join(lines)
-    return text.replace("Validation failed: ", "").replace("Problem with given args: ", "")
+def _fail_in_one_line(command: str, call: Callable[[], Any], *, exit_code: int, suffix: str = "") -> None:
+    """Run ``call``; a ``ValueError``/``FileNotFoundError`` (bad input, by litcpt's convention) becomes one line on
+    stderr and exit status ``exit_code`` (``LITCPT_DEBUG=1`` re-raises it with its traceback)."""
+    try:
+        call()
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("LITCPT_DEBUG"):
+            raise
+        from litcpt.cli_errors import error_line
+
+        print(f"litcpt {command}: error: {error_line(err)}{suffix}", file=sys.stderr)
+        raise SystemExit(exit_code) from None
 
 
 def _save_config(parser, cfg, command: str) -> None:
-    from litcpt.harness import is_global_zero_process
+    from litcpt.atomic import write_text
+    from litcpt.ranks import is_global_zero
 
     out_dir = cfg.get("out_dir") if hasattr(cfg, "get") else None
-    if out_dir is None or not is_global_zero_process():
+    if out_dir is None or not is_global_zero():
         return
-    out = Path(str(out_dir))
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".config.yaml.{os.getpid()}.tmp"
-    parser.save(cfg, str(tmp), overwrite=True, skip_check=True, multifile=False)
-    os.replace(tmp, out / "config.yaml")
+    write_text(Path(str(out_dir)) / "config.yaml", parser.dump(cfg, skip_check=True))
 
 
 def _validate(command: str, function: Callable, kwargs: dict, args: list[str]) -> None:
@@ -115,13 +120,7 @@ def _validate(command: str, function: Callable, kwargs: dict, args: list[str]) -
     hook = getattr(sys.modules[function.__module__], "cli_validate", None)
     if hook is None:
         return
-    try:
-        hook(**kwargs)
-    except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("LITCPT_DEBUG"):
-            raise
-        print(f"litcpt {command}: error: {_one_line(err)} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
-        raise SystemExit(2) from None
+    _fail_in_one_line(command, lambda: hook(**kwargs), exit_code=2, suffix=f" (arguments: {' '.join(args)[:300]})")
 
 
 def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
@@ -153,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"litcpt: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
     from litcpt import cli_cache
+    from litcpt.deprecation import show_deprecations
 
+    show_deprecations()  # a recipe's renamed key is the user's business: say so even outside __main__
     cached = cli_cache.load(command)  # --help, unknown keys... answered without importing torch/Lightning/LitGPT
     if cached is not None:
         _answer_from_cache(command, args, cached)
@@ -184,13 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     kwargs = {k: v for k, v in init.items() if k != "config"}
     _validate(command, function, kwargs, args)  # before config.yaml: a refused run leaves no trace in out_dir
     _save_config(parser, cfg, command)
-    try:
-        function(**kwargs)
-    except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("LITCPT_DEBUG"):
-            raise
-        print(f"litcpt {command}: error: {_one_line(err)}", file=sys.stderr)
-        raise SystemExit(1) from None
+    _fail_in_one_line(command, lambda: function(**kwargs), exit_code=1)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
 from litcpt.callbacks.summary import RunSummary
 from litcpt.metrics_csv import StepCSVLogger
 from litcpt.quiet import quiet_third_party
+from litcpt.ranks import is_global_zero
 from litcpt.resume import AtomicCheckpointIO, StepCheckpoint, check_loadable, clean_stale_saves, pick_resume_checkpoint
 from litcpt.strategies import make_strategy
 
@@ -218,7 +219,7 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
 
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunSpec, *, max_steps: int) -> L.Trainer:
     """Train ``module`` on ``datamodule`` as ``spec`` says; returns the finished Trainer."""
-    if is_global_zero_process():
+    if is_global_zero():
         clean_stale_saves(spec.out_dir)
     from litcpt.args import optimizer_lr
     from litcpt.precision import warn_precision
@@ -246,11 +247,3 @@ def _validate_on_last_step_row(trainer: L.Trainer, module: L.LightningModule, da
         trainer.validate(module, datamodule=datamodule, verbose=False)
     finally:
         loop._batches_that_stepped += shift
-
-
-def is_global_zero_process() -> bool:
-    """True in the process that is (or will be) global rank 0, as Lightning's cluster environments see it (torchrun,
-    SLURM ``srun``, LSF, MPI, Lightning's own launcher): see :func:`litcpt.ranks.is_global_zero`."""
-    from litcpt.ranks import is_global_zero
-
-    return is_global_zero()

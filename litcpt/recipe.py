@@ -13,14 +13,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from litcpt.cli_errors import error_line
 from litcpt.schedules import Schedule
 
 __all__ = ["lr_callback", "peak_lr", "pretrain_parser", "read_recipe", "resolve_callback_schedule", "seq_length_of"]
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
-    return text.replace("Validation failed: ", "").replace("Problem with given args: ", "")
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,7 +52,7 @@ def read_recipe(path: Path | str, *, parser: Any = None, data: bool = True) -> d
             cfg.data = None
         init = parser.instantiate_classes(cfg)
     except (ArgumentError, ValueError, TypeError, ImportError, AttributeError) as err:
-        raise ValueError(f"{path}: not a valid litcpt pretrain recipe: {_one_line(err)}") from None
+        raise ValueError(f"{path}: not a valid litcpt pretrain recipe: {error_line(err)}") from None
     return {k: v for k, v in init.items() if k != "config"}
 
 

@@ -24,7 +24,7 @@ from litcpt.checkpoint import atomic_torch_save
 
 _STEP_CKPT = re.compile(r"^step-(\d+)(?:-v\d+)?\.ckpt$")
 # What interrupted saves leave: atomic_torch_save's `.<name>.<8 random chars>.tmp` files (checkpoints, DPO's
-# reference log-probs), the CLI's `.config.yaml.<pid>.tmp` and save_litgpt_dir's `.<name>.tmp-<hex>` /
+# reference log-probs), the CLI's `.config.yaml.<pid>.tmp` (before litcpt.atomic) and save_litgpt_dir's `.<name>.tmp-<hex>` /
 # `.<name>.old-<hex>` directories.
 _STALE_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$|^\.config\.yaml\.\d+\.tmp$")
 _STALE_DIR = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")

@@ -185,7 +185,8 @@ def setup(
 
     Returns: the path of the annealed LitGPT checkpoint dir (``out_dir/final``).
     """
-    from litcpt.harness import find_resume_checkpoint, is_global_zero_process
+    from litcpt.harness import find_resume_checkpoint
+    from litcpt.ranks import is_global_zero
     from litcpt.runs.pretrain import setup as pretrain_setup
 
     _check_arguments(anneal_steps, anneal_tokens, shape, const_lr, min_lr)
@@ -251,7 +252,7 @@ def setup(
         "last_global_step": start + steps - 1, "resumed_from": str(resume_from) if resume_from else None,
         "final": str(out_dir / "final"),
     }
-    if is_global_zero_process():
+    if is_global_zero():
         print(f"litcpt anneal: {source.checkpoint} (global step {source.step}) -> {out_dir / 'final'}: LR "
               f"{const_lr:.4g} -> {min_lr:.4g} ({shape}) over {steps} steps ({steps * tokens_per_step} tokens)")
         write_json(out_dir / "anneal.json", record)

@@ -172,16 +172,8 @@ def plot_recipe_stages(stages: Sequence[RecipeStage], path: Path | str, *, x: Ax
         title = "Learning rate: " + " -> ".join(f"{s.name} ({s.callback})" for s in stages)
         if len(title) > 90:
             title = f"Learning rate over {len(stages)} stages"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.png'}")
-    try:
-        plot_stages([(s.name, s.length(x)) for s in stages], {"learning rate": [s.lr_function(x) for s in stages]},
-                    tmp, xlabel="tokens" if x == "tokens" else "optimizer steps", title=title)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return plot_stages([(s.name, s.length(x)) for s in stages], {"learning rate": [s.lr_function(x) for s in stages]},
+                       path, xlabel="tokens" if x == "tokens" else "optimizer steps", title=title)  # atomic
 
 
 def main(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from litcpt.atomic import write_lines
 from litcpt.checkpoint import check_checkpoint_dir
 
 
@@ -129,12 +129,7 @@ def main(checkpoint_dir: Path, data: Path, out_dir: Path | None = None, out_file
                    for i, (line, p, c, r) in enumerate(zip(lines, pairs, chosen, rejected))]
         summary["accuracy"] = pair_accuracy(chosen, rejected, ties="half")
         summary["pairs"] = len(pairs)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fp:
-        for record in records:
-            fp.write(json.dumps(record) + "\n")
-    os.replace(tmp, out_file)
+    write_lines(out_file, [json.dumps(record) for record in records])
     summary["scores"] = str(out_file)
     print(json.dumps(summary, indent=2))
     return summary

@@ -15,7 +15,6 @@ held-out blocks of both sources):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from litcpt.atomic import write_json, write_text
 from litcpt.demo.runtime import (
     QUICK_MODEL,
     QUICK_TOKENS,
@@ -181,9 +181,9 @@ def run_beyond(*, out_dir: Path, d1_tokens: int | None, d2_tokens: int | None, l
     command = f"litcpt demo --part beyond --out_dir {out_dir}" + (" --quick true" if quick else "")
     summary = {"command": command, "wall_time_s": round(wall, 1), "rows": results,
                "run_times_s": {k: round(v, 1) for k, v in times.items()}, "tokens_per_step": tps, "lr": lr}
-    (out_dir / "beyond.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out_dir / "beyond.json", summary)
     md = markdown(summary)
-    (out_dir / "beyond.md").write_text(md)
+    write_text(out_dir / "beyond.md", md)
     _plot(runs_dir, out_dir / "beyond.png")
     print(md)
     return summary
@@ -207,6 +207,7 @@ def _plot(runs_dir: Path, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         return
+    from litcpt.plotting import save_figure
     from litcpt.report import read_rows
 
     fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -223,5 +224,7 @@ def _plot(runs_dir: Path, path: Path) -> None:
     for ax in (ax_lr, ax_loss):
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)

@@ -4,10 +4,11 @@ bundled Anthropic HH-RLHF pairs and report held-out pairwise accuracy before and
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 from typing import Any
+
+from litcpt.atomic import write_json, write_text
 
 HEADS = ("linear", "logit")
 
@@ -64,9 +65,9 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write(results: dict[str, Any], out_dir: Path) -> None:
-    (out_dir / "reward.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out_dir / "reward.json", results)
     text = ["# litcpt demo: reward model", "",
             f"Backbone `{results['backbone']}` fine-tuned for {results['steps']} optimizer steps (16 pairs each) on "
             "the bundled Anthropic HH-RLHF harmless-base pairs (90/10 split); accuracy = share of held-out pairs "
             "with r(chosen) > r(rejected), ties half.", "", markdown(results), ""]
-    (out_dir / "reward.md").write_text("\n".join(text))
+    write_text(out_dir / "reward.md", "\n".join(text))
