@@ -43,3 +43,13 @@ def test_renamed_arguments_use_it():
         warnings.simplefilter("always")
         assert resolve_loss_type("bradley_terry", "logistic") == "logistic"
     assert [w.category for w in record] == [LitcptDeprecationWarning]
+
+
+def test_the_cli_turns_them_on(monkeypatch, capsys):
+    from litcpt import cli
+
+    monkeypatch.setattr(warnings, "filters", [f for f in warnings.filters if f[2] is not LitcptDeprecationWarning])
+    with pytest.raises(SystemExit):
+        cli.main(["merge", "--help"])
+    capsys.readouterr()
+    assert any(f[0] == "default" and f[2] is LitcptDeprecationWarning for f in warnings.filters)
