@@ -40,7 +40,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HELP_WIDTH = 100  # columns of every --help, shipped or not (see litcpt.cli.build_parser)
+from litcpt.cli_parser import HELP_WIDTH  # noqa: F401  (re-exported: columns of every --help, shipped or not)
+
 PACKAGE = Path(__file__).resolve().parent
 SHIPPED_DIR = PACKAGE / "assets" / "cli"
 REGENERATE = "python -m litcpt.cli_cache --regenerate"
@@ -257,7 +258,7 @@ def shipped_entry(command: str) -> dict[str, Any]:
     """``command``'s shipped answers, from its real parser built in this process (call it in a fresh one)."""
     import importlib
 
-    from litcpt.cli import COMMANDS, _load, build_parser
+    from litcpt.cli_parser import COMMANDS, build_parser, load_command as _load
 
     function = _load(COMMANDS[command])
     positional = getattr(importlib.import_module(function.__module__), "cli_positional", None)
@@ -293,7 +294,7 @@ def _fresh_entries(commands: list[str]) -> dict[str, str]:
 
 
 def _commands(names: list[str] | None) -> list[str]:
-    from litcpt.cli import COMMANDS
+    from litcpt.cli_parser import COMMANDS
 
     unknown = sorted(set(names or []) - set(COMMANDS))
     if unknown:
@@ -303,7 +304,7 @@ def _commands(names: list[str] | None) -> list[str]:
 
 def regenerate(names: list[str] | None = None) -> list[Path]:
     """Rewrite the shipped answers of ``names`` (default: every command, and drop files of removed commands)."""
-    from litcpt.cli import COMMANDS
+    from litcpt.cli_parser import COMMANDS
 
     commands = _commands(names)
     SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
@@ -321,7 +322,7 @@ def regenerate(names: list[str] | None = None) -> list[Path]:
 
 def stale_keys() -> list[str]:
     """Commands whose shipped answers are missing or were made from other sources (cheap: no parser is built)."""
-    from litcpt.cli import COMMANDS
+    from litcpt.cli_parser import COMMANDS
 
     return [c for c in COMMANDS if (_read(SHIPPED_DIR / f"{c}.json") or {}).get("key") != source_key()]
 

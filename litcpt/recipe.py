@@ -22,7 +22,7 @@ __all__ = ["lr_callback", "peak_lr", "pretrain_parser", "read_recipe", "resolve_
 @functools.lru_cache(maxsize=1)
 def pretrain_parser():
     """``litcpt pretrain``'s parser (built once: it takes a moment; parsing does not change it)."""
-    from litcpt.cli import build_parser
+    from litcpt.cli_parser import build_parser
     from litcpt.runs.pretrain import setup
 
     return build_parser("pretrain", setup)

@@ -122,15 +122,23 @@ def test_a_command_never_imports_another_command():
         "\n".join(offenders)
 
 
+def test_nothing_below_the_commands_imports_a_command_or_the_cli():
+    """The layers: cli -> commands -> everything else; a lower module never reaches up (only litcpt.cli and
+    ``python -m litcpt`` import the CLI)."""
+    offenders = []
+    for name, targets in graph(top_level_only=False).items():
+        if name.startswith("litcpt.commands.") or name in ("litcpt.cli", "litcpt.__main__"):
+            continue
+        offenders += [f"{name} -> {t}" for t in sorted(targets) if t.startswith("litcpt.commands") or t == "litcpt.cli"]
+    assert not offenders, "modules below the commands import upwards:\n" + "\n".join(offenders)
+
+
 def test_no_import_cycle_at_module_level():
     found = cycles(importers_of_parents(graph(top_level_only=True)))
     assert not found, f"module-level import cycles among litcpt modules: {found}"
 
 
-KNOWN_FUNCTION_LEVEL_CYCLES = [
-    ["litcpt.cli", "litcpt.cli_cache"],  # cli_cache --regenerate builds parsers through the cli (issue-18)
-    ["litcpt.rewardbench.conventions", "litcpt.rewardbench.evaluate"],  # rewardbench internals (issue #14, 14c)
-]
+KNOWN_FUNCTION_LEVEL_CYCLES: list[list[str]] = []
 """Cycles through imports inside functions that are tolerated for now; a new one fails the test."""
 
 
