@@ -23,6 +23,9 @@ Definitions follow the reference implementations in Hugging Face TRL:
   mean δ and ``exo_pair``'s default ε follow TRL 0.28.0 (TRL 1.x dropped both);
   ``simpo`` follows ``CPOTrainer.cpo_loss`` (TRL 1.16.0). Fixture values:
   ``tests/test_dpo_losses_trl.py``, made by ``tests/fixtures/make_dpo_trl_fixtures.py``.
+
+One module on purpose: one job (pairwise preference losses as pure tensor functions), one dispatcher
+(:func:`dpo_terms`) over the whole family; the size is the number of published variants.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ child, so a D2 continuation is placed after D1 on a cumulative-token axis and it
 
 Resumed runs: versions are read oldest first; points that an older version logged at or after the first step of a
 newer version are dropped (the newer version re-did those steps after resuming).
+
+Files are written by :mod:`litcpt.report_files` and figures drawn by :mod:`litcpt.report_plots`; this module only
+reads runs and builds the table (as rows, Markdown text or a JSON-ready dict).
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ Each function validates its arguments and raises a one-line :class:`ValueError`
 naming the offending field. The frozen dataclasses :class:`WarmupCosine`,
 :class:`Infinite`, :class:`WSD` and :class:`Constant` validate once at
 construction and are then cheap callables ``schedule(t) -> lr``.
+
+One module on purpose: each schedule is a formula, its validation and its frozen dataclass, all built on the same
+few helpers (warmup, shapes, checks) and all read together by :func:`schedule_from_dict` for resume; the size is
+the number of schedules, not a mix of jobs.
 """
 
 from __future__ import annotations

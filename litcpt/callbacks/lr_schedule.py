@@ -30,6 +30,11 @@ is ``schedule(k)`` (unit ``"steps"``) or ``schedule(tokens seen before step k)``
 every micro-batch but only changes when ``trainer.global_step`` (which counts
 optimizer steps) advances, so accumulation never stretches the schedule.
 
+Why one module of this size: the base class holds all the machinery (units, lengths, resume, logging) and each
+schedule's callback is a thin, explicitly typed constructor over it -- explicit because a callback's signature is
+its recipe schema (jsonargparse reads it), so the similar-looking ``__init__`` signatures are the schema, not
+duplicated logic. Splitting them into one file each would scatter one small class hierarchy.
+
 Callback order does not matter: in ``setup`` the callback moves itself to the front
 of ``trainer.callbacks``, so its ``on_train_batch_start`` sets the LR before any other
 callback's (e.g. ``LearningRateMonitor``, which would otherwise log the previous
