@@ -20,7 +20,6 @@ before their first step, so the curves show forgetting and its recovery. Each ru
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from litcpt.demo.runtime import (
     lr_schedule_spec,
     mix_data,
     run_scenario,
+    runs_dir_of,
     torch_threads,
 )
 
@@ -280,10 +280,7 @@ def run_cpt(*, out_dir: Path, d1_tokens: int | None, d2_tokens: int | None, repl
                                      infinite=infinite, infinite_replay=infinite_replay,
                                      anneal_fraction=anneal_fraction, seed=seed, quick=quick, lr=lr,
                                      cache_dir=cache_dir)
-    out_dir = Path(out_dir)
-    runs_dir = out_dir / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    out_dir, runs_dir = runs_dir_of(out_dir, "runs")
     start = time.perf_counter()
     times: dict[str, float] = {}
     with torch_threads(num_threads):

@@ -15,7 +15,6 @@ held-out blocks of both sources):
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from litcpt.demo.runtime import (
     lr_schedule_spec,
     mix_data,
     run_scenario,
+    runs_dir_of,
     torch_threads,
 )
 
@@ -144,10 +144,7 @@ def run_beyond(*, out_dir: Path, d1_tokens: int | None, d2_tokens: int | None, l
     scenarios, tps, interval = build_beyond(d1_tokens=d1_tokens, d2_tokens=d2_tokens, lr=lr, seed=seed, quick=quick,
                                             cache_dir=cache_dir)
     seq = (QUICK_MODEL if quick else TINY_MODEL)["block_size"]
-    out_dir = Path(out_dir)
-    runs_dir = out_dir / "runs-beyond"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    out_dir, runs_dir = runs_dir_of(out_dir, "runs-beyond")
     start = time.perf_counter()
     times: dict[str, float] = {}
     with torch_threads(num_threads):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -106,6 +107,16 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def runs_dir_of(out_dir: Path | str, name: str) -> tuple[Path, Path]:
+    """``(out_dir, out_dir/name)`` with the runs directory created; tokenizers' own threads off (the demo sets the
+    torch threads itself, and forked loader workers would warn)."""
+    out_dir = Path(out_dir)
+    runs_dir = out_dir / name
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return out_dir, runs_dir
 
 
 def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -> Path:
