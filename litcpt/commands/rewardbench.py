@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 
 from litcpt.checkpoint import check_checkpoint_dir, load_config
+from litcpt.strategies import StrategyName
 
 Kind = Literal["auto", "reward", "dpo"]
 ConventionName = Literal["litcpt", "rewardbench"]
@@ -145,23 +146,25 @@ def dpo_reduction(convention: str, has_reference: bool, ref_free_type: str | Non
     return "avg" if average_logps else "sum"
 
 
-def _launch(devices: int, num_nodes: int, accelerator: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device): one process, an already-initialised process group, or Fabric-launched DDP."""
+def _launch(devices: int, num_nodes: int, accelerator: str, strategy: str) -> tuple[int, int, torch.device, Any]:
+    """(rank, world size, device, trainer): one process or an already-initialised process group (trainer None:
+    a plain loop), else the ``Trainer.predict`` harness (:func:`litcpt.inference.predict_trainer`), which launches the
+    ranks; the models then load on the CPU and the strategy places them (``fsdp``/``fsdp2``: sharded)."""
     dist = torch.distributed
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
-        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if on_gpu else torch.device("cpu")
-        return rank, world, device
+        return rank, world, device, None
     if devices > 1 or num_nodes > 1:
-        import lightning as L
+        from litcpt.inference import predict_trainer
 
-        fabric = L.Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
-        fabric.launch()
-        return fabric.global_rank, fabric.world_size, fabric.device
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return 0, 1, torch.device("cuda", 0)
-    return 0, 1, torch.device("cpu")
+        trainer = predict_trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                                  progress_bar=False)
+        return trainer.global_rank, trainer.world_size, torch.device("cuda" if on_gpu else "cpu"), trainer
+    if on_gpu:
+        return 0, 1, torch.device("cuda", 0), None
+    return 0, 1, torch.device("cpu"), None
 
 
 def _load_gpt(checkpoint_dir: Path, field: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -192,6 +195,7 @@ def main(
     devices: int = 1,
     num_nodes: int = 1,
     accelerator: str = "auto",
+    strategy: StrategyName = "auto",
     precision: str | None = None,
     convention: ConventionName = "litcpt",
     ref_free_type: RefFreeType | None = None,
@@ -231,6 +235,8 @@ def main(
         devices: processes per node; pairs are sharded over them and every pair is counted once.
         num_nodes: number of nodes.
         accelerator: ``auto``, ``cpu`` or ``gpu``.
+        strategy: with several devices: ``auto``/``ddp`` (a full model copy per rank), ``fsdp`` or ``fsdp2`` (the
+            models sharded over the ranks, for models that do not fit one device; prompt sharing is off there).
         precision: ``32-true``, ``bf16-mixed``, ``bf16-true``, ``16-mixed``, ``16-true`` (default: bf16-mixed on GPU).
         convention: ``litcpt`` (sequences and rewards as litcpt trains them) or ``rewardbench`` (the official code's
             tokenisation, truncation and rewards: joint prompt+response encoding with the boundary-merge rule, BOS
@@ -330,9 +336,13 @@ def main(
     if convention == "rewardbench":
         truncation = "rewardbench"  # type: ignore[assignment]
 
-    rank, world_size, device = _launch(devices, num_nodes, accelerator)
+    rank, world_size, device, trainer = _launch(devices, num_nodes, accelerator, strategy)
     precision = resolve_precision(precision, device)
     dtype = model_dtype(precision, device)
+    if trainer is not None:
+        device = torch.device("cpu")  # the strategy moves (or shards) the models
+        # a sharded forward is a collective: every rank must run the same forwards, prompt sharing's vary per call
+        share_prompt = share_prompt and strategy not in ("fsdp", "fsdp2")
     if kind == "reward":
         from litcpt.models.reward import load_reward_model
 
@@ -355,7 +365,7 @@ def main(
               "prompt keys/values held per call (lower --share_group if memory is short)")
     options = {"batch_size": batch_size, "pad_id": pad_id, "device": device, "precision": precision,
                "default_subset": default_subset, "rank": rank, "world_size": world_size, "progress": True,
-               "share_group": share_group}
+               "share_group": share_group, "trainer": trainer}
     with Timer() as timer:
         if version == 2:
             from litcpt.rewardbench.evaluate_v2 import score_groups, summarize_groups
