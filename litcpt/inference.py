@@ -28,6 +28,7 @@ __all__ = [
     "PRECISIONS",
     "PlannedPredict",
     "autocast_context",
+    "defer_weights",
     "dist_rank_world",
     "gather_in_order",
     "gather_objects",
@@ -176,6 +177,17 @@ def _shard_blocks_and_root(module: torch.nn.Module, mesh: Any) -> None:
     fully_shard(module, mesh=mesh)
 
 
+WEIGHTS_ATTR = "litcpt_weight_source"
+
+
+def defer_weights(module: torch.nn.Module, source: Any) -> torch.nn.Module:
+    """Mark a meta-device ``module``: :class:`PlannedPredict` fills it from ``source`` (a
+    :class:`~litcpt.models.materialize.WeightSource`) after the strategy has sharded it, so under ``fsdp``/``fsdp2``
+    no rank ever holds the full weights."""
+    setattr(module, WEIGHTS_ATTR, source)
+    return module
+
+
 def _identity(x: Any) -> Any:
     return x
 
@@ -215,11 +227,25 @@ class PlannedPredict(L.LightningModule):
         return DataLoader(share, batch_size=None, collate_fn=_identity)
 
     def configure_model(self) -> None:
-        from lightning.pytorch.strategies import ModelParallelStrategy
+        """``fsdp2``: shard (:func:`_shard_blocks_and_root`). Then fill the meta modules (:func:`defer_weights`):
+        under ``fsdp`` unit by unit as FSDP wraps them, else here (their own shard only under ``fsdp2``)."""
+        from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
-        if isinstance(self.trainer.strategy, ModelParallelStrategy) and not getattr(self, "_sharded", False):
-            self._sharded = True
+        from litcpt.models.materialize import fsdp1_param_init_fn, has_meta, materialize_sharded
+
+        if getattr(self, "_configured", False):
+            return
+        self._configured = True
+        strategy = self.trainer.strategy
+        if isinstance(strategy, ModelParallelStrategy):
             _shard_blocks_and_root(self, self.device_mesh["data_parallel"])
+        pending = {name: getattr(m, WEIGHTS_ATTR) for name, m in self.named_modules()
+                   if getattr(m, WEIGHTS_ATTR, None) is not None and has_meta(m)}
+        if isinstance(strategy, FSDPStrategy) and pending:
+            strategy.kwargs["param_init_fn"] = fsdp1_param_init_fn(self, pending, strategy.root_device)
+            return
+        for name, source in pending.items():
+            materialize_sharded(self.get_submodule(name), source, strategy.root_device)
 
     def forward(self, call: Sequence[int]) -> list[Any]:
         with torch.no_grad(), autocast_context(self.precision_name, self.device):

@@ -167,9 +167,18 @@ def _launch(devices: int, num_nodes: int, accelerator: str, strategy: str) -> tu
     return 0, 1, torch.device("cpu"), None
 
 
-def _load_gpt(checkpoint_dir: Path, field: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def _load_gpt(checkpoint_dir: Path, field: str, device: torch.device, dtype: torch.dtype,
+              defer: bool = False) -> torch.nn.Module:
+    """The GPT of ``checkpoint_dir``, frozen; ``defer``: on the meta device, filled after sharding (fsdp/fsdp2)."""
     from litcpt.models.base import build_gpt
 
+    if defer:
+        from litcpt.inference import defer_weights
+        from litcpt.models.materialize import CheckpointWeights, meta_gpt
+
+        model = meta_gpt(load_config(checkpoint_dir)).to(dtype=dtype)
+        defer_weights(model, CheckpointWeights(checkpoint_dir, model, field=field))
+        return model.eval().requires_grad_(False)
     model = build_gpt(load_config(checkpoint_dir), checkpoint_dir=checkpoint_dir, field=field)
     return model.eval().requires_grad_(False).to(device=device, dtype=dtype)
 
@@ -343,14 +352,19 @@ def main(
         device = torch.device("cpu")  # the strategy moves (or shards) the models
         # a sharded forward is a collective: every rank must run the same forwards, prompt sharing's vary per call
         share_prompt = share_prompt and strategy not in ("fsdp", "fsdp2")
+    defer = trainer is not None and strategy in ("fsdp", "fsdp2")  # no rank ever holds a full copy
     if kind == "reward":
+        from litcpt.inference import defer_weights
         from litcpt.models.reward import load_reward_model
 
-        scorer: Any = RewardModelScorer(load_reward_model(checkpoint_dir, device=device, dtype=dtype),
-                                        share_prompt=share_prompt)
+        reward_model = load_reward_model(checkpoint_dir, device=device, dtype=dtype, defer_init=defer)
+        if defer:
+            defer_weights(reward_model.model, reward_model.weight_sources["model"])
+        scorer: Any = RewardModelScorer(reward_model, share_prompt=share_prompt)
     else:
-        policy = _load_gpt(checkpoint_dir, "checkpoint_dir", device, dtype)
-        reference = _load_gpt(ref_checkpoint_dir, "ref_checkpoint_dir", device, dtype) if ref_checkpoint_dir else None
+        policy = _load_gpt(checkpoint_dir, "checkpoint_dir", device, dtype, defer)
+        reference = (_load_gpt(ref_checkpoint_dir, "ref_checkpoint_dir", device, dtype, defer) if ref_checkpoint_dir
+                     else None)
         scorer = ImplicitRewardScorer(policy, reference, beta=beta, average_logps=average_logps,
                                       share_prompt=share_prompt,
                                       reduction=dpo_reduction(convention, reference is not None, ref_free_type,

@@ -6,8 +6,10 @@ world_size`` and the per-pair results are gathered (:func:`litcpt.inference.gath
 counted exactly once whatever the world size. The chosen and rejected sequences of a pair are always scored together.
 For a scorer that shares prompts (``scorer.shares_prompt``), a scorer call takes ``share_group`` batches, runs their
 prompts sorted by length ``batch_size`` per forward, then all responses sorted by length ``batch_size`` per forward.
-Otherwise a batch is one forward pass of ``2B`` rows. Everything runs in eval mode under ``torch.inference_mode``
-(bf16 autocast on GPUs by default).
+Otherwise a batch is one forward pass of ``2B`` rows. Everything runs in eval mode without autograd (bf16 autocast
+on GPUs by default). The ranks are those of an initialised process group (a plain loop), or of a ``trainer``: then
+the calls run through ``Trainer.predict`` (:func:`litcpt.inference.predict_planned`), whose strategy may shard the
+models (``fsdp``/``fsdp2``).
 
 Any callable ``batch -> {"chosen": Tensor[B], "rejected": Tensor[B], ...}`` is a
 :class:`~litcpt.rewardbench.scorers.Scorer`: extra per-pair tensors it returns (e.g. log-probs) end up in the
