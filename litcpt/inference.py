@@ -63,13 +63,15 @@ def gather_objects(local: Any, world_size: int | None = None) -> list[Any]:
     return parts
 
 
-def gather_in_order(local: list[Any], order: Sequence[Any], world_size: int, unit: str) -> list[Any]:
+def gather_in_order(local: list[Any], order: Sequence[Any], world_size: int | None, unit: str, *,
+                    what: str = "scoring") -> list[Any]:
     """Every rank's results (each with an ``index``), in the order of ``order``'s items (each with an ``index``);
-    a ``RuntimeError`` unless each item came back exactly once."""
+    a ``RuntimeError`` (starting with ``what``) unless each item came back exactly once."""
     gathered = [x for part in gather_objects(list(local), world_size) for x in part]
     by_index = {result.index: result for result in gathered}
-    if len(by_index) != len(gathered) or len(gathered) != len(order):
-        raise RuntimeError(f"scoring: expected each of {len(order)} {unit} exactly once, got {len(gathered)} results "
+    if len(by_index) != len(gathered) or len(gathered) != len(order) or any(
+            int(item.index) not in by_index for item in order):
+        raise RuntimeError(f"{what}: expected each of {len(order)} {unit} exactly once, got {len(gathered)} results "
                            f"for {len(by_index)} distinct {unit}")
     return [by_index[int(item.index)] for item in order]
 
