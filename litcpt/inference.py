@@ -131,15 +131,15 @@ def progress_bar(enabled: bool, total: int, unit: str = "pair") -> Any:
     return _NoBar()
 
 
-
 # ------------------------------------------------------------------------------------------------- the harness
 def predict_trainer(*, accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, strategy: str = "auto",
-                    world_size: int | None = None, precision: str = "32-true", default_root_dir: Path | str | None = None,
-                    progress_bar: bool = True) -> L.Trainer:
+                    world_size: int | None = None, precision: str = "32-true",
+                    default_root_dir: Path | str | None = None, progress: bool = True) -> L.Trainer:
     """The ``Trainer`` of an inference pass: strategy by name (:func:`litcpt.strategies.make_strategy`; ``fsdp`` and
     ``fsdp2`` shard the model), no logger, no checkpoints, the module's own per-rank loaders (no distributed
     sampler) and ``torch.no_grad`` instead of inference mode (FSDP's parameter views refuse inference tensors).
-    ``world_size`` defaults to ``devices x num_nodes`` (fsdp2's mesh size)."""
+    ``world_size`` defaults to ``devices x num_nodes`` (fsdp2's mesh size); ``progress``: Lightning's bar (counts
+    batches; RewardBench shows its own, counting pairs)."""
     from litcpt.strategies import make_strategy
 
     if world_size is None:
@@ -147,7 +147,7 @@ def predict_trainer(*, accelerator: str = "auto", devices: int | str = 1, num_no
     return L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                      strategy=make_strategy(strategy, accelerator=accelerator, world_size=world_size),
                      precision=precision, logger=False, enable_checkpointing=False, use_distributed_sampler=False,
-                     inference_mode=False, enable_model_summary=False, enable_progress_bar=progress_bar,
+                     inference_mode=False, enable_model_summary=False, enable_progress_bar=progress,
                      default_root_dir=None if default_root_dir is None else str(default_root_dir))
 
 

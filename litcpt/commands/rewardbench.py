@@ -160,7 +160,7 @@ def _launch(devices: int, num_nodes: int, accelerator: str, strategy: str) -> tu
         from litcpt.inference import predict_trainer
 
         trainer = predict_trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                                  progress_bar=False)
+                                  progress=False)
         return trainer.global_rank, trainer.world_size, torch.device("cuda" if on_gpu else "cpu"), trainer
     if on_gpu:
         return 0, 1, torch.device("cuda", 0), None

@@ -4,7 +4,8 @@
 :func:`reference_meta` they were computed from, so that ``<out_dir>/ref_logps.pt`` is reused only for the same
 reference weights and the same tokenised pairs. :class:`ReferenceLogpsModule` computes them with ``Trainer.predict``
 (same strategy as training; Trainer from :func:`litcpt.inference.predict_trainer`) and gathers every rank's pairs
-with RewardBench's ordered gather (:func:`litcpt.inference.gather_in_order`: each expected pair exactly once). :class:`litcpt.models.dpo.DPOModel` then never builds the reference model.
+with RewardBench's ordered gather (:func:`litcpt.inference.gather_in_order`: each expected pair exactly once).
+:class:`litcpt.models.dpo.DPOModel` then never builds the reference model.
 """
 
 from __future__ import annotations
