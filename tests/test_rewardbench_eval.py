@@ -448,6 +448,29 @@ def test_cli_with_two_devices_matches_one_device(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
+def test_cli_sharded_two_devices_match_one_device(tmp_path, strategy="fsdp2"):
+    """``--strategy fsdp2`` (``fsdp`` takes the same path): policy and reference sharded over 2 gloo ranks (Trainer.predict), same scores as
+    one device (which shares prompts; the sharded run cannot: its forwards are collectives)."""
+    policy, _ = _dpo_dirs(tmp_path)
+    data = write_jsonl(tmp_path / "rb.jsonl", rb_rows(known_pairs()))
+    for devices in ("1", "2"):
+        run_litcpt("rewardbench", "--checkpoint_dir", str(policy), "--data", str(data), "--batch_size", "3",
+                   "--out_dir", str(tmp_path / devices), "--devices", devices, "--accelerator", "cpu",
+                   "--strategy", strategy, timeout=300)
+    one = [json.loads(line) for line in (tmp_path / "1" / "scores.jsonl").read_text().splitlines()]
+    two = [json.loads(line) for line in (tmp_path / "2" / "scores.jsonl").read_text().splitlines()]
+    assert len(one) == len(two) == 10  # 4 calls of 3, 2, ... pairs: rank 1 pads with a dropped repeat
+    for a, b in zip(one, two):
+        assert a["index"] == b["index"]
+        for key in ("score_chosen", "score_rejected", "ref_logps_chosen", "logps_rejected"):
+            assert a[key] == pytest.approx(b[key], abs=1e-4)
+    r1, r2 = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("1", "2"))
+    assert {k: r1[k] for k in KNOWN} == {k: r2[k] for k in KNOWN}
+    assert r2["litcpt"]["world_size"] == 2 and r2["litcpt"]["share_prompt"] is False
+
+
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line(tmp_path):
     policy, _ = _dpo_dirs(tmp_path)
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "chosen": "c"}])

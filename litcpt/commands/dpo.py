@@ -55,12 +55,13 @@ FDivergenceName = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_di
 def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, average_logps: bool,
                          ld_alpha: float | None = None):
     """Reference log-probs of every train/val pair: loaded from ``<out_dir>/ref_logps.pt`` if it was computed from
-    the same reference and data, else one ``Trainer.predict`` pass (same devices, strategy and precision as the
-    training run) that writes it. The reference model is freed before training starts."""
+    the same reference and data, else one ``Trainer.predict`` pass (:func:`litcpt.inference.predict_trainer`: same
+    devices, strategy and precision as the training run) that writes it. The reference model is freed before
+    training starts."""
     import lightning as L
 
+    from litcpt.inference import predict_trainer
     from litcpt.models.dpo import REF_LOGPS_FILE, ReferenceLogps, ReferenceLogpsModule, reference_meta
-    from litcpt.strategies import make_strategy
 
     datasets = {"train": getattr(data, "train_dataset", None), "val": getattr(data, "test_dataset", None)}
     meta = reference_meta(ref_dir, average_logps=average_logps, datasets=datasets, ld_alpha=ld_alpha)
@@ -87,12 +88,9 @@ def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, aver
     module = ReferenceLogpsModule(load_config(ref_dir), checkpoint_dir=ref_dir, average_logps=average_logps,
                                   sizes=sizes, meta=meta, cache_path=cache_path, ld_alpha=ld_alpha,
                                   expected=expected, defer_init=spec.sharded)
-    trainer = L.Trainer(accelerator=spec.accelerator, devices=spec.num_devices, num_nodes=spec.num_nodes,
-                        strategy=make_strategy(spec.strategy, accelerator=spec.accelerator,
-                                               world_size=spec.world_size),
-                        precision=spec.resolved_precision(), logger=False, enable_checkpointing=False,
-                        use_distributed_sampler=False, inference_mode=False, enable_model_summary=False,
-                        default_root_dir=str(spec.out_dir))
+    trainer = predict_trainer(accelerator=spec.accelerator, devices=spec.num_devices, num_nodes=spec.num_nodes,
+                              strategy=spec.strategy, world_size=spec.world_size,
+                              precision=spec.resolved_precision(), default_root_dir=spec.out_dir)
     trainer.predict(module, datamodule=_Loaders(), return_predictions=False)
     result = module.result
     del module, trainer

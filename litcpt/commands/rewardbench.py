@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 
 from litcpt.checkpoint import check_checkpoint_dir, load_config
+from litcpt.strategies import StrategyName
 
 Kind = Literal["auto", "reward", "dpo"]
 ConventionName = Literal["litcpt", "rewardbench"]
@@ -145,28 +146,39 @@ def dpo_reduction(convention: str, has_reference: bool, ref_free_type: str | Non
     return "avg" if average_logps else "sum"
 
 
-def _launch(devices: int, num_nodes: int, accelerator: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device): one process, an already-initialised process group, or Fabric-launched DDP."""
+def _launch(devices: int, num_nodes: int, accelerator: str, strategy: str) -> tuple[int, int, torch.device, Any]:
+    """(rank, world size, device, trainer): one process or an already-initialised process group (trainer None:
+    a plain loop), else the ``Trainer.predict`` harness (:func:`litcpt.inference.predict_trainer`), which launches the
+    ranks; the models then load on the CPU and the strategy places them (``fsdp``/``fsdp2``: sharded)."""
     dist = torch.distributed
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
-        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if on_gpu else torch.device("cpu")
-        return rank, world, device
+        return rank, world, device, None
     if devices > 1 or num_nodes > 1:
-        import lightning as L
+        from litcpt.inference import predict_trainer
 
-        fabric = L.Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
-        fabric.launch()
-        return fabric.global_rank, fabric.world_size, fabric.device
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return 0, 1, torch.device("cuda", 0)
-    return 0, 1, torch.device("cpu")
+        trainer = predict_trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                                  progress=False)
+        return trainer.global_rank, trainer.world_size, torch.device("cuda" if on_gpu else "cpu"), trainer
+    if on_gpu:
+        return 0, 1, torch.device("cuda", 0), None
+    return 0, 1, torch.device("cpu"), None
 
 
-def _load_gpt(checkpoint_dir: Path, field: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def _load_gpt(checkpoint_dir: Path, field: str, device: torch.device, dtype: torch.dtype,
+              defer: bool = False) -> torch.nn.Module:
+    """The GPT of ``checkpoint_dir``, frozen; ``defer``: on the meta device, filled after sharding (fsdp/fsdp2)."""
     from litcpt.models.base import build_gpt
 
+    if defer:
+        from litcpt.inference import defer_weights
+        from litcpt.models.materialize import CheckpointWeights, meta_gpt
+
+        model = meta_gpt(load_config(checkpoint_dir)).to(dtype=dtype)
+        defer_weights(model, CheckpointWeights(checkpoint_dir, model, field=field))
+        return model.eval().requires_grad_(False)
     model = build_gpt(load_config(checkpoint_dir), checkpoint_dir=checkpoint_dir, field=field)
     return model.eval().requires_grad_(False).to(device=device, dtype=dtype)
 
@@ -192,6 +204,7 @@ def main(
     devices: int = 1,
     num_nodes: int = 1,
     accelerator: str = "auto",
+    strategy: StrategyName = "auto",
     precision: str | None = None,
     convention: ConventionName = "litcpt",
     ref_free_type: RefFreeType | None = None,
@@ -231,6 +244,8 @@ def main(
         devices: processes per node; pairs are sharded over them and every pair is counted once.
         num_nodes: number of nodes.
         accelerator: ``auto``, ``cpu`` or ``gpu``.
+        strategy: with several devices: ``auto``/``ddp`` (a full model copy per rank), ``fsdp`` or ``fsdp2`` (the
+            models sharded over the ranks, for models that do not fit one device; prompt sharing is off there).
         precision: ``32-true``, ``bf16-mixed``, ``bf16-true``, ``16-mixed``, ``16-true`` (default: bf16-mixed on GPU).
         convention: ``litcpt`` (sequences and rewards as litcpt trains them) or ``rewardbench`` (the official code's
             tokenisation, truncation and rewards: joint prompt+response encoding with the boundary-merge rule, BOS
@@ -330,17 +345,26 @@ def main(
     if convention == "rewardbench":
         truncation = "rewardbench"  # type: ignore[assignment]
 
-    rank, world_size, device = _launch(devices, num_nodes, accelerator)
+    rank, world_size, device, trainer = _launch(devices, num_nodes, accelerator, strategy)
     precision = resolve_precision(precision, device)
     dtype = model_dtype(precision, device)
+    if trainer is not None:
+        device = torch.device("cpu")  # the strategy moves (or shards) the models
+        # a sharded forward is a collective: every rank must run the same forwards, prompt sharing's vary per call
+        share_prompt = share_prompt and strategy not in ("fsdp", "fsdp2")
+    defer = trainer is not None and strategy in ("fsdp", "fsdp2")  # no rank ever holds a full copy
     if kind == "reward":
+        from litcpt.inference import defer_weights
         from litcpt.models.reward import load_reward_model
 
-        scorer: Any = RewardModelScorer(load_reward_model(checkpoint_dir, device=device, dtype=dtype),
-                                        share_prompt=share_prompt)
+        reward_model = load_reward_model(checkpoint_dir, device=device, dtype=dtype, defer_init=defer)
+        if defer:
+            defer_weights(reward_model.model, reward_model.weight_sources["model"])
+        scorer: Any = RewardModelScorer(reward_model, share_prompt=share_prompt)
     else:
-        policy = _load_gpt(checkpoint_dir, "checkpoint_dir", device, dtype)
-        reference = _load_gpt(ref_checkpoint_dir, "ref_checkpoint_dir", device, dtype) if ref_checkpoint_dir else None
+        policy = _load_gpt(checkpoint_dir, "checkpoint_dir", device, dtype, defer)
+        reference = (_load_gpt(ref_checkpoint_dir, "ref_checkpoint_dir", device, dtype, defer) if ref_checkpoint_dir
+                     else None)
         scorer = ImplicitRewardScorer(policy, reference, beta=beta, average_logps=average_logps,
                                       share_prompt=share_prompt,
                                       reduction=dpo_reduction(convention, reference is not None, ref_free_type,
@@ -355,7 +379,7 @@ def main(
               "prompt keys/values held per call (lower --share_group if memory is short)")
     options = {"batch_size": batch_size, "pad_id": pad_id, "device": device, "precision": precision,
                "default_subset": default_subset, "rank": rank, "world_size": world_size, "progress": True,
-               "share_group": share_group}
+               "share_group": share_group, "trainer": trainer}
     with Timer() as timer:
         if version == 2:
             from litcpt.rewardbench.evaluate_v2 import score_groups, summarize_groups

@@ -3,8 +3,9 @@
 :class:`ReferenceLogps` holds the values per split, keyed by the pair ``index`` of the batch, with the
 :func:`reference_meta` they were computed from, so that ``<out_dir>/ref_logps.pt`` is reused only for the same
 reference weights and the same tokenised pairs. :class:`ReferenceLogpsModule` computes them with ``Trainer.predict``
-(same strategy as training), gathers every rank's pairs (:func:`litcpt.inference.gather_objects`) and checks that
-each expected pair was scored. :class:`litcpt.models.dpo.DPOModel` then never builds the reference model.
+(same strategy as training; Trainer from :func:`litcpt.inference.predict_trainer`) and gathers every rank's pairs
+with RewardBench's ordered gather (:func:`litcpt.inference.gather_in_order`: each expected pair exactly once).
+:class:`litcpt.models.dpo.DPOModel` then never builds the reference model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from litcpt import losses
 from litcpt.checkpoint import atomic_torch_save
-from litcpt.inference import gather_objects
+from litcpt.inference import gather_in_order, gather_objects
 from litcpt.models.base import GPTModule
 from litcpt.models.logprobs import sequence_logps, token_logps
 
@@ -94,6 +95,15 @@ def reference_meta(ref_dir: Path, *, average_logps: bool, datasets: Mapping[str,
     return meta
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One pair's reference log-probs, as gathered from the ranks."""
+
+    index: int
+    chosen: float = float("nan")
+    rejected: float = float("nan")
+
+
 class ReferenceLogpsModule(GPTModule):
     """``Trainer.predict`` over ``[train_loader, val_loader]`` with the frozen reference: fills :attr:`result`
     (a :class:`ReferenceLogps`, identical on every rank) and writes it to ``cache_path`` on rank 0.
@@ -144,21 +154,23 @@ class ReferenceLogpsModule(GPTModule):
              logps[half:][keep].float().cpu()))
 
     def on_predict_epoch_end(self) -> None:
-        gathered = gather_objects(self._rows)
+        world_size = self.trainer.world_size if self._trainer is not None else None
         tables: dict[str, Tensor] = {}
         for i, split in enumerate(self.split_names):
-            parts = [part for rank_rows in gathered for part in rank_rows.get(i, [])]
-            index = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
-            size = self.sizes.get(split, int(index.max()) + 1 if index.numel() else 0)
-            table = torch.full((size, 2), float("nan"))
-            if index.numel():
-                table[index, 0] = torch.cat([p[1] for p in parts])
-                table[index, 1] = torch.cat([p[2] for p in parts])
-            if split in self.expected:
-                missing = self.expected[split][torch.isnan(table[self.expected[split]]).any(-1)]
+            local = [_Row(k, c, r) for index, chosen, rejected in self._rows.get(i, [])
+                     for k, c, r in zip(index.tolist(), chosen.tolist(), rejected.tolist())]
+            if split in self.expected:  # every expected pair exactly once (pairs dropped by truncation leave gaps)
+                rows = gather_in_order(local, [_Row(k) for k in self.expected[split].tolist()], world_size,
+                                       f"{split} pairs", what="reference log-probs")
             else:
-                missing = torch.isnan(table).any(-1).nonzero().flatten()
-            if missing.numel():
+                rows = [row for part in gather_objects(local, world_size) for row in part]
+            size = self.sizes.get(split, max((row.index for row in rows), default=-1) + 1)
+            table = torch.full((size, 2), float("nan"))
+            if rows:
+                table[torch.tensor([row.index for row in rows])] = torch.tensor([[row.chosen, row.rejected]
+                                                                                 for row in rows])
+            missing = torch.isnan(table).any(-1).nonzero().flatten()
+            if split not in self.expected and missing.numel():
                 raise RuntimeError(f"reference log-probs: {missing.numel()} {split} pairs were not scored "
                                    f"(first index {int(missing[0])})")
             tables[split] = table

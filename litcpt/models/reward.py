@@ -262,8 +262,10 @@ class RewardModel(GPTModule):
 
 
 def load_reward_model(checkpoint_dir: Path | str, *, device: str | torch.device = "cpu",
-                      dtype: torch.dtype | None = None) -> RewardModel:
+                      dtype: torch.dtype | None = None, defer_init: bool = False) -> RewardModel:
     """Load a reward checkpoint written by ``litcpt reward`` for scoring (eval mode, no grad needed).
+    ``defer_init``: the backbone stays on the meta device (its weights in ``weight_sources["model"]``, the head loaded;
+    ``device`` is ignored), for a strategy to shard before filling it (``litcpt rewardbench --strategy fsdp2``).
 
     >>> rm = load_reward_model("out/reward/final")            # doctest: +SKIP
     >>> rm(input_ids, last_index)                              # doctest: +SKIP
@@ -273,11 +275,14 @@ def load_reward_model(checkpoint_dir: Path | str, *, device: str | torch.device 
         raise FileNotFoundError(f"checkpoint_dir: {str(path)!r} is not a reward-model checkpoint "
                                 f"(missing {HEAD_FILE} or {META_FILE}; train one with `litcpt reward`)")
     meta = json.loads((path / META_FILE).read_text())
-    model = RewardModel(load_config(path), checkpoint_dir=path, head=meta["head"], token_id=meta.get("token_id"))
+    model = RewardModel(load_config(path), checkpoint_dir=path, head=meta["head"], token_id=meta.get("token_id"),
+                        defer_init=defer_init)
     head = torch.load(path / HEAD_FILE, map_location="cpu", weights_only=True)
     model.head.load_state_dict(head)
     model.checkpoint_dir = Path(meta.get("base_checkpoint") or path)
     model.eval().requires_grad_(False)
+    if defer_init:
+        return model.to(dtype=dtype) if dtype is not None else model
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 
 

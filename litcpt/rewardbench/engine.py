@@ -6,8 +6,10 @@ world_size`` and the per-pair results are gathered (:func:`litcpt.inference.gath
 counted exactly once whatever the world size. The chosen and rejected sequences of a pair are always scored together.
 For a scorer that shares prompts (``scorer.shares_prompt``), a scorer call takes ``share_group`` batches, runs their
 prompts sorted by length ``batch_size`` per forward, then all responses sorted by length ``batch_size`` per forward.
-Otherwise a batch is one forward pass of ``2B`` rows. Everything runs in eval mode under ``torch.inference_mode``
-(bf16 autocast on GPUs by default).
+Otherwise a batch is one forward pass of ``2B`` rows. Everything runs in eval mode without autograd (bf16 autocast
+on GPUs by default). The ranks are those of an initialised process group (a plain loop), or of a ``trainer``: then
+the calls run through ``Trainer.predict`` (:func:`litcpt.inference.predict_planned`), whose strategy may shard the
+models (``fsdp``/``fsdp2``).
 
 Any callable ``batch -> {"chosen": Tensor[B], "rejected": Tensor[B], ...}`` is a
 :class:`~litcpt.rewardbench.scorers.Scorer`: extra per-pair tensors it returns (e.g. log-probs) end up in the
@@ -22,7 +24,14 @@ from typing import Any
 
 import torch
 
-from litcpt.inference import autocast_context, dist_rank_world, gather_in_order, progress_bar, to_device
+from litcpt.inference import (
+    autocast_context,
+    dist_rank_world,
+    gather_in_order,
+    progress_bar,
+    resolve_precision,
+    to_device,
+)
 from litcpt.rewardbench.scorers import ImplicitRewardScorer, RewardModelScorer, Scorer
 
 __all__ = [
@@ -32,6 +41,7 @@ __all__ = [
     "plan_calls",
     "score_pairs",
     "score_tokenized",
+    "scorer_models",
     "shared_prompt_bytes",
 ]
 
@@ -108,11 +118,48 @@ def shared_prompt_bytes(scorer: Scorer, items: Sequence[Any], *, batch_size: int
     return tokens * per_token
 
 
-@torch.inference_mode()
+def _score_call(scorer: Scorer, items: Sequence[Any], positions: Sequence[int], device: torch.device, *,
+                pad_id: int, batch_size: int, default_subset: str) -> list[PairScore]:
+    """The :class:`PairScore` of the pairs at ``positions``: one scorer call."""
+    from litcpt.data.preference import collate_preference
+
+    chunk = [items[i] for i in positions]
+    batch = to_device(collate_preference(chunk, pad_id=pad_id, padding_side="right"), device)
+    out = scorer(batch, rows_per_forward=batch_size) if getattr(scorer, "shares_prompt", False) else scorer(batch)
+    values = {k: v.detach().float().cpu().tolist() for k, v in out.items()}
+    if len(values.get("chosen", ())) != len(chunk) or len(values.get("rejected", ())) != len(chunk):
+        raise ValueError(f"scorer: expected 'chosen' and 'rejected' with {len(chunk)} scores each, got "
+                         f"{ {k: len(v) for k, v in values.items()} }")
+    return [PairScore(index=int(item.index), subset=item.subset or default_subset, chosen=values["chosen"][j],
+                      rejected=values["rejected"][j], id=item.id,
+                      extras={k: v[j] for k, v in values.items() if k not in ("chosen", "rejected")})
+            for j, item in enumerate(chunk)]
+
+
+def scorer_models(scorer: Any) -> dict[str, torch.nn.Module]:
+    """The modules a scorer runs (reward model, or DPO policy and reference), for a strategy to move or shard."""
+    names = ("model", "policy", "reference")
+    return {name: getattr(scorer, name) for name in names if isinstance(getattr(scorer, name, None), torch.nn.Module)}
+
+
+def run_planned(trainer: Any, scorer: Any, items: Sequence[Any], plan: Any, run: Any, *, unit: str,
+                precision: str | None, progress: bool) -> list[Any]:
+    """``plan``'s calls on ``trainer`` (:func:`litcpt.inference.predict_planned`): the models as the strategy places
+    them (sharded under ``fsdp``/``fsdp2``, where every rank then runs the same number of calls)."""
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+    from litcpt.inference import predict_planned
+
+    even = isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
+    device = torch.device("cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
+    return predict_planned(trainer, scorer_models(scorer), plan, run, order=items, unit=unit,
+                           precision=resolve_precision(precision, device), progress=progress, even=even)
+
+
 def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8, pad_id: int = 0,
                     device: torch.device | str | None = None, precision: str | None = None,
                     default_subset: str = DEFAULT_SUBSET, rank: int | None = None, world_size: int | None = None,
-                    progress: bool = False, share_group: int = 16) -> list[PairScore]:
+                    progress: bool = False, share_group: int = 16, trainer: Any = None) -> list[PairScore]:
     """Score tokenised pairs (:class:`~litcpt.data.preference.TokenizedPair`) and return one :class:`PairScore`
     per pair, in the order of ``items``, on every rank.
 
@@ -122,7 +169,7 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
         batch_size: pairs per batch: ``2 * batch_size`` sequences per forward, or, for a scorer that shares
             prompts, ``batch_size`` rows per forward in each of its two phases.
         pad_id: padding token id (right padding; its value never matters).
-        device: where batches go (default: the scorer's ``device`` attribute, else CPU).
+        device: where batches go (default: the scorer's ``device`` attribute, else CPU; with ``trainer``, its).
         precision: ``*-mixed`` turns on autocast (default: bf16 on GPUs); ``*-true`` expects a model already cast.
         default_subset: subset name of pairs without one.
         rank, world_size: default to ``torch.distributed``'s when it is initialised, else 0 and 1.
@@ -130,30 +177,30 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
         share_group: for a scorer that shares prompts (``scorer.shares_prompt``): batches per scorer call. A call
             sorts its prompts and its responses by length independently, so larger groups pad less; the prompts'
             keys and values of one call are held in memory at once.
+        trainer: run the calls with ``Trainer.predict`` on it (:func:`litcpt.inference.predict_trainer`: it
+            launches the ranks and shards the models under ``fsdp``/``fsdp2``); ranks and device are its. Without
+            it, a plain loop in this process (one device, or a process group that is already initialised).
     """
-    from litcpt.data.preference import collate_preference
+    options = {"pad_id": pad_id, "batch_size": batch_size, "default_subset": default_subset}
 
+    def run(positions: Sequence[int], on: torch.device) -> list[PairScore]:
+        return _score_call(scorer, items, positions, on, **options)
+
+    def plan(r: int, world: int) -> list[list[int]]:
+        return _plan(scorer, items, batch_size, share_group, r, world)
+
+    if trainer is not None:
+        return run_planned(trainer, scorer, items, plan, run, unit="pairs", precision=precision, progress=progress)
     if rank is None or world_size is None:
         rank, world_size = dist_rank_world()
     device = torch.device(device if device is not None else getattr(scorer, "device", "cpu"))
-    calls = _plan(scorer, items, batch_size, share_group, rank, world_size)
-    shares = bool(getattr(scorer, "shares_prompt", False))
+    calls = plan(rank, world_size)
     local: list[PairScore] = []
-    with autocast_context(precision, device), progress_bar(progress and rank == 0, sum(map(len, calls))) as bar:
+    with torch.inference_mode(), autocast_context(precision, device), \
+            progress_bar(progress and rank == 0, sum(map(len, calls))) as bar:
         for positions in calls:
-            chunk = [items[i] for i in positions]
-            batch = to_device(collate_preference(chunk, pad_id=pad_id, padding_side="right"), device)
-            out = scorer(batch, rows_per_forward=batch_size) if shares else scorer(batch)
-            values = {k: v.detach().float().cpu().tolist() for k, v in out.items()}
-            if len(values.get("chosen", ())) != len(chunk) or len(values.get("rejected", ())) != len(chunk):
-                raise ValueError(f"scorer: expected 'chosen' and 'rejected' with {len(chunk)} scores each, got "
-                                 f"{ {k: len(v) for k, v in values.items()} }")
-            for j, item in enumerate(chunk):
-                extras = {k: v[j] for k, v in values.items() if k not in ("chosen", "rejected")}
-                local.append(PairScore(index=int(item.index), subset=item.subset or default_subset,
-                                       chosen=values["chosen"][j], rejected=values["rejected"][j], id=item.id,
-                                       extras=extras))
-            bar.update(len(chunk))
+            local.extend(run(positions, device))
+            bar.update(len(positions))
     return gather_in_order(local, items, world_size, "pairs")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from litcpt.inference import autocast_context, dist_rank_world, gather_in_order, progress_bar, to_device
-from litcpt.rewardbench.engine import DEFAULT_SUBSET, plan_calls
+from litcpt.rewardbench.engine import DEFAULT_SUBSET, plan_calls, run_planned
 from litcpt.rewardbench.results import Summary
 from litcpt.rewardbench.sections import OTHER, SCORE
 from litcpt.rewardbench.v2 import SUBSETS, TIES, best_of_n, final_score, subset_scores
@@ -68,44 +68,61 @@ def plan_group_batches(lengths: Sequence[int], sizes: Sequence[int], rows_per_ba
     return batches
 
 
+def _score_group_call(scorer: Any, groups: Sequence[Any], positions: Sequence[int], device: torch.device, *,
+                      pad_id: int, rows_per_forward: int | None, default_subset: str) -> list[GroupScore]:
+    """The :class:`GroupScore` of the groups at ``positions``: one scorer call."""
+    from litcpt.data.best_of_n import collate_groups
+
+    chunk = [groups[i] for i in positions]
+    batch = to_device(collate_groups(chunk, pad_id=pad_id), device)
+    out = scorer.score_rows(batch, rows_per_forward=rows_per_forward)
+    values = {k: v.detach().float().cpu().tolist() for k, v in out.items()}
+    rows = len(batch["group"])
+    if len(values.get("score", ())) != rows:
+        raise ValueError(f"scorer: expected 'score' with {rows} values, got "
+                         f"{ {k: len(v) for k, v in values.items()} }")
+    local, start = [], 0
+    for group in chunk:
+        end = start + len(group.rows)
+        extras = {k: v[start:end] for k, v in values.items() if k != "score"}
+        local.append(GroupScore(index=int(group.index), subset=group.subset or default_subset,
+                                num_correct=int(group.num_correct), scores=tuple(values["score"][start:end]),
+                                id=group.id, extras=extras))
+        start = end
+    return local
+
+
 def score_groups(scorer: Any, groups: Sequence[Any], *, batch_size: int = 8, pad_id: int = 0,
                  device: torch.device | str | None = None, precision: str | None = None,
                  default_subset: str = DEFAULT_SUBSET, rank: int | None = None, world_size: int | None = None,
-                 progress: bool = False, share_group: int = 16) -> list[GroupScore]:
+                 progress: bool = False, share_group: int = 16, trainer: Any = None) -> list[GroupScore]:
     """Score tokenised groups (:class:`~litcpt.data.best_of_n.TokenizedGroup`): one :class:`GroupScore` per group,
     in the order of ``groups``, on every rank. ``batch_size``: ``2 x batch_size`` rows per batch; with prompt
-    sharing, ``share_group`` batches per scorer call and ``batch_size`` rows per forward in each phase."""
-    from litcpt.data.best_of_n import collate_groups
+    sharing, ``share_group`` batches per scorer call and ``batch_size`` rows per forward in each phase. ``trainer``:
+    run with ``Trainer.predict`` as :func:`~litcpt.rewardbench.engine.score_tokenized` does."""
+    shares = bool(getattr(scorer, "shares_prompt", False))
+    batches = plan_group_batches([g.length for g in groups], [len(g.rows) for g in groups], 2 * batch_size)
+    options = {"pad_id": pad_id, "rows_per_forward": batch_size if shares else None, "default_subset": default_subset}
 
+    def run(positions: Sequence[int], on: torch.device) -> list[GroupScore]:
+        return _score_group_call(scorer, groups, positions, on, **options)
+
+    def plan(r: int, world: int) -> list[list[int]]:
+        return plan_calls(batches[r::world], share_group) if shares else batches[r::world]
+
+    if trainer is not None:
+        return run_planned(trainer, scorer, groups, plan, run, unit="prompts", precision=precision,
+                           progress=progress)
     if rank is None or world_size is None:
         rank, world_size = dist_rank_world()
     device = torch.device(device if device is not None else getattr(scorer, "device", "cpu"))
-    shares = bool(getattr(scorer, "shares_prompt", False))
-    batches = plan_group_batches([g.length for g in groups], [len(g.rows) for g in groups], 2 * batch_size)
-    calls = batches[rank::world_size]
-    if shares:
-        calls = plan_calls(calls, share_group)
+    calls = plan(rank, world_size)
     local: list[GroupScore] = []
     with autocast_context(precision, device), progress_bar(progress and rank == 0, sum(map(len, calls)),
                                                           "prompt") as bar:
         for positions in calls:
-            chunk = [groups[i] for i in positions]
-            batch = to_device(collate_groups(chunk, pad_id=pad_id), device)
-            out = scorer.score_rows(batch, rows_per_forward=batch_size if shares else None)
-            values = {k: v.detach().float().cpu().tolist() for k, v in out.items()}
-            rows = len(batch["group"])
-            if len(values.get("score", ())) != rows:
-                raise ValueError(f"scorer: expected 'score' with {rows} values, got "
-                                 f"{ {k: len(v) for k, v in values.items()} }")
-            start = 0
-            for group in chunk:
-                end = start + len(group.rows)
-                extras = {k: v[start:end] for k, v in values.items() if k != "score"}
-                local.append(GroupScore(index=int(group.index), subset=group.subset or default_subset,
-                                        num_correct=int(group.num_correct), scores=tuple(values["score"][start:end]),
-                                        id=group.id, extras=extras))
-                start = end
-            bar.update(len(chunk))
+            local.extend(run(positions, device))
+            bar.update(len(positions))
     return gather_in_order(local, groups, world_size, "prompts")
 
 
