@@ -133,6 +133,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     _validate(command, function, kwargs, args)  # before config.yaml: a refused run leaves no trace in out_dir
     _save_config(parser, cfg, command)
     _fail_in_one_line(command, lambda: function(**kwargs), exit_code=1)
+    _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Tear down the job's process group once the command is done: left to interpreter exit, gloo's threads can abort
+    a finished run ("terminate called without an active exception", exit status -6 instead of 0)."""
+    dist = sys.modules.get("torch.distributed")  # never import torch just for this
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

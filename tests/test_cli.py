@@ -132,3 +132,15 @@ def test_unknown_model_name(capsys, tmp_path, repo_root):
     code, _, err = run_cli(capsys, "pretrain", "--config", str(recipe), "--model_config", "null",
                            "--model_name", "gpt-17")
     assert code == 1 and "model_name: 'gpt-17'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_cli_ends_the_process_group_after_the_command(tmp_path):
+    """Left to interpreter exit, gloo's threads can abort a finished multi-process run (exit status -6)."""
+    import torch.distributed as dist
+
+    from litcpt.cli import _end_process_group
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    _end_process_group()
+    assert not dist.is_initialized()
+    _end_process_group()  # nothing to do without a group

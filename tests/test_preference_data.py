@@ -702,6 +702,7 @@ if __name__ == "__main__":
         logger=False, enable_checkpointing=False, enable_progress_bar=False,
     )
     trainer.fit(Scorer(), datamodule=data)
+    torch.distributed.destroy_process_group()  # gloo's threads may otherwise abort the exit ("terminate called")
 '''
 
 
