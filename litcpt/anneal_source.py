@@ -4,6 +4,7 @@ training arguments of the branch (the run's, with the fields the user gave)."""
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import typing
@@ -267,7 +268,9 @@ def merge_train(run_train: TrainArgs, given: Mapping[str, Any] | None) -> TrainA
     names = [f.name for f in fields(TrainArgs)]
     for key, value in given.items():
         if key not in hints:
-            raise ValueError(f"train.{key}: not a training argument (expected one of {', '.join(names)})")
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"did you mean train.{close[0]}?" if close else f"expected one of {', '.join(names)}"
+            raise ValueError(f"train.{key}: not a training argument ({hint})")
         allowed = typing.get_args(hints[key]) or (hints[key],)
         types = tuple(type(None) if t is None else t for t in allowed) + ((int,) if float in allowed else ())
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):

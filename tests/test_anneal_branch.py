@@ -32,6 +32,19 @@ def test_a_train_override_equal_to_the_default_is_kept():
         merge_train(run, {"micro_batch_size": "four"})
 
 
+def test_a_misspelled_train_key_is_refused_before_anything_is_read_or_written(tmp_path, capsys):
+    from litcpt.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["anneal", "--checkpoint", str(tmp_path / "missing.ckpt"), "--anneal_steps", "3",
+              "--out_dir", str(tmp_path / "out"), "--train.micro_batch_szie", "4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("litcpt anneal: error: train.micro_batch_szie: not a training argument (did you mean "
+                          "train.micro_batch_size?)") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture
 def branched(tmp_path, monkeypatch):
     """Run ``litcpt anneal`` (the CLI, in process) on a fake constant-phase checkpoint of a run with an EMA, a

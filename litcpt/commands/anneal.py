@@ -34,6 +34,7 @@ from litcpt.anneal_source import (
     resolve_litgpt_schedule,
     tokenizer_dir,
 )
+from litcpt.args import TrainArgs
 from litcpt.atomic import write_json, write_yaml
 from litcpt.schedules import ANNEAL_SHAPES, AnnealShape, Infinite, check_shape
 from litcpt.strategies import StrategyName
@@ -125,9 +126,12 @@ def _check_arguments(anneal_steps: Any, anneal_tokens: Any, shape: Any, const_lr
 
 
 def cli_validate(*, anneal_steps: Any = None, anneal_tokens: Any = None, shape: Any = "exponential",
-                 const_lr: Any = None, min_lr: Any = None, out_dir: Path | None = None, **_: Any) -> None:
+                 const_lr: Any = None, min_lr: Any = None, out_dir: Path | None = None, train: Any = None,
+                 **_: Any) -> None:
     """Checks the CLI runs before it writes ``out_dir/config.yaml`` (see :func:`litcpt.cli.main`): a refused anneal
-    leaves no config.yaml behind, and another run's config.yaml is never overwritten."""
+    leaves no config.yaml behind, and another run's config.yaml is never overwritten. ``--train.*`` keys and value
+    types are checked here too, before any file is read (the run's own values come later)."""
+    merge_train(TrainArgs(), train)
     _check_arguments(anneal_steps, anneal_tokens, shape, const_lr, min_lr)
     if out_dir is not None:
         check_out_dir(out_dir)
