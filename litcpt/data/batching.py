@@ -19,6 +19,7 @@ from litcpt.ranks import group_rank_world
 from litcpt.data.rows import check_choice
 
 __all__ = ["PADDING_SIDES", "LengthBucketBatchSampler", "PaddingSide", "PreferenceDataset", "RankPaddedDataset",
+           "ResumableBatchesMixin",
            "collate_preference", "current_rank", "get_preference_collate_fn", "pad_id_of", "pad_rows",
            "padding_fraction", "world_size"]
 
@@ -237,6 +238,7 @@ class LengthBucketBatchSampler(BatchSampler):
         self.num_replicas = num_replicas
         self.rank = rank
         self.sampler = injected if injected is not None and hasattr(injected, "set_epoch") else _EpochCounter()
+        self._skip = 0
 
     @property
     def epoch(self) -> int:
@@ -245,6 +247,12 @@ class LengthBucketBatchSampler(BatchSampler):
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch`` for the next shuffle (``seed + epoch``)."""
         self.sampler.set_epoch(epoch)
+
+    def start_at(self, epoch: int, batch: int) -> None:
+        """Resume mid-epoch: the next iteration is epoch ``epoch`` from this rank's batch ``batch`` on; later ones
+        are whole epochs. ``len()`` stays the whole epoch (Lightning counts the skipped batches as done)."""
+        self.set_epoch(epoch)
+        self._skip = int(batch)
 
     def global_batches(self) -> list[list[int]]:
         """All batches of this epoch, before sharding (identical on every rank)."""
@@ -281,12 +289,45 @@ class LengthBucketBatchSampler(BatchSampler):
         return (batches + padding)[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._shard())
+        batches, self._skip = self._shard()[self._skip:], 0
+        return iter(batches)
 
     def __len__(self) -> int:
         n = len(self.lengths)
         count = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
         return math.ceil(count / self.num_replicas) if count else 0
+
+
+class ResumableBatchesMixin:
+    """``state_dict``/``load_state_dict`` of a DataModule whose train loader is a :class:`LengthBucketBatchSampler`:
+    where the training run is in the epoch order, so that a run resumed from a Lightning checkpoint sees the batches
+    an uninterrupted run would (without it Lightning restarts the epoch from its first batch, with the shuffle of
+    epoch 0: its ``set_epoch`` comes after the resumed iterator is made). The position comes from the optimizer-step
+    count at the save (Lightning steps at the end of an epoch even with a partial accumulation), so Lightning's
+    one-batch prefetch does not shift it. The subclass calls :meth:`_resume_sampler` on its train sampler."""
+
+    _pending_start: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "batch"}``: the epoch and this rank's next batch in it; ``{}`` outside a fit."""
+        trainer = getattr(self, "trainer", None)
+        batches = getattr(trainer, "num_training_batches", None)
+        if trainer is None or not isinstance(batches, int) or batches < 1:
+            return {}
+        accumulate = int(trainer.accumulate_grad_batches)
+        epoch, step = divmod(int(trainer.global_step), math.ceil(batches / accumulate))
+        return {"epoch": epoch, "batch": step * accumulate}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Start the next train loader at the saved position (Lightning calls this before ``train_dataloader``)."""
+        if "epoch" in state_dict and "batch" in state_dict:
+            self._pending_start = (int(state_dict["epoch"]), int(state_dict["batch"]))
+
+    def _resume_sampler(self, sampler: LengthBucketBatchSampler) -> LengthBucketBatchSampler:
+        if self._pending_start is not None:
+            sampler.start_at(*self._pending_start)
+            self._pending_start = None
+        return sampler
 
 
 def world_size() -> int:

@@ -22,7 +22,7 @@ import torch
 from litgpt.data import DataModule
 from torch.utils.data import DataLoader
 
-from litcpt.data.batching import LengthBucketBatchSampler, RankPaddedDataset, pad_id_of
+from litcpt.data.batching import LengthBucketBatchSampler, RankPaddedDataset, ResumableBatchesMixin, pad_id_of
 from litcpt.data.textio import DEFAULT_ENCODING
 from litcpt.data.pair_tokens import length_limit
 from litcpt.data.renamed import take_renamed
@@ -50,7 +50,7 @@ def collate_listwise(items: list[tuple[Any, bool]], pad_id: int = 0) -> dict[str
 
 
 @dataclass
-class Listwise(DataModule):
+class Listwise(ResumableBatchesMixin, DataModule):
     """Listwise preference data for ``litcpt reward`` (a LitGPT DataModule); ``batch_size`` counts prompts.
 
     Example recipe fragment::
@@ -141,7 +141,7 @@ class Listwise(DataModule):
             raise ValueError("Listwise: call setup() before requesting a dataloader")
         sampler = LengthBucketBatchSampler(batch_size=self.batch_size, lengths=dataset.lengths, shuffle=shuffle,
                                            seed=self.seed)
-        return DataLoader(dataset, batch_sampler=sampler,
+        return DataLoader(dataset, batch_sampler=self._resume_sampler(sampler) if shuffle else sampler,
                           collate_fn=partial(collate_listwise, pad_id=pad_id_of(self.tokenizer)))
 
     def train_dataloader(self) -> DataLoader:

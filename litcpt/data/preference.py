@@ -41,6 +41,7 @@ from litcpt.data.batching import (
     PADDING_SIDES,
     LengthBucketBatchSampler,
     PreferenceDataset,
+    ResumableBatchesMixin,
     collate_preference,
     current_rank,
     get_preference_collate_fn,
@@ -108,7 +109,7 @@ def _print_rank_zero(message: str) -> None:
 
 
 @dataclass
-class Preference(DataModule):
+class Preference(ResumableBatchesMixin, DataModule):
     """Preference pairs for reward-model and DPO training (LitGPT DataModule).
 
     ``batch_size`` given to :meth:`connect` counts *pairs*: a batch has ``2 * batch_size``
@@ -238,15 +239,17 @@ class Preference(DataModule):
     def _dataloader(self, dataset: PreferenceDataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise ValueError("Preference: call setup() before requesting a dataloader")
+        sampler = self._batch_sampler(dataset, shuffle)
         return DataLoader(
             dataset,
-            batch_sampler=self._batch_sampler(dataset, shuffle),
+            batch_sampler=self._resume_sampler(sampler) if shuffle else sampler,
             num_workers=self.num_workers,
             collate_fn=get_preference_collate_fn(self.pad_id, self.padding_side),
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Bucketed, shuffled (``seed + epoch``) batches of the training pairs."""
+        """Bucketed, shuffled (``seed + epoch``) batches of the training pairs (from the saved position after a
+        resume, see :class:`~litcpt.data.batching.ResumableBatchesMixin`)."""
         return self._dataloader(self.train_dataset, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
