@@ -2,8 +2,7 @@
 
 Both run a model over every item of a data set on each of ``world_size`` ranks, each rank on its own share, and
 then need every item's result exactly once, in a known order, on every rank. This module holds that part:
-the process group's rank and size (:func:`dist_rank_world`), gathering Python objects from all ranks
-(:func:`gather_objects`), putting gathered results back into data order with a check that each item came back once
+gathering Python objects from all ranks (:func:`gather_objects`; rank and size: :mod:`litcpt.ranks`), putting gathered results back into data order with a check that each item came back once
 (:func:`gather_in_order`), precision handling for a bare ``torch.nn.Module`` (:func:`resolve_precision`,
 :func:`autocast_context`, :func:`model_dtype`), moving a batch to a device and a progress bar that may be off.
 
@@ -31,7 +30,6 @@ __all__ = [
     "PlannedPredict",
     "autocast_context",
     "defer_weights",
-    "dist_rank_world",
     "gather_in_order",
     "gather_objects",
     "model_dtype",
@@ -46,13 +44,12 @@ __all__ = [
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
 
 
-dist_rank_world = group_rank_world  # one definition: litcpt.ranks
 
 
 def gather_objects(local: Any, world_size: int | None = None) -> list[Any]:
     """``[local of rank 0, local of rank 1, ...]`` on every rank (``[local]`` without a process group)."""
     if world_size is None:
-        world_size = dist_rank_world()[1]
+        world_size = group_rank_world()[1]
     if world_size == 1:
         return [local]
     parts: list[Any] = [None] * world_size

@@ -20,8 +20,8 @@ from litcpt.data.rows import check_choice
 
 __all__ = ["PADDING_SIDES", "LengthBucketBatchSampler", "PaddingSide", "PreferenceDataset", "RankPaddedDataset",
            "ResumableBatchesMixin",
-           "collate_preference", "current_rank", "get_preference_collate_fn", "pad_id_of", "pad_rows",
-           "padding_fraction", "world_size"]
+           "collate_preference", "get_preference_collate_fn", "pad_id_of", "pad_rows",
+           "padding_fraction"]
 
 PaddingSide = Literal["right", "left"]
 PADDING_SIDES = ("right", "left")
@@ -229,10 +229,11 @@ class LengthBucketBatchSampler(BatchSampler):
         self.seed = seed
         self.mega_batch_factor = mega_batch_factor
         injected = sampler if hasattr(sampler, "num_replicas") and hasattr(sampler, "rank") else None
+        group_rank, group_world = group_rank_world()
         if num_replicas is None:
-            num_replicas = injected.num_replicas if injected is not None else world_size()
+            num_replicas = injected.num_replicas if injected is not None else group_world
         if rank is None:
-            rank = injected.rank if injected is not None else current_rank()
+            rank = injected.rank if injected is not None else group_rank
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
         self.num_replicas = num_replicas
@@ -330,9 +331,3 @@ class ResumableBatchesMixin:
         return sampler
 
 
-def world_size() -> int:
-    return group_rank_world()[1]
-
-
-def current_rank() -> int:
-    return group_rank_world()[0]

@@ -43,7 +43,6 @@ from litcpt.data.batching import (
     PreferenceDataset,
     ResumableBatchesMixin,
     collate_preference,
-    current_rank,
     get_preference_collate_fn,
     pad_id_of,
     padding_fraction,
@@ -74,6 +73,7 @@ from litcpt.data.pair_tokens import (
 from litcpt.data.renamed import take_renamed
 from litcpt.data.rows import check_choice, read_source_rows
 from litcpt.data.textio import DEFAULT_ENCODING
+from litcpt.ranks import group_rank_world
 
 __all__ = [
     "ASSISTANT_MARKER",
@@ -104,7 +104,7 @@ __all__ = [
 
 
 def _print_rank_zero(message: str) -> None:
-    if current_rank() == 0:
+    if group_rank_world()[0] == 0:
         print(message, flush=True)
 
 

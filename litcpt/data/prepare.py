@@ -24,6 +24,7 @@ import numpy as np
 
 from litcpt.data import tokens as T
 from litcpt.data.token_files import ENCODE_BATCH_CHARS, encode_many
+from litcpt.ranks import world_size as job_world_size
 
 INLINE_LIMIT_BYTES = int(os.environ.get("LITCPT_INLINE_TOKENIZE_LIMIT", 1 << 30))
 """Source bytes above which a multi-process training job refuses to tokenise inline (env
@@ -172,16 +173,9 @@ def check_prepared(spec: str | Path, tokenizer: Any, *, cache_dir: str | Path | 
         "`litcpt prepare-data --recipe <this recipe> --num_processes 16` first (it writes the cache this job reads)")
 
 
-def current_world_size() -> int:
-    """Processes in this job (:func:`litcpt.ranks.world_size`)."""
-    from litcpt.ranks import world_size
-
-    return world_size()
-
-
 def check_textfiles_prepared(data: Any) -> None:
     """:func:`check_prepared` for every path of a ``TextFiles`` (called by its ``prepare_data``)."""
-    world = current_world_size()
+    world = job_world_size()
     if world <= 1:
         return
     for what, path in (("train_data_path", data.train_data_path), ("val_data_path", data.val_data_path)):

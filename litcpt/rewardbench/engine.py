@@ -26,12 +26,12 @@ import torch
 
 from litcpt.inference import (
     autocast_context,
-    dist_rank_world,
     gather_in_order,
     progress_bar,
     resolve_precision,
     to_device,
 )
+from litcpt.ranks import group_rank_world
 from litcpt.rewardbench.scorers import ImplicitRewardScorer, RewardModelScorer, Scorer
 
 __all__ = [
@@ -192,7 +192,7 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
     if trainer is not None:
         return run_planned(trainer, scorer, items, plan, run, unit="pairs", precision=precision, progress=progress)
     if rank is None or world_size is None:
-        rank, world_size = dist_rank_world()
+        rank, world_size = group_rank_world()
     device = torch.device(device if device is not None else getattr(scorer, "device", "cpu"))
     calls = plan(rank, world_size)
     local: list[PairScore] = []

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from litcpt.inference import autocast_context, dist_rank_world, gather_in_order, progress_bar, to_device
+from litcpt.inference import autocast_context, gather_in_order, progress_bar, to_device
+from litcpt.ranks import group_rank_world
 from litcpt.rewardbench.engine import DEFAULT_SUBSET, plan_calls, run_planned
 from litcpt.rewardbench.results import Summary
 from litcpt.rewardbench.sections import OTHER, SCORE
@@ -114,7 +115,7 @@ def score_groups(scorer: Any, groups: Sequence[Any], *, batch_size: int = 8, pad
         return run_planned(trainer, scorer, groups, plan, run, unit="prompts", precision=precision,
                            progress=progress)
     if rank is None or world_size is None:
-        rank, world_size = dist_rank_world()
+        rank, world_size = group_rank_world()
     device = torch.device(device if device is not None else getattr(scorer, "device", "cpu"))
     calls = plan(rank, world_size)
     local: list[GroupScore] = []
