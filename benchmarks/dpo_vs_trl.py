@@ -52,24 +52,45 @@ def worker_litcpt(args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    import shutil
+
     from litcpt.callbacks import ConstantLR
     from litcpt.commands.dpo import setup
-    from litcpt.args import EvalArgs, TrainArgs
-    from litcpt.data.preference import Preference
-
-    import shutil
+    from litcpt.data.preference.datamodule import Preference
+    from litcpt.training.args import EvalArgs, TrainArgs
 
     work = Path(args.work)
     out = work / f"litcpt-run-{args.round}"
     shutil.rmtree(out, ignore_errors=True)  # metrics.csv must be this run's
-    setup(work / "litgpt", out_dir=out, beta=0.1, loss_type="sigmoid", precompute_ref=True,
-          data=Preference(train_data_path=work / "pairs.jsonl", val_data_path=work / "val.jsonl", max_length=args.max_length,
-                          truncation="drop"),
-          train=TrainArgs(global_batch_size=args.batch, micro_batch_size=args.batch, max_steps=args.steps,
-                          log_interval=1, save_interval=None, max_norm=1.0),
-          eval=EvalArgs(interval=10 ** 6, max_iters=1), lr_schedule=ConstantLR(),
-          optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": args.lr, "weight_decay": 0.0}},
-          precision="32-true", accelerator="cpu", devices=1, logger_name="csv", seed=42)
+    setup(
+        work / "litgpt",
+        out_dir=out,
+        beta=0.1,
+        loss_type="sigmoid",
+        precompute_ref=True,
+        data=Preference(
+            train_data_path=work / "pairs.jsonl",
+            val_data_path=work / "val.jsonl",
+            max_length=args.max_length,
+            truncation="drop",
+        ),
+        train=TrainArgs(
+            global_batch_size=args.batch,
+            micro_batch_size=args.batch,
+            max_steps=args.steps,
+            log_interval=1,
+            save_interval=None,
+            max_norm=1.0,
+        ),
+        eval=EvalArgs(interval=10**6, max_iters=1),
+        lr_schedule=ConstantLR(),
+        optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": args.lr, "weight_decay": 0.0}},
+        precision="32-true",
+        accelerator="cpu",
+        devices=1,
+        logger_name="csv",
+        seed=42,
+    )
     losses, times = {}, {}
     with open(next((out / "logs").glob("version_*/metrics.csv")), newline="") as fp:
         for row in csv.DictReader(fp):
@@ -78,8 +99,11 @@ def worker_litcpt(args: argparse.Namespace) -> dict:
             if row.get("train/time"):
                 times[int(row["step"])] = float(row["train/time"])
     steps = sorted(times)
-    return {"losses": [losses[s] for s in sorted(losses)], "times": [times[s] for s in steps],
-            "peak_rss_mib": _rss_mib()}
+    return {
+        "losses": [losses[s] for s in sorted(losses)],
+        "times": [times[s] for s in steps],
+        "peak_rss_mib": _rss_mib(),
+    }
 
 
 def worker_trl(args: argparse.Namespace) -> dict:
@@ -119,19 +143,38 @@ def worker_trl(args: argparse.Namespace) -> dict:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = LlamaForCausalLM.from_pretrained(work / "hf", dtype=torch.float32)
-    config = DPOConfig(output_dir=str(work / f"trl-run-{args.round}"), per_device_train_batch_size=args.batch,
-                       gradient_accumulation_steps=1, max_steps=args.steps, learning_rate=args.lr,
-                       lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-                       optim="adamw_torch", beta=0.1, loss_type=["sigmoid"], precompute_ref_log_probs=True,
-                       precompute_ref_batch_size=args.batch, max_length=None, logging_steps=1, save_strategy="no",
-                       report_to=[], use_cpu=True, seed=42, dataloader_num_workers=0, disable_tqdm=True,
-                       bf16=False, fp16=False)
-    trainer = Trainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                      callbacks=[Timer()])
+    config = DPOConfig(
+        output_dir=str(work / f"trl-run-{args.round}"),
+        per_device_train_batch_size=args.batch,
+        gradient_accumulation_steps=1,
+        max_steps=args.steps,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        beta=0.1,
+        loss_type=["sigmoid"],
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=args.batch,
+        max_length=None,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=42,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        bf16=False,
+        fp16=False,
+    )
+    trainer = Trainer(
+        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[Timer()]
+    )
     start = time.perf_counter()
     trainer.train()
-    return {"losses": losses, "times": [t - start for t in times], "peak_rss_mib": _rss_mib(),
-            "trl": trl.__version__}
+    return {"losses": losses, "times": [t - start for t in times], "peak_rss_mib": _rss_mib(), "trl": trl.__version__}
 
 
 # ------------------------------------------------------------------------------------------------- preparation
@@ -144,17 +187,31 @@ def prepare(args: argparse.Namespace) -> dict:
     from litgpt.scripts.convert_lit_checkpoint import copy_weights_llama
 
     from litcpt import assets
-    from litcpt.checkpoint import save_litgpt_dir
-    from litcpt.data.preference import Preference, load_preference_pairs
+    from litcpt.data.preference.datamodule import Preference
+    from litcpt.data.preference.pair_loading import load_preference_pairs
     from litcpt.models.base import init_weights
+    from litcpt.runtime.checkpoint import save_litgpt_dir
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    config = Config(name="bench-llama", block_size=args.max_length, vocab_size=4096, padded_vocab_size=4096,
-                    n_layer=args.layers, n_head=args.heads, n_embd=args.width, n_query_groups=args.heads,
-                    rotary_percentage=1.0, parallel_residual=False, bias=False, norm_class_name="RMSNorm",
-                    mlp_class_name="LLaMAMLP", intermediate_size=args.width * 11 // 4, norm_eps=1e-5,
-                    rope_base=10000)
+    config = Config(
+        name="bench-llama",
+        block_size=args.max_length,
+        vocab_size=4096,
+        padded_vocab_size=4096,
+        n_layer=args.layers,
+        n_head=args.heads,
+        n_embd=args.width,
+        n_query_groups=args.heads,
+        rotary_percentage=1.0,
+        parallel_residual=False,
+        bias=False,
+        norm_class_name="RMSNorm",
+        mlp_class_name="LLaMAMLP",
+        intermediate_size=args.width * 11 // 4,
+        norm_eps=1e-5,
+        rope_base=10000,
+    )
     torch.manual_seed(0)
     model = GPT(config)
     init_weights(model)
@@ -165,14 +222,30 @@ def prepare(args: argparse.Namespace) -> dict:
     hf = work / "hf"
     hf.mkdir(exist_ok=True)
     torch.save({k: v.contiguous() for k, v in hf_state.items()}, hf / "pytorch_model.bin")
-    (hf / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": config.padded_vocab_size,
-        "hidden_size": config.n_embd, "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.n_layer, "num_attention_heads": config.n_head,
-        "num_key_value_heads": config.n_query_groups, "head_dim": config.head_size,
-        "max_position_embeddings": config.block_size, "rms_norm_eps": config.norm_eps,
-        "rope_theta": config.rope_base, "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False,
-        "hidden_act": "silu", "torch_dtype": "float32"}, indent=1))
+    (hf / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "vocab_size": config.padded_vocab_size,
+                "hidden_size": config.n_embd,
+                "intermediate_size": config.intermediate_size,
+                "num_hidden_layers": config.n_layer,
+                "num_attention_heads": config.n_head,
+                "num_key_value_heads": config.n_query_groups,
+                "head_dim": config.head_size,
+                "max_position_embeddings": config.block_size,
+                "rms_norm_eps": config.norm_eps,
+                "rope_theta": config.rope_base,
+                "tie_word_embeddings": False,
+                "attention_bias": False,
+                "mlp_bias": False,
+                "hidden_act": "silu",
+                "torch_dtype": "float32",
+            },
+            indent=1,
+        )
+    )
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (assets.tokenizer_dir() / name).is_file():
             shutil.copy(assets.tokenizer_dir() / name, hf / name)
@@ -184,8 +257,12 @@ def prepare(args: argparse.Namespace) -> dict:
                 fp.write(json.dumps({"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}) + "\n")
 
     # litcpt's batches, in its order: TRL trains on exactly these
-    data = Preference(train_data_path=work / "pairs.jsonl", val_data_path=work / "val.jsonl", max_length=args.max_length,
-                      truncation="drop")
+    data = Preference(
+        train_data_path=work / "pairs.jsonl",
+        val_data_path=work / "val.jsonl",
+        max_length=args.max_length,
+        truncation="drop",
+    )
     data.connect(tokenizer=Tokenizer(work / "litgpt"), batch_size=args.batch, max_seq_length=args.max_length)
     data.setup()
     items = {item.index: item for item in data.train_dataset.items}
@@ -199,21 +276,30 @@ def prepare(args: argparse.Namespace) -> dict:
             prompt = item.chosen_ids[:p].tolist()
             if p != int(item.rejected_prompt_length) or item.rejected_ids[:p].tolist() != prompt:
                 raise RuntimeError(f"pair {index}: chosen and rejected prompts differ after tokenisation")
-            rows.append({"prompt_ids": prompt, "chosen_ids": item.chosen_ids[p:].tolist(),
-                         "rejected_ids": item.rejected_ids[p:].tolist()})
+            rows.append(
+                {
+                    "prompt_ids": prompt,
+                    "chosen_ids": item.chosen_ids[p:].tolist(),
+                    "rejected_ids": item.rejected_ids[p:].tolist(),
+                }
+            )
             lengths += [len(item.chosen_ids), len(item.rejected_ids)]
     if len(rows) < args.steps * args.batch:
         raise RuntimeError(f"only {len(rows)} pairs fit in {args.max_length} tokens; need {args.steps * args.batch}")
     (work / "trl_pairs.json").write_text(json.dumps(rows))
-    return {"parameters": sum(p.numel() for p in model.parameters()), "pairs_used": len(rows),
-            "mean_tokens_per_sequence": sum(lengths) / len(lengths)}
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "pairs_used": len(rows),
+        "mean_tokens_per_sequence": sum(lengths) / len(lengths),
+    }
 
 
 def ensure_trl_venv(venv: Path, version: str) -> Path:
     python = venv / "bin" / "python"
     if python.is_file():
-        check = subprocess.run([str(python), "-c", "import trl; print(trl.__version__)"], capture_output=True,
-                               text=True)
+        check = subprocess.run(
+            [str(python), "-c", "import trl; print(trl.__version__)"], capture_output=True, text=True
+        )
         if check.returncode == 0 and check.stdout.strip() == version:
             return python
     print(f"creating TRL venv {venv} (torch 2.13.0, trl {version}) ...", flush=True)
@@ -224,12 +310,36 @@ def ensure_trl_venv(venv: Path, version: str) -> Path:
 
 
 def run_worker(python: str, kind: str, args: argparse.Namespace, round_: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO) if kind == "litcpt" else "", "OMP_NUM_THREADS": str(args.threads),
-           "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(Path(args.work) / "hf-datasets-cache")}
-    cmd = [python, str(HERE), "--worker", kind, "--round", str(round_), "--work", args.work,
-           "--steps", str(args.steps), "--batch", str(args.batch), "--max_length", str(args.max_length),
-           "--threads", str(args.threads), "--lr", str(args.lr)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) if kind == "litcpt" else "",
+        "OMP_NUM_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "TQDM_DISABLE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_DATASETS_CACHE": str(Path(args.work) / "hf-datasets-cache"),
+    }
+    cmd = [
+        python,
+        str(HERE),
+        "--worker",
+        kind,
+        "--round",
+        str(round_),
+        "--work",
+        args.work,
+        "--steps",
+        str(args.steps),
+        "--batch",
+        str(args.batch),
+        "--max_length",
+        str(args.max_length),
+        "--threads",
+        str(args.threads),
+        "--lr",
+        str(args.lr),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=args.work)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} worker failed:\n{proc.stderr[-4000:]}")
@@ -267,32 +377,42 @@ def main() -> None:
 
     trl_python = ensure_trl_venv(Path(args.trl_venv), args.trl_version)
     info = prepare(args)
-    print(f"model: {args.layers} layers x {args.width} wide, vocab 4096, {info['parameters'] / 1e6:.2f}M parameters; "
-          f"{info['pairs_used']} pairs, {info['mean_tokens_per_sequence']:.0f} tokens per sequence on average; "
-          f"batch {args.batch} pairs, {args.steps} steps (first {args.skip} not timed), fp32, {args.threads} threads")
+    print(
+        f"model: {args.layers} layers x {args.width} wide, vocab 4096, {info['parameters'] / 1e6:.2f}M parameters; "
+        f"{info['pairs_used']} pairs, {info['mean_tokens_per_sequence']:.0f} tokens per sequence on average; "
+        f"batch {args.batch} pairs, {args.steps} steps (first {args.skip} not timed), fp32, {args.threads} threads"
+    )
     best: dict[str, dict] = {}
     for round_ in range(args.rounds):
         for kind, python in (("litcpt", sys.executable), ("trl", str(trl_python))):
             result = run_worker(python, kind, args, round_)
             result["steps_per_s"] = steps_per_second(result["times"], args.skip)
-            print(f"round {round_} {kind:6s}: {result['steps_per_s']:.3f} steps/s, "
-                  f"peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+            print(
+                f"round {round_} {kind:6s}: {result['steps_per_s']:.3f} steps/s, "
+                f"peak RSS {result['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
             if kind not in best or result["steps_per_s"] > best[kind]["steps_per_s"]:
                 best[kind] = result
     lit, trl = best["litcpt"], best["trl"]
     n = min(len(lit["losses"]), len(trl["losses"]))
     diffs = [abs(a - b) for a, b in zip(lit["losses"][:n], trl["losses"][:n])]
     print(f"\nTRL {trl.get('trl')} vs litcpt, best of {args.rounds} round(s):")
-    print(f"  litcpt dpo : {lit['steps_per_s']:.3f} steps/s = {lit['steps_per_s'] * args.batch:.2f} pairs/s, "
-          f"peak RSS {lit['peak_rss_mib']:.0f} MiB")
-    print(f"  TRL        : {trl['steps_per_s']:.3f} steps/s = {trl['steps_per_s'] * args.batch:.2f} pairs/s, "
-          f"peak RSS {trl['peak_rss_mib']:.0f} MiB")
-    print(f"  speed ratio litcpt/TRL: {lit['steps_per_s'] / trl['steps_per_s']:.2f}x; "
-          f"RSS ratio {lit['peak_rss_mib'] / trl['peak_rss_mib']:.2f}")
+    print(
+        f"  litcpt dpo : {lit['steps_per_s']:.3f} steps/s = {lit['steps_per_s'] * args.batch:.2f} pairs/s, "
+        f"peak RSS {lit['peak_rss_mib']:.0f} MiB"
+    )
+    print(
+        f"  TRL        : {trl['steps_per_s']:.3f} steps/s = {trl['steps_per_s'] * args.batch:.2f} pairs/s, "
+        f"peak RSS {trl['peak_rss_mib']:.0f} MiB"
+    )
+    print(
+        f"  speed ratio litcpt/TRL: {lit['steps_per_s'] / trl['steps_per_s']:.2f}x; "
+        f"RSS ratio {lit['peak_rss_mib'] / trl['peak_rss_mib']:.2f}"
+    )
     print(f"  losses, first {min(n, 5)} steps: litcpt {[round(x, 6) for x in lit['losses'][:5]]}")
     print(f"                            TRL    {[round(x, 6) for x in trl['losses'][:5]]}")
-    print(f"  max |loss difference| over the first 3 steps: {max(diffs[:3]):.2e}; over all {n} steps: "
-          f"{max(diffs):.2e}")
+    print(f"  max |loss difference| over the first 3 steps: {max(diffs[:3]):.2e}; over all {n} steps: {max(diffs):.2e}")
 
 
 if __name__ == "__main__":

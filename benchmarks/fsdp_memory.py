@@ -88,7 +88,7 @@ def worker(args: argparse.Namespace) -> None:
     from litgpt import Config
 
     from litcpt.models.lm import LanguageModel
-    from litcpt.strategies import make_strategy
+    from litcpt.runtime.strategies import make_strategy
 
     torch.set_num_threads(1)
     L.seed_everything(0, verbose=False)

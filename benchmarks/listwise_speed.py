@@ -15,8 +15,8 @@ import torch
 from litgpt import Config, Tokenizer
 
 from litcpt import assets
-from litcpt.data.best_of_n import BestOfNRow, collate_groups, tokenize_groups
-from litcpt.data.preference import load_preference_pairs
+from litcpt.data.preference.best_of_n import BestOfNRow, collate_groups, tokenize_groups
+from litcpt.data.preference.pair_loading import load_preference_pairs
 from litcpt.models.base import init_weights
 from litcpt.models.reward import RewardModel
 
@@ -61,8 +61,8 @@ def main() -> None:
 
     from litgpt import GPT
 
-    from litcpt.rewardbench.evaluate import ImplicitRewardScorer, RewardModelScorer
-    from litcpt.rewardbench.evaluate_v2 import score_groups
+    from litcpt.rewardbench.engine_v2 import score_groups
+    from litcpt.rewardbench.scorers import ImplicitRewardScorer, RewardModelScorer
 
     policy, reference = GPT(config).eval(), GPT(config).eval()
     init_weights(policy)

@@ -85,12 +85,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache_dir or tmp
         model = model_tokens_per_second()
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; block {BLOCK}, batch {BATCH}, fraction {FRACTION}")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; block {BLOCK}, batch {BATCH}, "
+            f"fraction {FRACTION}"
+        )
         print(f"{'tiny GPT train step (4x128)':<32} {model:>14,.0f} tokens/s")
         for workers in (1, 2):
             rate = loader_tokens_per_second(cache, workers, args.seconds)
             verdict = "OK" if rate >= 100 * model else "below 100x target"
-            print(f"{f'Replay loader, {workers} worker(s)':<32} {rate:>14,.0f} tokens/s  = {rate / model:,.0f}x model  ({verdict})")
+            print(
+                f"{f'Replay loader, {workers} worker(s)':<32} {rate:>14,.0f} tokens/s  "
+                f"= {rate / model:,.0f}x model  ({verdict})"
+            )
 
 
 if __name__ == "__main__":

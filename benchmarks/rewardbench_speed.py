@@ -1,12 +1,14 @@
 """Pairs/s of litcpt's RewardBench evaluator vs a straightforward loop, same tiny model and data, one run, CPU.
 
-    PYTHONPATH=. python benchmarks/rewardbench_speed.py [--pairs 128 --batch_size 8 --rounds 5 --threads 2 --model recipe]
+    PYTHONPATH=. python benchmarks/rewardbench_speed.py [--pairs 128 --batch_size 8 --rounds 5 --threads 2 --model
+    recipe]
 
 Models (``--model``): ``recipe``, the tiny recipe's architecture (4 layers, 128 wide, vocab 4096), or ``micro``, the
-tests' 2x32 model; block size ``--block_size``, random weights (speed does not depend on them): a DPO policy + reference (implicit reward), and a classifier reward model.
+tests' 2x32 model; block size ``--block_size``, random weights (speed does not depend on them): a DPO policy + reference
+(implicit reward), and a classifier reward model.
 Data: the first ``--pairs`` bundled HH-RLHF pairs (long multi-turn prompts, short answers), truncated from the left.
 
-* litcpt (the default, ``share_prompt``): :func:`litcpt.rewardbench.evaluate.score_tokenized` — each pair's prompt
+* litcpt (the default, ``share_prompt``): :func:`litcpt.rewardbench.engine.score_tokenized` — each pair's prompt
   once, both responses from its keys and values; ``--share_group`` batches per call, their prompts and then their
   responses sorted by length and run ``--batch_size`` rows per forward; the final layer only where outputs are read;
   LM head (DPO) only on positions that predict response tokens, in cache-sized chunks.
@@ -31,11 +33,12 @@ import torch
 from litgpt import GPT, Config, Tokenizer
 
 from litcpt import assets
-from litcpt.data.preference import load_preference_pairs, tokenize_pairs
+from litcpt.data.preference.pair_loading import load_preference_pairs
+from litcpt.data.preference.pair_tokens import tokenize_pairs
 from litcpt.models.base import init_weights
 from litcpt.models.reward import RewardModel
-from litcpt.rewardbench.evaluate import ImplicitRewardScorer, RewardModelScorer, score_tokenized
-
+from litcpt.rewardbench.engine import score_tokenized
+from litcpt.rewardbench.scorers import ImplicitRewardScorer, RewardModelScorer
 
 MODELS = {  # name -> (n_layer, n_head, n_embd, intermediate_size)
     "recipe": (4, 4, 128, 352),    # recipes/tiny/pretrain.yaml, ~1.9M parameters (the LM head is ~0.5M of them)

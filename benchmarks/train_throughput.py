@@ -51,19 +51,40 @@ def run_litcpt(out: Path, steps: int, seq: int, skip: int, *extra: str) -> float
 
 
 def run_litgpt(out: Path, steps: int, seq: int, skip: int) -> float:
-    config = {"model_name": "litcpt-tiny", "model_config": tiny_model(), "out_dir": str(out), "precision": "32-true", "devices": 1,
-              "tokenizer_dir": str(REPO / "litcpt/assets/tokenizer"), "logger_name": "csv",
-              "data": {"class_path": "litcpt.data.TextFiles",
-                       "init_args": {"train_data_path": str(REPO / "litcpt/assets/data/pretrain/en")}},
-              "train": {"global_batch_size": GLOBAL, "micro_batch_size": MICRO, "max_tokens": steps * GLOBAL * seq,
-                        "log_interval": 1, "save_interval": None, "lr_warmup_steps": 1, "max_norm": 1.0},
-              "eval": {"interval": 100000, "max_iters": 1, "final_validation": False},
-              "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.003, "weight_decay": 0.1}}}
+    config = {
+        "model_name": "litcpt-tiny",
+        "model_config": tiny_model(),
+        "out_dir": str(out),
+        "precision": "32-true",
+        "devices": 1,
+        "tokenizer_dir": str(REPO / "litcpt/assets/tokenizer"),
+        "logger_name": "csv",
+        "data": {
+            "class_path": "litcpt.data.TextFiles",
+            "init_args": {"train_data_path": str(REPO / "litcpt/assets/data/pretrain/en")},
+        },
+        "train": {
+            "global_batch_size": GLOBAL,
+            "micro_batch_size": MICRO,
+            "max_tokens": steps * GLOBAL * seq,
+            "log_interval": 1,
+            "save_interval": None,
+            "lr_warmup_steps": 1,
+            "max_norm": 1.0,
+        },
+        "eval": {"interval": 100000, "max_iters": 1, "final_validation": False},
+        "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.003, "weight_decay": 0.1}},
+    }
     cfg = out.parent / f"{out.name}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(yaml.safe_dump(config))
-    subprocess.run([sys.executable, "-m", "litgpt", "pretrain", "--config", str(cfg)], check=True,
-                   capture_output=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    subprocess.run(
+        [sys.executable, "-m", "litgpt", "pretrain", "--config", str(cfg)],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     # litgpt logs cumulative time (its ThroughputMonitor) and `tokens` per rank at every log_interval.
     points = [(float(r["time"]), float(r["tokens"])) for r in _rows(out) if r.get("time") and r.get("tokens")]
     points = points[:: GLOBAL // MICRO]  # one row per micro-batch iteration; keep optimizer-step boundaries
@@ -79,8 +100,11 @@ def main() -> None:
     args = parser.parse_args()
     seq = tiny_model()["block_size"]
     results = {"litcpt": [], "litgpt": [], "litcpt+compile": []}
-    runners = (("litgpt", run_litgpt), ("litcpt", run_litcpt),
-               ("litcpt+compile", lambda *a: run_litcpt(*a, "--train.compile", "true")))
+    runners = (
+        ("litgpt", run_litgpt),
+        ("litcpt", run_litcpt),
+        ("litcpt+compile", lambda *a: run_litcpt(*a, "--train.compile", "true")),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for name, fn in runners:

@@ -1,3 +1,3 @@
-from litcpt.cli import main
+from litcpt.cli.main import main
 
 main()

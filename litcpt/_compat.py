@@ -4,7 +4,7 @@ litcpt reaches below the public API of two packages, so a new release of either 
 
 - **litgpt**: ``litcpt/models/shared_prefix.py`` subclasses ``litgpt.model.KVCache`` and calls
   ``block.attn(...)`` / ``CausalSelfAttention`` with litgpt 0.5's positional signature;
-- **lightning**: ``litcpt/strategies.py`` uses ``lightning.pytorch.strategies.fsdp``'s private
+- **lightning**: ``litcpt/runtime/strategies.py`` uses ``lightning.pytorch.strategies.fsdp``'s private
   ``_setup_activation_checkpointing`` / ``_move_torchmetrics_to_device``.
 
 The ranges below are the ones the test suite runs on (they mirror ``pyproject.toml``). Set

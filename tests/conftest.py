@@ -32,8 +32,8 @@ def make_checkpoint(path: Path, config=None, seed: int = 0) -> Path:
     from litgpt import GPT
 
     from litcpt import assets
-    from litcpt.checkpoint import save_litgpt_dir
     from litcpt.models.base import init_weights
+    from litcpt.runtime.checkpoint import save_litgpt_dir
 
     torch.manual_seed(seed)
     config = config or tiny_config()

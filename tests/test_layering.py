@@ -123,13 +123,14 @@ def test_a_command_never_imports_another_command():
 
 
 def test_nothing_below_the_commands_imports_a_command_or_the_cli():
-    """The layers: cli -> commands -> everything else; a lower module never reaches up (only litcpt.cli and
+    """The layers: cli -> commands -> everything else; a lower module never reaches up (only litcpt.cli.main and
     ``python -m litcpt`` import the CLI)."""
     offenders = []
     for name, targets in graph(top_level_only=False).items():
-        if name.startswith("litcpt.commands.") or name in ("litcpt.cli", "litcpt.__main__"):
+        if name.startswith("litcpt.commands.") or name in ("litcpt.cli.main", "litcpt.__main__"):
             continue
-        offenders += [f"{name} -> {t}" for t in sorted(targets) if t.startswith("litcpt.commands") or t == "litcpt.cli"]
+        offenders += [f"{name} -> {t}" for t in sorted(targets)
+                      if t.startswith("litcpt.commands") or t == "litcpt.cli.main"]
     assert not offenders, "modules below the commands import upwards:\n" + "\n".join(offenders)
 
 
@@ -143,8 +144,9 @@ KNOWN_FUNCTION_LEVEL_CYCLES: list[list[str]] = []
 
 
 def test_no_import_cycle_through_function_imports():
-    found = [c for c in cycles(importers_of_parents(graph(top_level_only=False)))
-             if c not in KNOWN_FUNCTION_LEVEL_CYCLES]
+    found = [
+        c for c in cycles(importers_of_parents(graph(top_level_only=False))) if c not in KNOWN_FUNCTION_LEVEL_CYCLES
+    ]
     assert not found, f"import cycles among litcpt modules (function-level imports included): {found}"
 
 
@@ -152,20 +154,6 @@ def test_the_checks_can_fail():
     """The graph and the cycle finder see what they must: a two-module cycle, and today's real import edges."""
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     edges = graph(top_level_only=False)
-    assert "litcpt.runs.pretrain" in edges["litcpt.commands.pretrain"]
-    assert "litcpt.anneal_source" in edges["litcpt.commands.anneal"]
-    assert "litcpt.runs.pretrain" in edges["litcpt.recipe"]  # a function-level import
-
-
-def test_litcpt_config_is_a_deprecated_alias_of_litcpt_args():
-    import importlib
-    import sys
-
-    import pytest
-
-    import litcpt.args
-
-    sys.modules.pop("litcpt.config", None)
-    with pytest.warns(DeprecationWarning, match="litcpt.config is deprecated, use litcpt.args"):
-        config = importlib.import_module("litcpt.config")
-    assert config.TrainArgs is litcpt.args.TrainArgs and config.make_optimizer is litcpt.args.make_optimizer
+    assert "litcpt.training.pretrain" in edges["litcpt.commands.pretrain"]
+    assert "litcpt.training.anneal_source" in edges["litcpt.commands.anneal"]
+    assert "litcpt.training.pretrain" in edges["litcpt.training.recipe"]  # a function-level import

@@ -16,8 +16,8 @@ checkpoint, and the EMA update (``lerp``) is deterministic.
 
 Sharded runs: each rank averages its own shards, so the average costs 1/world_size of a model per rank (Lightning's
 ``WeightAveraging`` would ``deepcopy`` the model: FSDP2 modules refuse that, and under FSDP1 it would be a full copy
-on every rank). FSDP2 (``fsdp2``): :class:`litcpt.averaging_sharded.ShardedAverage` replaces ``AveragedModel`` and
-averages the local shard of each DTensor. FSDP1 (``fsdp``): :class:`litcpt.averaging_sharded.FlatShardedAverage`
+on every rank). FSDP2 (``fsdp2``): :class:`litcpt.averaging.sharded.ShardedAverage` replaces ``AveragedModel`` and
+averages the local shard of each DTensor. FSDP1 (``fsdp``): :class:`litcpt.averaging.sharded.FlatShardedAverage`
 averages this rank's pieces of FSDP's flat parameters (the ``use_orig_params`` views). The full average is gathered
 only to write it (LitGPT dir, ``.ckpt``) and a resumed run takes back its shards of the checkpoint's average.
 """
@@ -33,7 +33,7 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
 
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint, export_litgpt
-from litcpt.checkpoint import clean_state_dict, save_litgpt_dir
+from litcpt.runtime.checkpoint import clean_state_dict, save_litgpt_dir
 
 __all__ = ["EMA", "SWA"]
 
@@ -67,7 +67,7 @@ class _LitGPTAveraging:
         from lightning.pytorch.strategies import FSDPStrategy
         from torch.optim.swa_utils import get_swa_avg_fn
 
-        from litcpt.averaging_sharded import FlatShardedAverage, ShardedAverage
+        from litcpt.averaging.sharded import FlatShardedAverage, ShardedAverage
 
         if self._average_model is None:
             avg_fn = self._kwargs.get("avg_fn") or get_swa_avg_fn()  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from litcpt.checkpoint import clean_state_dict, save_litgpt_dir
+from litcpt.runtime.checkpoint import clean_state_dict, save_litgpt_dir
 
 
 def full_state_dict(trainer: L.Trainer) -> dict[str, torch.Tensor]:

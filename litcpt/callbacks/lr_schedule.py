@@ -4,7 +4,7 @@ Learning-rate schedule callbacks
 
 Lightning callbacks that set the learning rate of every parameter group of every
 optimizer before each **optimizer** step, following one of the schedules of
-:mod:`litcpt.schedules`:
+:mod:`litcpt.schedules.formulas`:
 
 * :class:`WarmupCosineLR` -- linear warmup + cosine decay (re-warm / re-decay per stage).
 * :class:`InfiniteLR` -- warmup, cooldown, constant, optional anneal; later stages
@@ -46,22 +46,21 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Optional
 
-import torch
-from typing_extensions import override
-
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks.callback import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from typing_extensions import override
 
-from litcpt.schedules import (
+from litcpt.schedules.formulas import (
     ANNEAL_SHAPES,
     COOLDOWN_SHAPES,
     DECAY_SHAPES,
+    WSD,
     AnnealShape,
+    Constant,
     CooldownShape,
     DecayShape,
-    WSD,
-    Constant,
     Infinite,
     LinearDecay,
     Power,
@@ -153,7 +152,7 @@ def _need_tps(tps: Optional[float], why: str) -> float:
 
 
 class LRScheduleCallback(Callback):
-    r"""Base class: sets every param group's LR from a :mod:`litcpt.schedules` schedule.
+    r"""Base class: sets every param group's LR from a :mod:`litcpt.schedules.formulas` schedule.
 
     Subclasses implement :meth:`_build_schedule`. The group LR is
 
@@ -324,7 +323,7 @@ class LRScheduleCallback(Callback):
     # ------------------------------------------------------------------ #
     # resolution
     # ------------------------------------------------------------------ #
-    def _read_tokens_per_step(self, pl_module: "pl.LightningModule") -> Optional[float]:
+    def _read_tokens_per_step(self, pl_module: pl.LightningModule) -> Optional[float]:
         if self.tokens_per_step is not None:
             return self.tokens_per_step
         tps = getattr(pl_module, "tokens_per_step", None)
@@ -334,7 +333,7 @@ class LRScheduleCallback(Callback):
             tps = tps.item()
         return _opt_number("pl_module.tokens_per_step", tps, positive=True)
 
-    def _stage_steps(self, trainer: "pl.Trainer", stage_start_step: int) -> float:
+    def _stage_steps(self, trainer: pl.Trainer, stage_start_step: int) -> float:
         max_steps = trainer.max_steps
         if max_steps is not None and max_steps > 0:
             total = max_steps
@@ -352,7 +351,7 @@ class LRScheduleCallback(Callback):
             )
         return stage
 
-    def _stage_total(self, trainer: "pl.Trainer", stage_start_step: int, tps: Optional[float]) -> float:
+    def _stage_total(self, trainer: pl.Trainer, stage_start_step: int, tps: Optional[float]) -> float:
         """Stage length in ``unit``."""
         if self.unit == "steps":
             if self.total_steps is not None:
@@ -365,7 +364,7 @@ class LRScheduleCallback(Callback):
         steps = self.total_steps if self.total_steps is not None else self._stage_steps(trainer, stage_start_step)
         return steps * _need_tps(tps, "the stage length (unit='tokens')")
 
-    def _base_lr_of(self, trainer: "pl.Trainer") -> float:
+    def _base_lr_of(self, trainer: pl.Trainer) -> float:
         if not trainer.optimizers:
             raise ValueError(f"{type(self).__name__}: trainer.optimizers is empty: configure_optimizers returned none")
         opt = trainer.optimizers[0]
@@ -377,7 +376,7 @@ class LRScheduleCallback(Callback):
         return float(lr)
 
     def resolve(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage_start_step: int = 0
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage_start_step: int = 0
     ) -> Schedule:
         """Resolve lengths and LRs against the trainer/module and build the schedule.
 
@@ -404,7 +403,7 @@ class LRScheduleCallback(Callback):
     # hooks
     # ------------------------------------------------------------------ #
     @override
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Move this callback to the front of ``trainer.callbacks``: Lightning calls each hook on the callbacks in list
         order, so every other callback's ``on_train_batch_start`` then sees this step's LR. (Safe while Lightning
         iterates the list to call ``setup``: the callbacks before this one shift by one, those after do not move.)"""
@@ -415,7 +414,7 @@ class LRScheduleCallback(Callback):
             callbacks.insert(front, self)  # after the LR callbacks already moved: their relative order is kept
 
     @override
-    def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Resolve and validate the schedule before any training step (raises ``ValueError``)."""
         if trainer.lr_scheduler_configs:
             rank_zero_warn(
@@ -436,7 +435,7 @@ class LRScheduleCallback(Callback):
             )
 
     @override
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Fix the stage start after checkpoint restore (``global_step`` is final here)."""
         if not self._stage_ready:
             start = trainer.global_step
@@ -455,13 +454,13 @@ class LRScheduleCallback(Callback):
                     group["initial_lr"] = lr.item() if isinstance(lr, torch.Tensor) else float(lr)
 
     @override
-    def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A later ``fit()`` with this callback starts a new stage unless a checkpoint is loaded."""
         self._stage_ready = False
 
     @override
     def on_train_batch_start(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         """Set the LR for the optimizer step this micro-batch contributes to."""
         if not self._stage_ready or self._schedule is None:
@@ -501,7 +500,7 @@ class LRScheduleCallback(Callback):
             )
 
 
-def _should_log(trainer: "pl.Trainer") -> bool:
+def _should_log(trainer: pl.Trainer) -> bool:
     """Whether step metrics logged now reach the loggers (every ``log_every_n_steps``).
 
     ``self.log`` costs ~1 ms in Lightning, so the LR is only logged when it will be
@@ -694,7 +693,7 @@ class WSDLR(LRScheduleCallback):
         decay, decay_steps, decay_tokens: decay length at the end of the stage. Default 0.2.
         min_lr / min_lr_ratio: final LR (default ratio 0.1).
         decay_shape: ``"1-sqrt"`` (default), ``"linear"``, ``"cosine"`` or ``"exponential"``
-            (``max_lr (min_lr/max_lr)^p``, see :func:`litcpt.schedules.wsd`).
+            (``max_lr (min_lr/max_lr)^p``, see :class:`litcpt.schedules.formulas.WSD`).
         **kwargs: see :class:`LRScheduleCallback`.
 
     Example::
@@ -872,7 +871,7 @@ class PowerLR(LRScheduleCallback):
         return bool(decay.fraction or decay.steps or decay.tokens) or self._lengths["warmup"].fraction is not None
 
     @override
-    def resolve(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage_start_step: int = 0) -> Schedule:
+    def resolve(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage_start_step: int = 0) -> Schedule:
         batch_size = self.batch_size
         if batch_size is None:
             tps, seq = getattr(pl_module, "tokens_per_step", None), getattr(pl_module, "seq_length", None)

@@ -1,7 +1,7 @@
 """Skip the optimizer update of a step whose loss or gradient norm spikes (OLMo-core's skip-step, as a callback).
 
 A step is skipped when its loss or its (pre-clipping) global gradient norm lies more than ``sigma`` standard deviations
-above the mean of the previous ``window`` steps (:func:`litcpt.stability.is_spike`). Skipping means the optimizer
+above the mean of the previous ``window`` steps (:func:`litcpt.losses.stability.is_spike`). Skipping means the optimizer
 does not touch the parameters *or its state*: the callback sets every gradient to ``None`` in
 ``on_before_optimizer_step``, and torch optimizers leave parameters without a gradient alone (no update, no weight
 decay, no moment update, no step count). The global step still advances, as in OLMo-core, so the LR schedule and the
@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from litcpt.stability import default_min_history, is_spike
+from litcpt.losses.stability import default_min_history, is_spike
 
 __all__ = ["SkipSpikes", "global_grad_norm"]
 

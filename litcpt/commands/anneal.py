@@ -21,7 +21,10 @@ from typing import Any, Literal
 
 from litgpt.data import DataModule
 
-from litcpt.anneal_source import (
+from litcpt.runtime.atomic import write_json, write_yaml
+from litcpt.runtime.strategies import StrategyName
+from litcpt.schedules.formulas import ANNEAL_SHAPES, AnnealShape, Infinite, check_shape
+from litcpt.training.anneal_source import (
     Source,
     check_constant_phase,
     checkpoint_lr,
@@ -34,13 +37,9 @@ from litcpt.anneal_source import (
     resolve_litgpt_schedule,
     tokenizer_dir,
 )
-from litcpt.args import TrainArgs
-from litcpt.atomic import write_json, write_yaml
-from litcpt.schedules import ANNEAL_SHAPES, AnnealShape, Infinite, check_shape
-from litcpt.strategies import StrategyName
+from litcpt.training.args import TrainArgs
 
-__all__ = ["ANNEAL_STAGE", "Source", "anneal_callback", "check_constant_phase", "check_out_dir", "checkpoint_lr",
-           "cli_validate", "holds_other_run", "infinite_phase", "read_source", "setup"]
+__all__ = ["ANNEAL_STAGE", "anneal_callback", "check_out_dir", "cli_validate", "setup"]
 
 ANNEAL_STAGE = "anneal"
 """``stage_name`` prefix of the anneal's LR callback (its checkpoint state never mixes with the source run's)."""
@@ -55,7 +54,7 @@ _EXPECTED_WARNINGS = (
 def anneal_callback(steps: int, *, const_lr: float, min_lr: float, shape: str = "exponential",
                     stage_name: str = ANNEAL_STAGE):
     """An ``InfiniteLR`` that is all anneal: over ``steps`` optimizer steps the LR goes from ``const_lr`` (first
-    step) to ``min_lr`` (last step), i.e. ``infinite(k, warmup=0, cooldown=0, constant=0, anneal=steps - 1, ...)``
+    step) to ``min_lr`` (last step), i.e. ``Infinite(warmup=0, cooldown=0, constant=0, anneal=steps - 1, ...)(k)``
     for step ``k`` of the branch."""
     from litcpt.callbacks import InfiniteLR
 
@@ -128,7 +127,7 @@ def _check_arguments(anneal_steps: Any, anneal_tokens: Any, shape: Any, const_lr
 def cli_validate(*, anneal_steps: Any = None, anneal_tokens: Any = None, shape: Any = "exponential",
                  const_lr: Any = None, min_lr: Any = None, out_dir: Path | None = None, train: Any = None,
                  **_: Any) -> None:
-    """Checks the CLI runs before it writes ``out_dir/config.yaml`` (see :func:`litcpt.cli.main`): a refused anneal
+    """Checks the CLI runs before it writes ``out_dir/config.yaml`` (see :func:`litcpt.cli.main.main`): a refused anneal
     leaves no config.yaml behind, and another run's config.yaml is never overwritten. ``--train.*`` keys and value
     types are checked here too, before any file is read (the run's own values come later)."""
     merge_train(TrainArgs(), train)
@@ -189,9 +188,9 @@ def setup(
 
     Returns: the path of the annealed LitGPT checkpoint dir (``out_dir/final``).
     """
-    from litcpt.harness import find_resume_checkpoint
-    from litcpt.ranks import is_global_zero
-    from litcpt.runs.pretrain import setup as pretrain_setup
+    from litcpt.runtime.ranks import is_global_zero
+    from litcpt.training.harness import find_resume_checkpoint
+    from litcpt.training.pretrain import setup as pretrain_setup
 
     _check_arguments(anneal_steps, anneal_tokens, shape, const_lr, min_lr)
     from_checkpoint = const_lr == "checkpoint"

@@ -12,9 +12,9 @@ distribution shift). Scenarios, all with the same tiny LLaMA-style model and the
 
 Every run validates on both D1 and D2 held-out sets (fixed blocks, the same in every run) and continued runs validate
 before their first step, so the curves show forgetting and its recovery. Each run is an ordinary
-``litcpt.runs.pretrain.setup`` call, in this process; its ``config.yaml`` is the recipe it ran (the same schema as
+``litcpt.training.pretrain.setup`` call, in this process; its ``config.yaml`` is the recipe it ran (the same schema as
 ``recipes/tiny/*.yaml``). Output in ``out_dir``: ``runs/<scenario>/`` (checkpoints, logs, ``train.log``),
-``report.md``, ``report.json``, ``val_loss.png``, ``lr.png`` (written by :mod:`litcpt.report`, the code behind
+``report.md``, ``report.json``, ``val_loss.png``, ``lr.png`` (written by :mod:`litcpt.report.runs`, the code behind
 ``litcpt report``).
 """
 
@@ -32,7 +32,6 @@ from litcpt.demo.runtime import (
     QUICK_TOKENS,
     TINY_MODEL,
     Scenario,
-    instantiate,
     lr_schedule_spec,
     mix_data,
     run_scenario,
@@ -40,7 +39,7 @@ from litcpt.demo.runtime import (
     torch_threads,
 )
 
-__all__ = ["main", "Scenario", "build_scenarios", "instantiate", "TINY_MODEL", "QUICK_MODEL"]
+__all__ = ["main", "build_scenarios"]
 
 TITLES = {"en": "D1 (en)", "fr": "D2 (fr)"}
 
@@ -102,33 +101,73 @@ def build_scenarios(
     runs = [Scenario("d1", "D1 pretrain (cosine)", recipe(steps1, mix_data("en", "fr", 0.0, seed, cache_dir), cosine,
                                                          fresh=True))]
     for f in replay_fractions:
-        runs.append(Scenario(f"d2-replay{_pct(f)}", f"D1 → D2, {_pct(f)}% replay",
-                             recipe(steps2, mix_data("fr", "en", f, seed, cache_dir), cosine, fresh=False), parent="d1"))
+        runs.append(
+            Scenario(
+                f"d2-replay{_pct(f)}",
+                f"D1 → D2, {_pct(f)}% replay",
+                recipe(steps2, mix_data("fr", "en", f, seed, cache_dir), cosine, fresh=False),
+                parent="d1",
+            )
+        )
     union_fraction = steps2 / (steps1 + steps2)
     union_data = mix_data("en", "fr", union_fraction, seed, cache_dir)
     runs.append(Scenario("union", "D1 ∪ D2 retrain (cosine)", recipe(steps1 + steps2, union_data, cosine, fresh=True)))
     if infinite:
         anneal_steps = max(1, round(steps2 * anneal_fraction))
         runs += [
-            Scenario("inf-d1", "∞: D1 (cooldown → constant)",
-                     recipe(steps1, mix_data("en", "fr", 0.0, seed, cache_dir),
-                            lr_schedule_spec("InfiniteLR", warmup=0.01, cooldown=0.6, const_lr_ratio=0.55,
-                                      min_lr_ratio=0.1, cooldown_shape="inv_sqrt"), fresh=True)),
-            Scenario("inf-d2", f"∞: → D2 constant, {_pct(infinite_replay)}% replay",
-                     recipe(steps2 - anneal_steps, mix_data("fr", "en", infinite_replay, seed, cache_dir),
-                            lr_schedule_spec("InfiniteLR", stage_start="constant", const_lr_ratio=0.55, min_lr_ratio=0.1),
-                            fresh=False), parent="inf-d1"),
-            Scenario("inf-anneal", f"∞: → D2 anneal, {_pct(infinite_replay)}% replay",
-                     recipe(anneal_steps, mix_data("fr", "en", infinite_replay, seed, cache_dir),
-                            lr_schedule_spec("InfiniteLR", stage_start="constant", anneal=1.0, const_lr_ratio=0.55,
-                                      min_lr_ratio=0.1, anneal_shape="cosine"), fresh=False), parent="inf-d2"),
+            Scenario(
+                "inf-d1",
+                "∞: D1 (cooldown → constant)",
+                recipe(
+                    steps1,
+                    mix_data("en", "fr", 0.0, seed, cache_dir),
+                    lr_schedule_spec(
+                        "InfiniteLR",
+                        warmup=0.01,
+                        cooldown=0.6,
+                        const_lr_ratio=0.55,
+                        min_lr_ratio=0.1,
+                        cooldown_shape="inv_sqrt",
+                    ),
+                    fresh=True,
+                ),
+            ),
+            Scenario(
+                "inf-d2",
+                f"∞: → D2 constant, {_pct(infinite_replay)}% replay",
+                recipe(
+                    steps2 - anneal_steps,
+                    mix_data("fr", "en", infinite_replay, seed, cache_dir),
+                    lr_schedule_spec("InfiniteLR", stage_start="constant", const_lr_ratio=0.55, min_lr_ratio=0.1),
+                    fresh=False,
+                ),
+                parent="inf-d1",
+            ),
+            Scenario(
+                "inf-anneal",
+                f"∞: → D2 anneal, {_pct(infinite_replay)}% replay",
+                recipe(
+                    anneal_steps,
+                    mix_data("fr", "en", infinite_replay, seed, cache_dir),
+                    lr_schedule_spec(
+                        "InfiniteLR",
+                        stage_start="constant",
+                        anneal=1.0,
+                        const_lr_ratio=0.55,
+                        min_lr_ratio=0.1,
+                        anneal_shape="cosine",
+                    ),
+                    fresh=False,
+                ),
+                parent="inf-d2",
+            ),
         ]
     return runs, tps
 
 
 def _observations(json_runs: dict[str, dict[str, Any]], replay_fractions: Sequence[float]) -> list[str]:
     """Plain-language checks of the paper's claims on this run's numbers."""
-    from litcpt.report import format_tokens
+    from litcpt.report.runs import format_tokens
 
     notes = []
 
@@ -142,8 +181,9 @@ def _observations(json_runs: dict[str, dict[str, Any]], replay_fractions: Sequen
     if d1_en is not None and norep and final(norep, "en") is not None:
         after = final(norep, "en")
         verb = "rises" if after > d1_en else "does not rise"
-        notes.append(f"Forgetting: without replay the D1 (en) loss {verb} from {d1_en:.3f} (end of D1) to "
-                     f"{after:.3f} after D2.")
+        notes.append(
+            f"Forgetting: without replay the D1 (en) loss {verb} from {d1_en:.3f} (end of D1) to {after:.3f} after D2."
+        )
     if norep:
         for f in fractions:
             name = f"d2-replay{_pct(f)}"
@@ -159,18 +199,28 @@ def _observations(json_runs: dict[str, dict[str, Any]], replay_fractions: Sequen
             run = json_runs.get(f"d2-replay{_pct(f)}")
             if f > 0 and run and run["average"] is not None and abs(gap) > 1e-9:
                 closed = (base - run["average"]) / gap
-                notes.append(f"{_pct(f)}% replay closes {100 * closed:.0f}% of the average-loss gap between no replay "
-                             f"({base:.3f}) and the union retrain ({union['average']:.3f}), training on "
-                             f"{format_tokens(run['tokens'])} tokens given the D1 model, where the union retrain "
-                             f"trains on {format_tokens(union['tokens'])}.")
+                notes.append(
+                    f"{_pct(f)}% replay closes {100 * closed:.0f}% of the average-loss gap between no replay "
+                    f"({base:.3f}) and the union retrain ({union['average']:.3f}), training on "
+                    f"{format_tokens(run['tokens'])} tokens given the D1 model, where the union retrain "
+                    f"trains on {format_tokens(union['tokens'])}."
+                )
     inf = json_runs.get("inf-anneal")
     if inf and inf["average"] is not None:
-        cos_name = next((n for n in json_runs if n.startswith("d2-replay") and
-                         abs(json_runs[n]["label_fraction"] - inf["label_fraction"]) < 1e-9), None)
+        cos_name = next(
+            (
+                n
+                for n in json_runs
+                if n.startswith("d2-replay") and abs(json_runs[n]["label_fraction"] - inf["label_fraction"]) < 1e-9
+            ),
+            None,
+        )
         if cos_name and json_runs[cos_name]["average"] is not None:
             diff = inf["average"] - json_runs[cos_name]["average"]
-            notes.append(f"Infinite schedule after its anneal vs. re-warmed cosine (same replay): average loss "
-                         f"{inf['average']:.3f} vs. {json_runs[cos_name]['average']:.3f} ({diff:+.3f}).")
+            notes.append(
+                f"Infinite schedule after its anneal vs. re-warmed cosine (same replay): average loss "
+                f"{inf['average']:.3f} vs. {json_runs[cos_name]['average']:.3f} ({diff:+.3f})."
+            )
     return notes
 
 
@@ -210,7 +260,8 @@ def main(
         verbose: show Lightning's per-run output instead of writing it to ``runs/<scenario>/train.log``.
         part: ``cpt`` (the continual-pretraining comparison), ``reward`` (fine-tune the D1-pretrained tiny model
             as a reward model on the bundled HH-RLHF pairs, both heads, and report held-out accuracy; runs only the
-            D1 pretraining first if ``runs/d1/final`` is missing), ``all`` (both), or ``beyond`` (opt-in: EMA, checkpoint
+            D1 pretraining first if ``runs/d1/final`` is missing), ``all`` (both), or ``beyond`` (opt-in: EMA,
+            checkpoint
             averaging vs. anneal, D2Z vs. cosine, optimizer state carried at the D1 -> D2 boundary; see
             :mod:`litcpt.demo.beyond`).
         reward_steps: optimizer steps (16 pairs each) of each reward model in the reward part.
@@ -219,9 +270,21 @@ def main(
     """
     if part not in ("cpt", "reward", "all", "beyond"):
         raise ValueError(f"part: expected 'cpt', 'reward', 'all' or 'beyond', got {part!r}")
-    kwargs = dict(out_dir=out_dir, d1_tokens=d1_tokens, d2_tokens=d2_tokens, replay_fractions=replay_fractions,
-                  infinite=infinite, infinite_replay=infinite_replay, anneal_fraction=anneal_fraction, lr=lr,
-                  seed=seed, quick=quick, num_threads=num_threads, cache_dir=cache_dir, verbose=verbose)
+    kwargs = dict(
+        out_dir=out_dir,
+        d1_tokens=d1_tokens,
+        d2_tokens=d2_tokens,
+        replay_fractions=replay_fractions,
+        infinite=infinite,
+        infinite_replay=infinite_replay,
+        anneal_fraction=anneal_fraction,
+        lr=lr,
+        seed=seed,
+        quick=quick,
+        num_threads=num_threads,
+        cache_dir=cache_dir,
+        verbose=verbose,
+    )
     summary: dict[str, Any] = {}
     if part == "beyond":
         from litcpt.demo.beyond import run_beyond
@@ -234,8 +297,9 @@ def main(
     return summary
 
 
-def run_reward(*, out_dir: Path, steps: int, seed: int, quick: bool, num_threads: int, verbose: bool,
-               **cpt_kwargs: Any) -> dict[str, Any]:
+def run_reward(
+    *, out_dir: Path, steps: int, seed: int, quick: bool, num_threads: int, verbose: bool, **cpt_kwargs: Any
+) -> dict[str, Any]:
     """The reward part: the D1-pretrained tiny model (trained first if missing) -> two reward models."""
     from litcpt.demo import reward as demo_reward
 
@@ -243,43 +307,75 @@ def run_reward(*, out_dir: Path, steps: int, seed: int, quick: bool, num_threads
     backbone = out_dir / "runs" / "d1" / "final"
     if not (backbone / "lit_model.pth").is_file():
         default_tokens = QUICK_TOKENS if quick else DEFAULT_TOKENS
-        scenarios, _ = build_scenarios(d1_tokens=cpt_kwargs["d1_tokens"] or default_tokens,
-                                       d2_tokens=cpt_kwargs["d2_tokens"] or default_tokens,
-                                       replay_fractions=cpt_kwargs["replay_fractions"], infinite=False,
-                                       infinite_replay=cpt_kwargs["infinite_replay"],
-                                       anneal_fraction=cpt_kwargs["anneal_fraction"], seed=seed, quick=quick,
-                                       lr=cpt_kwargs["lr"], cache_dir=cpt_kwargs["cache_dir"])
+        scenarios, _ = build_scenarios(
+            d1_tokens=cpt_kwargs["d1_tokens"] or default_tokens,
+            d2_tokens=cpt_kwargs["d2_tokens"] or default_tokens,
+            replay_fractions=cpt_kwargs["replay_fractions"],
+            infinite=False,
+            infinite_replay=cpt_kwargs["infinite_replay"],
+            anneal_fraction=cpt_kwargs["anneal_fraction"],
+            seed=seed,
+            quick=quick,
+            lr=cpt_kwargs["lr"],
+            cache_dir=cpt_kwargs["cache_dir"],
+        )
         print("litcpt demo: pretraining the tiny D1 model for the reward part ...", file=sys.stderr)
         with torch_threads(num_threads):
             run_scenario(scenarios[0], out_dir / "runs", verbose=verbose)
     print("litcpt demo: training reward models (linear and logit heads) ...", file=sys.stderr)
     with torch_threads(num_threads):
-        results = demo_reward.run_reward_part(backbone, out_dir / "runs", steps=max(2, steps // 4) if quick else steps,
-                                              seed=seed, log_file=None if verbose else out_dir / "runs" / "reward.log")
+        results = demo_reward.run_reward_part(
+            backbone,
+            out_dir / "runs",
+            steps=max(2, steps // 4) if quick else steps,
+            seed=seed,
+            log_file=None if verbose else out_dir / "runs" / "reward.log",
+        )
     demo_reward.write(results, out_dir)
     print(demo_reward.markdown(results))
     print(f"report: {out_dir / 'reward.md'}")
     return results
 
 
-def run_cpt(*, out_dir: Path, d1_tokens: int | None, d2_tokens: int | None, replay_fractions: list[float],
-            infinite: bool, infinite_replay: float, anneal_fraction: float, lr: float, seed: int, quick: bool,
-            num_threads: int, cache_dir: Path | None, verbose: bool) -> dict[str, Any]:
+def run_cpt(
+    *,
+    out_dir: Path,
+    d1_tokens: int | None,
+    d2_tokens: int | None,
+    replay_fractions: list[float],
+    infinite: bool,
+    infinite_replay: float,
+    anneal_fraction: float,
+    lr: float,
+    seed: int,
+    quick: bool,
+    num_threads: int,
+    cache_dir: Path | None,
+    verbose: bool,
+) -> dict[str, Any]:
     """The continual-pretraining part of :func:`main` (same arguments)."""
     from tqdm.auto import tqdm
 
-    from litcpt.report_files import write_report
-    from litcpt.report import load_runs, markdown_table, table_rows, to_json
+    from litcpt.report.files import write_report
+    from litcpt.report.runs import load_runs, markdown_table, table_rows, to_json
 
     default_tokens = QUICK_TOKENS if quick else DEFAULT_TOKENS
     d1_tokens = default_tokens if d1_tokens is None else d1_tokens
     d2_tokens = default_tokens if d2_tokens is None else d2_tokens
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    scenarios, tps = build_scenarios(d1_tokens=d1_tokens, d2_tokens=d2_tokens, replay_fractions=replay_fractions,
-                                     infinite=infinite, infinite_replay=infinite_replay,
-                                     anneal_fraction=anneal_fraction, seed=seed, quick=quick, lr=lr,
-                                     cache_dir=cache_dir)
+    scenarios, tps = build_scenarios(
+        d1_tokens=d1_tokens,
+        d2_tokens=d2_tokens,
+        replay_fractions=replay_fractions,
+        infinite=infinite,
+        infinite_replay=infinite_replay,
+        anneal_fraction=anneal_fraction,
+        seed=seed,
+        quick=quick,
+        lr=lr,
+        cache_dir=cache_dir,
+    )
     out_dir, runs_dir = runs_dir_of(out_dir, "runs")
     start = time.perf_counter()
     times: dict[str, float] = {}
@@ -305,18 +401,21 @@ def run_cpt(*, out_dir: Path, d1_tokens: int | None, d2_tokens: int | None, repl
     notes = _observations(by_name, replay_fractions)
     model_name = (QUICK_MODEL if quick else TINY_MODEL)["name"]
     command = f"litcpt demo --out_dir {out_dir}" + (" --quick true" if quick else "")
-    intro = "\n".join([
-        f"Command: `{command}` (d1_tokens={d1_tokens}, d2_tokens={d2_tokens}, replay_fractions={replay_fractions}, "
-        f"infinite={infinite}, seed={seed}, num_threads={num_threads}); wall time **{wall / 60:.1f} min** "
-        f"({', '.join(f'{k} {v:.0f}s' for k, v in times.items())}).",
-        "",
-        f"D1 = bundled English corpus, D2 = bundled French corpus; model `{model_name}`, {tps} tokens per "
-        f"optimizer step, peak LR {lr:g} (min 0.1 x peak).",
-        "",
-        *(f"- {n}" for n in notes),
-    ])
-    write_report(runs, out_dir, sources=["en", "fr"], titles=TITLES, title="litcpt demo: continual pretraining",
-                 intro=intro)
+    intro = "\n".join(
+        [
+            f"Command: `{command}` (d1_tokens={d1_tokens}, d2_tokens={d2_tokens}, replay_fractions={replay_fractions}, "
+            f"infinite={infinite}, seed={seed}, num_threads={num_threads}); wall time **{wall / 60:.1f} min** "
+            f"({', '.join(f'{k} {v:.0f}s' for k, v in times.items())}).",
+            "",
+            f"D1 = bundled English corpus, D2 = bundled French corpus; model `{model_name}`, {tps} tokens per "
+            f"optimizer step, peak LR {lr:g} (min 0.1 x peak).",
+            "",
+            *(f"- {n}" for n in notes),
+        ]
+    )
+    write_report(
+        runs, out_dir, sources=["en", "fr"], titles=TITLES, title="litcpt demo: continual pretraining", intro=intro
+    )
     print(markdown_table(table_rows(runs, ["en", "fr"]), TITLES))
     for n in notes:
         print(f"- {n}")

@@ -9,11 +9,11 @@ from typing import Any, Literal, Optional, Union
 from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
-from litcpt.args import EvalArgs, OptimizerArg, TrainArgs
-from litcpt.checkpoint import check_checkpoint_dir, load_config
-from litcpt.harness import LoggerName, Resume, RunSpec, fit, run_spec_from_args
-from litcpt.strategies import StrategyName
-from litcpt.tokenizers import load_checked_tokenizer
+from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config
+from litcpt.runtime.strategies import StrategyName
+from litcpt.runtime.tokenizers import load_checked_tokenizer
+from litcpt.training.args import EvalArgs, OptimizerArg, TrainArgs
+from litcpt.training.harness import LoggerName, Resume, RunSpec, fit, run_spec_from_args
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {"class_path": "torch.optim.AdamW",
                                      "init_args": {"lr": 5.0e-7, "weight_decay": 0.0, "betas": [0.9, 0.999]}}
@@ -34,7 +34,7 @@ def _copy_optimizer(optimizer: OptimizerArg | dict | None) -> OptimizerArg | dic
 
 def _check_data(data: DataModule) -> None:
     """Padding side, and every pair has a response token to score (see ``litcpt.models.dpo.check_scorable``)."""
-    from litcpt.models.dpo import check_scorable
+    from litcpt.models.dpo_checks import check_scorable
 
     if getattr(data, "padding_side", "right") != "right":
         raise ValueError(f"data.padding_side: expected 'right' (litgpt models take no attention mask), got "
@@ -55,13 +55,14 @@ FDivergenceName = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_di
 def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, average_logps: bool,
                          ld_alpha: float | None = None):
     """Reference log-probs of every train/val pair: loaded from ``<out_dir>/ref_logps.pt`` if it was computed from
-    the same reference and data, else one ``Trainer.predict`` pass (:func:`litcpt.inference.predict_trainer`: same
+    the same reference and data, else one ``Trainer.predict`` pass (:func:`litcpt.runtime.inference.predict_trainer`:
+    same
     devices, strategy and precision as the training run) that writes it. The reference model is freed before
     training starts."""
     import lightning as L
 
-    from litcpt.inference import predict_trainer
-    from litcpt.models.dpo import REF_LOGPS_FILE, ReferenceLogps, ReferenceLogpsModule, reference_meta
+    from litcpt.models.dpo_reference import REF_LOGPS_FILE, ReferenceLogps, ReferenceLogpsModule, reference_meta
+    from litcpt.runtime.inference import predict_trainer
 
     datasets = {"train": getattr(data, "train_dataset", None), "val": getattr(data, "test_dataset", None)}
     meta = reference_meta(ref_dir, average_logps=average_logps, datasets=datasets, ld_alpha=ld_alpha)
@@ -186,9 +187,9 @@ def setup(
 
     Returns: the path of the final LitGPT checkpoint dir of the policy.
     """
-    from litcpt.models.dpo import DPOModel, check_reference_compatible
-
-    from litcpt import losses
+    from litcpt.losses import preference as losses
+    from litcpt.models.dpo import DPOModel
+    from litcpt.models.dpo_checks import check_reference_compatible
 
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     types, _ = losses.parse_loss_types(loss_type, loss_weights)
@@ -220,14 +221,14 @@ def setup(
         raise ValueError(f"train.max_seq_length={seq_length} exceeds the model's block_size {config.block_size}")
 
     if dry_run:
-        from litcpt.dry_run import print_dry_run
+        from litcpt.training.dry_run import print_dry_run
 
         print_dry_run(config, spec, kind="dpo", seq_length=seq_length,
                       frozen_reference=not precompute_ref and not set(types) <= losses.REFERENCE_FREE_LOSS_TYPES)
         return spec.out_dir / "final"
 
     if data is None:
-        from litcpt.data.preference import Preference
+        from litcpt.data.preference.datamodule import Preference
 
         data = Preference()
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=seq_length)

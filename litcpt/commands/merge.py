@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from litcpt.averaging import average_checkpoints, check_out_dir, last_checkpoints, normalize_weights
-from litcpt.checkpoint import check_checkpoint_dir, load_config, save_litgpt_dir
+from litcpt.averaging.merge import average_checkpoints, check_out_dir, last_checkpoints, normalize_weights
+from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config, save_litgpt_dir
 
 cli_positional = "checkpoint_dirs"
 

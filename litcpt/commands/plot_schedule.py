@@ -21,23 +21,24 @@ from typing import Any, Literal
 
 import numpy as np
 
-from litcpt.recipe import (lr_callback, peak_lr, pretrain_parser, read_recipe, resolve_callback_schedule,
-                           seq_length_of)
-from litcpt.schedules import Schedule
+from litcpt.schedules.formulas import Schedule
+from litcpt.training.recipe import (
+    lr_callback,
+    peak_lr,
+    pretrain_parser,
+    read_recipe,
+    resolve_callback_schedule,
+    seq_length_of,
+)
 
 __all__ = [
     "RecipeStage",
-    "lr_callback",
     "main",
     "plot_recipe_schedules",
     "plot_recipe_stages",
-    "read_recipe",
     "recipe_curve",
     "recipe_stage",
     "recipe_stages",
-    "resolve_callback_schedule",
-    "peak_lr",
-    "seq_length_of",
     "cli_positional",
 ]
 
@@ -54,7 +55,7 @@ class RecipeStage:
     name: str
     recipe: Path
     schedule: Schedule
-    """The resolved :mod:`litcpt.schedules` object; its argument is in ``unit``."""
+    """The resolved :mod:`litcpt.schedules.formulas` object; its argument is in ``unit``."""
     unit: str
     """The callback's unit: ``"steps"`` (optimizer steps) or ``"tokens"``."""
     steps: int
@@ -139,7 +140,7 @@ def recipe_stages(recipes: Sequence[Path | str] | Path | str, labels: Sequence[s
 def recipe_curve(stages: Sequence[RecipeStage], *, x: Axis = "tokens",
                  num_per_stage: int = 400) -> tuple[np.ndarray, np.ndarray]:
     """``(xs, lrs)`` of the stages one after the other (``xs`` cumulative on the ``x`` axis)."""
-    from litcpt.plotting import stage_curves
+    from litcpt.report.plotting import stage_curves
 
     _check_axis(x)
     curves = stage_curves([(s.name, s.length(x)) for s in stages], {"lr": [s.lr_function(x) for s in stages]},
@@ -165,7 +166,7 @@ def plot_recipe_schedules(recipes: Sequence[Path | str] | Path | str, path: Path
 def plot_recipe_stages(stages: Sequence[RecipeStage], path: Path | str, *, x: Axis = "tokens",
                        title: str | None = None) -> Path:
     """Draw resolved stages (see :func:`recipe_stages`) to the PNG ``path``, atomically."""
-    from litcpt.plotting import plot_stages
+    from litcpt.report.plotting import plot_stages
 
     _check_axis(x)
     if title is None:

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from litcpt.report import all_sources, load_runs, markdown_table, table_rows, to_json
-from litcpt.report_files import write_report
+from litcpt.report.files import write_report
+from litcpt.report.runs import all_sources, load_runs, markdown_table, table_rows, to_json
 
-__all__ = ["main", "write_report", "cli_positional"]
+__all__ = ["main", "cli_positional"]
 
 cli_positional = "runs"
 """Name of the parameter that bare command-line arguments fill (``litcpt report RUN_DIR ...``)."""

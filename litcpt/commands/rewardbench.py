@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import torch
 
-from litcpt.checkpoint import check_checkpoint_dir, load_config
-from litcpt.strategies import StrategyName
+from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config
+from litcpt.runtime.strategies import StrategyName
 
 Kind = Literal["auto", "reward", "dpo"]
 ConventionName = Literal["litcpt", "rewardbench"]
@@ -21,7 +21,7 @@ HUB_SPLITS = {"allenai/reward-bench": "filtered", "allenai/reward-bench-2": "tes
 def detect_kind(checkpoint_dir: Path, *, ref_checkpoint_dir: Path | None, ref_free: bool) -> str:
     """``reward`` for a ``litcpt reward`` checkpoint, ``dpo`` for a ``litcpt dpo`` one (``dpo.json``) or when a
     reference (or reference-free scoring) is asked for; otherwise a one-line error."""
-    from litcpt.models.dpo import DPO_META_FILE
+    from litcpt.models.dpo_checks import DPO_META_FILE
     from litcpt.models.reward import META_FILE
 
     if (checkpoint_dir / META_FILE).is_file():
@@ -37,7 +37,7 @@ def _v2_items(data: str | Path, split: str | None, limit: int | None, prompt_sty
               tokenizer: Any, kind: str, convention: str, max_length: int, max_prompt_length: int | None,
               truncation: str) -> tuple[list, int, str | None]:
     """RewardBench 2 rows of ``data``, templated and tokenised: (groups, number truncated, template name)."""
-    from litcpt.data.best_of_n import load_best_of_n_rows, replace_prompts, tokenize_groups
+    from litcpt.data.preference.best_of_n import load_best_of_n_rows, replace_prompts, tokenize_groups
 
     rows = _read_source(data, split, limit, load_best_of_n_rows, empty="rows", unit="prompts")
     wrap, template = prompt_wrapper(prompt_style, checkpoint_dir)
@@ -69,7 +69,7 @@ def prompt_wrapper(style_name: str | None, checkpoint_dir: Path) -> tuple[Any, s
     if style_name in (None, "raw"):
         return None, None
     if style_name == "hh":
-        from litcpt.data.chat import hh_prompt, hh_response
+        from litcpt.data.preference.chat import hh_prompt, hh_response
 
         def wrap_hh(prompt: str, responses: Any) -> tuple[str, list[str]]:
             return hh_prompt(prompt), [hh_response(r) for r in responses]
@@ -111,7 +111,7 @@ def apply_prompt_style(pairs: list, style_name: str | None, checkpoint_dir: Path
 def load_pairs(data: str | Path, *, split: str | None, limit: int | None) -> list:
     """Preference pairs of ``data`` (jsonl / json / parquet / ``save_to_disk`` dir / hub name), with errors naming
     the file, line and field."""
-    from litcpt.data.preference import load_preference_pairs
+    from litcpt.data.preference.pair_loading import load_preference_pairs
 
     return _read_source(data, split, limit, load_preference_pairs, empty="preference pairs", unit="pairs")
 
@@ -148,7 +148,8 @@ def dpo_reduction(convention: str, has_reference: bool, ref_free_type: str | Non
 
 def _launch(devices: int, num_nodes: int, accelerator: str, strategy: str) -> tuple[int, int, torch.device, Any]:
     """(rank, world size, device, trainer): one process or an already-initialised process group (trainer None:
-    a plain loop), else the ``Trainer.predict`` harness (:func:`litcpt.inference.predict_trainer`), which launches the
+    a plain loop), else the ``Trainer.predict`` harness (:func:`litcpt.runtime.inference.predict_trainer`), which
+    launches the
     ranks; the models then load on the CPU and the strategy places them (``fsdp``/``fsdp2``: sharded)."""
     dist = torch.distributed
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
@@ -157,7 +158,7 @@ def _launch(devices: int, num_nodes: int, accelerator: str, strategy: str) -> tu
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if on_gpu else torch.device("cpu")
         return rank, world, device, None
     if devices > 1 or num_nodes > 1:
-        from litcpt.inference import predict_trainer
+        from litcpt.runtime.inference import predict_trainer
 
         trainer = predict_trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                                   progress=False)
@@ -173,8 +174,8 @@ def _load_gpt(checkpoint_dir: Path, field: str, device: torch.device, dtype: tor
     from litcpt.models.base import build_gpt
 
     if defer:
-        from litcpt.inference import defer_weights
-        from litcpt.models.materialize import CheckpointWeights, meta_gpt
+        from litcpt.runtime.inference import defer_weights
+        from litcpt.runtime.materialize import CheckpointWeights, meta_gpt
 
         model = meta_gpt(load_config(checkpoint_dir)).to(dtype=dtype)
         defer_weights(model, CheckpointWeights(checkpoint_dir, model, field=field))
@@ -263,20 +264,12 @@ def main(
     """
     from litgpt import Tokenizer
 
-    from litcpt.data.preference import tokenize_pairs
-    from litcpt.models.dpo import check_reference_compatible, check_scorable, read_dpo_metadata
-    from litcpt.rewardbench.evaluate import (
-        ImplicitRewardScorer,
-        RewardModelScorer,
-        Timer,
-        format_table,
-        model_dtype,
-        resolve_precision,
-        score_tokenized,
-        shared_prompt_bytes,
-        summarize,
-        write_outputs,
-    )
+    from litcpt.data.preference.pair_tokens import tokenize_pairs
+    from litcpt.models.dpo_checks import check_reference_compatible, check_scorable, read_dpo_metadata
+    from litcpt.rewardbench.engine import score_tokenized, shared_prompt_bytes
+    from litcpt.rewardbench.results import Timer, format_table, summarize, write_outputs
+    from litcpt.rewardbench.scorers import ImplicitRewardScorer, RewardModelScorer
+    from litcpt.runtime.inference import model_dtype, resolve_precision
 
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     if kind not in ("auto", "reward", "dpo"):
@@ -354,8 +347,8 @@ def main(
         share_prompt = share_prompt and strategy not in ("fsdp", "fsdp2")
     defer = trainer is not None and strategy in ("fsdp", "fsdp2")  # no rank ever holds a full copy
     if kind == "reward":
-        from litcpt.inference import defer_weights
         from litcpt.models.reward import load_reward_model
+        from litcpt.runtime.inference import defer_weights
 
         reward_model = load_reward_model(checkpoint_dir, device=device, dtype=dtype, defer_init=defer)
         if defer:
@@ -382,7 +375,7 @@ def main(
                "share_group": share_group, "trainer": trainer}
     with Timer() as timer:
         if version == 2:
-            from litcpt.rewardbench.evaluate_v2 import score_groups, summarize_groups
+            from litcpt.rewardbench.engine_v2 import score_groups, summarize_groups
 
             scores: Any = score_groups(scorer, items, **options)
         else:
@@ -403,7 +396,7 @@ def main(
     if kind == "dpo":
         metadata.update(beta=beta, ref_free=ref_checkpoint_dir is None, average_logps=average_logps,
                         reduction=scorer.reduction)
-    from litcpt.rewardbench.evaluate import results_json
+    from litcpt.rewardbench.results import results_json
 
     results = results_json(summary, metadata)
     if rank == 0:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from litcpt.atomic import write_lines
-from litcpt.checkpoint import check_checkpoint_dir
+from litcpt.runtime.atomic import write_lines
+from litcpt.runtime.checkpoint import check_checkpoint_dir
 
 
 def _rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict]]:
@@ -38,9 +38,10 @@ def scores_file_name(data: Path) -> str:
 
 def tokenize_texts(tokenizer, texts: list[tuple[str, str]], max_length: int | None) -> list[tuple[torch.Tensor, int]]:
     """``(ids, prompt length)`` of each (prompt, response), tokenised and truncated as training does for each
-    sequence of a pair (:func:`litcpt.data.pair_tokens.encode_group` / :func:`~litcpt.data.pair_tokens.fit_group`,
+    sequence of a pair (:func:`litcpt.data.preference.pair_tokens.encode_group` /
+    :func:`~litcpt.data.preference.pair_tokens.fit_group`,
     ``truncation="left"``: the prompt loses its start after BOS, a response still too long loses its end)."""
-    from litcpt.data.pair_tokens import encode_group, fit_group
+    from litcpt.data.preference.pair_tokens import encode_group, fit_group
 
     out = []
     for prompt, response in texts:
@@ -54,13 +55,16 @@ def tokenize_texts(tokenizer, texts: list[tuple[str, str]], max_length: int | No
 def score_texts(model, tokenizer, texts: list[tuple[str, str]], *, batch_size: int = 8,
                 max_length: int | None = None) -> list[float]:
     """Reward of each (prompt, response), read at the last real token: tokenised by :func:`tokenize_texts`, batched
-    as the Preference DataModule's evaluation batches (:class:`~litcpt.data.batching.LengthBucketBatchSampler`
-    unshuffled, :func:`~litcpt.data.batching.pad_rows` right-padded with :func:`~litcpt.data.batching.pad_id_of`)."""
-    from litcpt.data.batching import LengthBucketBatchSampler, pad_id_of, pad_rows
+    as the Preference DataModule's evaluation batches
+    (:class:`~litcpt.data.preference.batching.LengthBucketBatchSampler`
+    unshuffled, :func:`~litcpt.data.preference.batching.pad_rows` right-padded with
+    :func:`~litcpt.data.preference.batching.pad_id_of`)."""
+    from litcpt.data.preference.batching import LengthBucketBatchSampler, pad_id_of, pad_rows
 
     encoded = tokenize_texts(tokenizer, texts, max_length)
-    sampler = LengthBucketBatchSampler(batch_size=batch_size, lengths=[len(ids) for ids, _ in encoded],
-                                       shuffle=False, num_replicas=1, rank=0)
+    sampler = LengthBucketBatchSampler(
+        batch_size=batch_size, lengths=[len(ids) for ids, _ in encoded], shuffle=False, num_replicas=1, rank=0
+    )
     scores = [0.0] * len(encoded)
     device = next(model.parameters()).device
     for chunk in sampler.global_batches():
@@ -70,8 +74,16 @@ def score_texts(model, tokenizer, texts: list[tuple[str, str]], *, batch_size: i
     return scores
 
 
-def main(checkpoint_dir: Path, data: Path, out_dir: Path | None = None, out_file: Path | None = None,
-         batch_size: int = 8, max_length: int | None = None, device: str = "cpu", encoding: str = "utf-8") -> dict:
+def main(
+    checkpoint_dir: Path,
+    data: Path,
+    out_dir: Path | None = None,
+    out_file: Path | None = None,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    device: str = "cpu",
+    encoding: str = "utf-8",
+) -> dict:
     """Score a jsonl file with a reward model trained by ``litcpt reward``.
 
     Rows are either ``{"prompt", "response"}`` (one score each) or preference pairs in any format
@@ -95,7 +107,7 @@ def main(checkpoint_dir: Path, data: Path, out_dir: Path | None = None, out_file
     """
     from litgpt import Tokenizer
 
-    from litcpt.data.preference import load_preference_pairs
+    from litcpt.data.preference.pair_loading import load_preference_pairs
     from litcpt.models.reward import load_reward_model
     from litcpt.rewardbench import pair_accuracy
 
@@ -114,19 +126,27 @@ def main(checkpoint_dir: Path, data: Path, out_dir: Path | None = None, out_file
         for line_no, row in enumerate(rows, 1):
             if not isinstance(row.get("prompt", ""), str) or not isinstance(row["response"], str):
                 raise ValueError(f"{data}: row {line_no}: fields 'prompt' and 'response' must be strings")
-        scores = score_texts(model, tokenizer, [(r.get("prompt", ""), r["response"]) for r in rows],
-                             batch_size=batch_size, max_length=max_length)
-        records = [{"index": i, "line": line, **row, "score": s}
-                   for i, (line, row, s) in enumerate(zip(lines, rows, scores))]
+        scores = score_texts(
+            model,
+            tokenizer,
+            [(r.get("prompt", ""), r["response"]) for r in rows],
+            batch_size=batch_size,
+            max_length=max_length,
+        )
+        records = [
+            {"index": i, "line": line, **row, "score": s} for i, (line, row, s) in enumerate(zip(lines, rows, scores))
+        ]
     else:
-        from litcpt.rewardbench.evaluate import score_pairs
+        from litcpt.rewardbench.engine import score_pairs
 
         pairs = load_preference_pairs(data, encoding=encoding)
         # the same tokenisation and truncation as training (shared prompt, "left" truncation) and as rewardbench
         scored = score_pairs(model, pairs, tokenizer, batch_size, max_length=max_length, device=device)
         chosen, rejected = [c for c, _ in scored], [r for _, r in scored]
-        records = [{"index": i, "line": line, "id": p.id, "subset": p.subset, "score_chosen": c, "score_rejected": r}
-                   for i, (line, p, c, r) in enumerate(zip(lines, pairs, chosen, rejected))]
+        records = [
+            {"index": i, "line": line, "id": p.id, "subset": p.subset, "score_chosen": c, "score_rejected": r}
+            for i, (line, p, c, r) in enumerate(zip(lines, pairs, chosen, rejected))
+        ]
         summary["accuracy"] = pair_accuracy(chosen, rejected, ties="half")
         summary["pairs"] = len(pairs)
     write_lines(out_file, [json.dumps(record) for record in records])

@@ -1,10 +1,12 @@
 """Tokenise corpora once, outside the training job, in parallel processes, into the cache training reads.
 
 :func:`prepare_source` writes exactly the token file that ``TextFiles``' own (single-process) tokenisation would write,
-at the same cache entry (:func:`litcpt.data.token_cache.cache_entry`: source, tokenizer fingerprint and reading settings),
+at the same cache entry (:func:`litcpt.data.text.token_cache.cache_entry`: source, tokenizer fingerprint and reading
+settings),
 so a later ``litcpt pretrain`` with the same data finds it and skips tokenisation. Documents are read in the main
 process and cut into the same batches as the in-job tokeniser; the batches are encoded by a pool of worker processes
-(``imap``, in order), and BOS/EOS are added in the main process exactly as :func:`litcpt.data.token_files.token_chunks`
+(``imap``, in order), and BOS/EOS are added in the main process exactly as
+:func:`litcpt.data.text.token_files.token_chunks`
 does: the output is byte-identical whatever the number of processes.
 
 :func:`check_prepared` is what a distributed training job calls before it would tokenise: a large corpus (above
@@ -22,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from litcpt.data import tokens as T
-from litcpt.data.token_files import ENCODE_BATCH_CHARS, encode_many
-from litcpt.ranks import world_size as job_world_size
+from litcpt.data.text.sources import SourceRef, iter_documents, resolve_source
+from litcpt.data.text.token_cache import cache_entry, ensure_tokens
+from litcpt.data.text.token_files import ENCODE_BATCH_CHARS, DocumentCounter, encode_many, write_token_chunks
+from litcpt.runtime.ranks import world_size as job_world_size
 
 INLINE_LIMIT_BYTES = int(os.environ.get("LITCPT_INLINE_TOKENIZE_LIMIT", 1 << 30))
 """Source bytes above which a multi-process training job refuses to tokenise inline (env
@@ -48,7 +51,7 @@ def _init_worker(tokenizer_dir: str) -> None:
 
 
 def _encode_batch(texts: list[str]) -> list[list[int]]:
-    """Raw ids without special tokens, as :func:`litcpt.data.token_files.encode_many` computes them."""
+    """Raw ids without special tokens, as :func:`litcpt.data.text.token_files.encode_many` computes them."""
     tok = _worker_tokenizer
     if hasattr(tok, "encode_batch"):
         fast = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
@@ -73,7 +76,8 @@ def _batches(pieces: Iterable[tuple[str, bool]], batch_chars: int) -> Iterator[l
 def parallel_token_chunks(pieces: Iterable[tuple[str, bool]], tokenizer: Any, tokenizer_dir: str | Path, *,
                           processes: int, progress: Any = None,
                           batch_chars: int = ENCODE_BATCH_CHARS) -> Iterator[np.ndarray]:
-    """Token chunks of ``pieces`` as :func:`litcpt.data.token_files.token_chunks` yields them, encoded by ``processes``
+    """Token chunks of ``pieces`` as :func:`litcpt.data.text.token_files.token_chunks` yields them, encoded by
+    ``processes``
     workers (``processes <= 1``: in this process)."""
     eos, bos, use_bos = tokenizer.eos_id, tokenizer.bos_id, tokenizer.use_bos
     if eos is None:
@@ -120,7 +124,7 @@ def parallel_token_chunks(pieces: Iterable[tuple[str, bool]], tokenizer: Any, to
             pool.terminate()
 
 
-def source_bytes(ref: T.SourceRef) -> int | None:
+def source_bytes(ref: SourceRef) -> int | None:
     """Total size of a file source in bytes (None for sources whose size is not known up front)."""
     if not ref.files:
         return None
@@ -131,46 +135,60 @@ def prepare_source(spec: str | Path, tokenizer: Any, tokenizer_dir: str | Path, 
                    text_field: str = "text", hf_kwargs: dict[str, Any] | None = None, processes: int = 1,
                    what: str = "data path", show_progress: bool = True) -> tuple[Path | None, str]:
     """Tokenise ``spec`` into its cache entry unless it is there; returns (entry, what happened)."""
-    ref = T.resolve_source(spec, what)
+    ref = resolve_source(spec, what)
     if ref.kind in ("tokens", "litdata_stream"):
         return ref.path, "pre-tokenised (nothing to do)"
-    entry = T.cache_entry(ref, tokenizer, cache_dir, text_field, hf_kwargs)
+    entry = cache_entry(ref, tokenizer, cache_dir, text_field, hf_kwargs)
     if (entry / "meta.json").is_file():
         return entry, "already prepared"
     if ref.kind == "litdata":  # an import of token tensors: no text to encode
-        T.ensure_tokens(spec, tokenizer, cache_dir, text_field, hf_kwargs, what)
+        ensure_tokens(spec, tokenizer, cache_dir, text_field, hf_kwargs, what)
         return entry, "imported"
     from tqdm import tqdm
 
-    documents = T.DocumentCounter()
+    documents = DocumentCounter()
     one_doc_per_file = bool(ref.files) and all(f.name.lower().endswith((".txt", ".txt.gz")) for f in ref.files)
     total = len(ref.files) if one_doc_per_file else None
     with tqdm(total=total, unit=" docs", desc=f"tokenising {ref.label}", disable=not show_progress,
               dynamic_ncols=True) as bar:
         bar.n_tokens = 0
-        chunks = parallel_token_chunks(documents.wrap(T.iter_documents(ref, text_field, hf_kwargs)), tokenizer, tokenizer_dir,
-                                       processes=processes, progress=bar)
-        tf = T.write_token_chunks(chunks, tokenizer, entry, source=str(spec), num_documents=documents)
+        chunks = parallel_token_chunks(
+            documents.wrap(iter_documents(ref, text_field, hf_kwargs)),
+            tokenizer,
+            tokenizer_dir,
+            processes=processes,
+            progress=bar,
+        )
+        tf = write_token_chunks(chunks, tokenizer, entry, source=str(spec), num_documents=documents)
     return entry, f"{tf.num_tokens:,} tokens, {tf.num_documents:,} documents"
 
 
-def check_prepared(spec: str | Path, tokenizer: Any, *, cache_dir: str | Path | None, text_field: str,
-                   hf_kwargs: dict[str, Any] | None, world_size: int, what: str) -> None:
+def check_prepared(
+    spec: str | Path,
+    tokenizer: Any,
+    *,
+    cache_dir: str | Path | None,
+    text_field: str,
+    hf_kwargs: dict[str, Any] | None,
+    world_size: int,
+    what: str,
+) -> None:
     """Raise a one-line error when a multi-process job would tokenise a large corpus inline."""
     if world_size <= 1 or tokenizer is None:
         return
-    ref = T.resolve_source(spec, what)
+    ref = resolve_source(spec, what)
     if ref.kind in ("tokens", "litdata_stream", "litdata"):
         return
     size = source_bytes(ref)
     if size is None or size <= INLINE_LIMIT_BYTES:
         return
-    if (T.cache_entry(ref, tokenizer, cache_dir, text_field, hf_kwargs) / "meta.json").is_file():
+    if (cache_entry(ref, tokenizer, cache_dir, text_field, hf_kwargs) / "meta.json").is_file():
         return
     raise ValueError(
         f"{what} {str(spec)!r}: {size / 1e9:.1f} GB of text is not tokenised yet, and tokenising it inside a "
         f"{world_size}-process job would keep the other ranks waiting past the collective timeout; run "
-        "`litcpt prepare-data --recipe <this recipe> --num_processes 16` first (it writes the cache this job reads)")
+        "`litcpt prepare-data --recipe <this recipe> --num_processes 16` first (it writes the cache this job reads)"
+    )
 
 
 def check_textfiles_prepared(data: Any) -> None:
@@ -180,5 +198,12 @@ def check_textfiles_prepared(data: Any) -> None:
         return
     for what, path in (("train_data_path", data.train_data_path), ("val_data_path", data.val_data_path)):
         if path is not None:
-            check_prepared(path, data.tokenizer, cache_dir=data.cache_dir, text_field=data.text_field,
-                           hf_kwargs=data.hf_kwargs, world_size=world, what=what)
+            check_prepared(
+                path,
+                data.tokenizer,
+                cache_dir=data.cache_dir,
+                text_field=data.text_field,
+                hf_kwargs=data.hf_kwargs,
+                world_size=world,
+                what=what,
+            )

@@ -4,7 +4,7 @@ Ibrahim et al. (2024, arXiv 2403.08763) keep forgetting in check when switching 
 corpus D1 to a new corpus D2 by *replaying* a small fraction (e.g. 1-5 %) of D1 inside D2. The
 mix here is at the level of fixed-length token blocks, so the sample fraction equals the token
 fraction, and it is exact for every prefix of the stream (two-level greedy blend, see
-:mod:`litcpt.data.sampling`): after ``N`` samples the number of replay samples is within one of
+:mod:`litcpt.data.mixing`): after ``N`` samples the number of replay samples is within one of
 ``fraction * N``.
 
 Compute-equivalent mode (the paper's setting): replay tokens count toward the run's token budget
@@ -23,9 +23,10 @@ import torch
 from litgpt.data import DataModule
 from torch.utils.data import DataLoader
 
-from litcpt.data.sampling import BlockStream, Mixer, StreamLoader, _as_fraction
-from litcpt.data.text import ResumableStreamMixin, TextFiles, load_tokenizer
-from litcpt.data.tokens import RoundRobinBlocks, TokenBlocks
+from litcpt.data.mixing.blend import Mixer, _as_fraction
+from litcpt.data.mixing.stream import BlockStream, StreamLoader
+from litcpt.data.text.blocks import RoundRobinBlocks, TokenBlocks
+from litcpt.data.text.datamodule import ResumableStreamMixin, TextFiles, load_tokenizer
 
 __all__ = ["Replay"]
 
@@ -51,7 +52,8 @@ class Replay(ResumableStreamMixin, DataModule):
             ``cache_dir`` is also given to ``TextFiles`` sources that have none.
         phases: data phases: ``[{tokens: N, fraction: f}, ...]``: from training token ``N`` on, the replay share is
             ``f`` (before the first phase: ``fraction``). The replay count stays within 1/2 of its target
-            ``sum_j f_j x tokens of phase j so far`` after every prefix, across boundaries (:mod:`litcpt.data.phases`).
+            ``sum_j f_j x tokens of phase j so far`` after every prefix, across boundaries
+            (:mod:`litcpt.data.mixing.phases`).
             ``{lr_below: x, fraction: f}`` starts a phase at the first optimizer step from which the scheduled LR
             stays below ``x`` (needs a Trainer with a litcpt LR-schedule callback and ``max_steps``): computed from
             the pure schedule before the first batch, so it is a token count like the others.
@@ -83,7 +85,7 @@ class Replay(ResumableStreamMixin, DataModule):
         on_repetition: Literal["error", "warn"] = "error",
     ) -> None:
         super().__init__()
-        from litcpt.data.phases import check_phases
+        from litcpt.data.mixing.phases import check_phases
 
         self.phases = [dict(p) for p in phases] if phases else None
         if self.phases:
@@ -166,7 +168,8 @@ class Replay(ResumableStreamMixin, DataModule):
         """One name per source / validation loader: new first, then the replay sources."""
         return [self.new.name or "new"] + [s.name or f"replay{i}" for i, s in enumerate(self.replay)]
 
-    def connect(self, tokenizer: Any = None, batch_size: int = 1, max_seq_length: int | None = -1, **kwargs: Any) -> None:
+    def connect(self, tokenizer: Any = None, batch_size: int = 1, max_seq_length: int | None = -1,
+                **kwargs: Any) -> None:
         """Connect every source with the same tokenizer (or dir), micro-batch size and block size."""
         self.tokenizer = load_tokenizer(tokenizer)
         for source in self.sources:
@@ -188,7 +191,9 @@ class Replay(ResumableStreamMixin, DataModule):
         ref = self.new.token_file().tokenizer
         for name, source in zip(names, self.sources):
             if source.token_file().tokenizer != ref:
-                raise ValueError(f"Replay: source {name!r} was tokenised with another tokenizer than source {names[0]!r}")
+                raise ValueError(
+                    f"Replay: source {name!r} was tokenised with another tokenizer than source {names[0]!r}"
+                )
             if source.max_seq_length != self.max_seq_length:
                 raise ValueError(
                     f"Replay: source {name!r} has block size {source.max_seq_length}, expected {self.max_seq_length}"
@@ -208,19 +213,23 @@ class Replay(ResumableStreamMixin, DataModule):
 
     def mixer(self) -> Mixer:
         """The two-level blend of this module (new vs. replay, then between replay sources); with ``phases``, a
-        :class:`~litcpt.data.phases.PhasedMixer`."""
+        :class:`~litcpt.data.mixing.phases.PhasedMixer`."""
         self._ensure()
         raw = self.weights if self.weights is not None else [len(s.train_blocks()) for s in self.replay]
         if self.phases:
-            from litcpt.data.phases import PhasedMixer, lr_phase_starts, parse_phases
+            from litcpt.data.mixing.phases import PhasedMixer, lr_phase_starts, parse_phases
 
             lr_start = None
             trainer = getattr(self, "trainer", None)
             if trainer is not None and any("lr_below" in p for p in self.phases):
                 per_step = int(trainer.accumulate_grad_batches) * int(self.batch_size) * int(trainer.world_size)
                 lr_start = lr_phase_starts(trainer, position=self.stream_position(), samples_per_step=per_step)
-            schedule = parse_phases(self.phases, samples_per_token=Fraction(1, int(self.max_seq_length or 1)),
-                                    default_fraction=self.fraction, lr_start=lr_start)
+            schedule = parse_phases(
+                self.phases,
+                samples_per_token=Fraction(1, int(self.max_seq_length or 1)),
+                default_fraction=self.fraction,
+                lr_start=lr_start,
+            )
             return PhasedMixer(schedule, raw)  # type: ignore[return-value]
         return Mixer(self.fraction, raw)
 
@@ -240,9 +249,11 @@ class Replay(ResumableStreamMixin, DataModule):
         for name, used, count, size in zip(self.val_names, epochs, counts, sizes):
             limit = cap.get(name) if isinstance(cap, dict) else cap
             if limit is not None and used > limit:
-                message = (f"Replay: source {name!r} would be used {used:.2f} times ({count} samples of its {size} "
-                           f"training blocks) in this run's {total_samples} samples, more than "
-                           f"max_repetition={limit:g}: add data, lower its share or raise max_repetition")
+                message = (
+                    f"Replay: source {name!r} would be used {used:.2f} times ({count} samples of its {size} "
+                    f"training blocks) in this run's {total_samples} samples, more than "
+                    f"max_repetition={limit:g}: add data, lower its share or raise max_repetition"
+                )
                 if self.on_repetition == "error":
                     raise ValueError(message)
                 warnings.warn(message, UserWarning, stacklevel=2)
@@ -294,7 +305,8 @@ class Replay(ResumableStreamMixin, DataModule):
                 if epoch > max(1, self._epochs_seen[k]):
                     warnings.warn(
                         f"Replay: source {names[k]!r} exhausted its {sizes[k]} training blocks; reshuffled, now in "
-                        f"epoch {epoch} ({counts[k] / sizes[k]:.2f} epochs of it used). Set on_exhausted='error' to stop instead.",
+                        f"epoch {epoch} ({counts[k] / sizes[k]:.2f} epochs of it used). Set on_exhausted='error' to "
+                        "stop instead.",
                         UserWarning,
                         stacklevel=2,
                     )
@@ -307,8 +319,12 @@ class Replay(ResumableStreamMixin, DataModule):
         stream = self.train_stream()
         trainer = getattr(self, "trainer", None)
         if self.max_repetition is not None and trainer is not None and (trainer.max_steps or 0) > 0:
-            self.check_repetition(int(trainer.max_steps) * int(trainer.accumulate_grad_batches)
-                                  * int(self.batch_size) * int(trainer.world_size))
+            self.check_repetition(
+                int(trainer.max_steps)
+                * int(trainer.accumulate_grad_batches)
+                * int(self.batch_size)
+                * int(trainer.world_size)
+            )
         start = self.stream_position()
         self._epochs_seen = self._epochs_at(stream.mixer, start)
         loader = StreamLoader(
@@ -365,4 +381,3 @@ def _as_fraction_or_none(value: Any) -> Any:
         return _as_fraction(value, "weight")
     except ValueError:
         return None
-

@@ -71,7 +71,7 @@ def import_datasets(purpose: str) -> Any:
     """The ``datasets`` package, or a one-line ``ValueError`` saying what needed it."""
     try:
         import datasets
-    except Exception as exc:  # noqa: BLE001 - datasets can fail at import time (e.g. pyarrow API drift)
+    except Exception as exc:
         raise ValueError(f"{purpose} needs the `datasets` package, which failed to import: {exc}") from None
     return datasets
 

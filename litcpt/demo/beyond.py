@@ -5,7 +5,7 @@ held-out blocks of both sources):
 
 1. ``const``: D1 at a constant LR (warmup 1 %) with an EMA of the weights; from it
    * its raw final weights, its EMA (``final-ema/``), and the PMA average of its last 4 periodic checkpoints
-     (``litcpt.averaging``, as ``litcpt merge --last 4``);
+     (``litcpt.averaging.merge``, as ``litcpt merge --last 4``);
    * ``const-anneal``: a branch that carries weights, optimizer and data position (``carry.*``) and decays the LR
      linearly to 0 over 20 % more tokens (an anneal; the OLMo 2 recipe).
 2. ``d1-cosine`` vs ``d1-d2z``: D1 with the paper's cosine to 0.1 x peak vs. linear decay to zero (D2Z).
@@ -22,11 +22,10 @@ from typing import Any
 
 import torch
 
-from litcpt.atomic import write_json, write_text
 from litcpt.demo.runtime import (
+    DEFAULT_TOKENS,
     QUICK_MODEL,
     QUICK_TOKENS,
-    DEFAULT_TOKENS,
     TINY_MODEL,
     Scenario,
     lr_schedule_spec,
@@ -35,6 +34,7 @@ from litcpt.demo.runtime import (
     runs_dir_of,
     torch_threads,
 )
+from litcpt.runtime.atomic import write_json, write_text
 
 __all__ = ["run_beyond", "evaluate_checkpoint", "build_beyond"]
 
@@ -100,10 +100,10 @@ def evaluate_checkpoint(checkpoint_dir: Path, *, seed: int, cache_dir: Path | No
     """Mean next-token loss of a LitGPT checkpoint on the first ``batches`` held-out batches of en and fr."""
     from litgpt.utils import chunked_cross_entropy
 
-    from litcpt.checkpoint import load_config
     from litcpt.demo.runtime import instantiate
     from litcpt.models.base import build_gpt
     from litcpt.models.lm import split_block
+    from litcpt.runtime.checkpoint import load_config
 
     config = load_config(checkpoint_dir)
     model = build_gpt(config, checkpoint_dir=checkpoint_dir).eval()
@@ -126,8 +126,8 @@ def evaluate_checkpoint(checkpoint_dir: Path, *, seed: int, cache_dir: Path | No
 
 
 def _merge_last(run_dir: Path, k: int, out: Path) -> Path:
-    from litcpt.averaging import average_checkpoints, last_checkpoints
-    from litcpt.checkpoint import load_config, save_litgpt_dir
+    from litcpt.averaging.merge import average_checkpoints, last_checkpoints
+    from litcpt.runtime.checkpoint import load_config, save_litgpt_dir
 
     dirs = last_checkpoints(run_dir, k)
     state = average_checkpoints(dirs)
@@ -204,8 +204,8 @@ def _plot(runs_dir: Path, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         return
-    from litcpt.plotting import save_figure
-    from litcpt.report import read_rows
+    from litcpt.report.plotting import save_figure
+    from litcpt.report.runs import read_rows
 
     fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name in ("const", "d1-cosine", "d1-d2z"):

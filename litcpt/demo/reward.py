@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from litcpt.atomic import write_json, write_text
+from litcpt.runtime.atomic import write_json, write_text
 
 HEADS = ("linear", "logit")
 
 
 def _first_last(run_dir: Path, key: str) -> tuple[float | None, float | None]:
     """(first, last) logged value of ``key`` over a run's logs (all versions, resume-aware)."""
-    from litcpt.report import read_rows
+    from litcpt.report.runs import read_rows
 
     values = [float(r[key]) for r in read_rows(run_dir)[0] if r.get(key) not in (None, "")]
     return (values[0], values[-1]) if values else (None, None)
@@ -25,10 +25,10 @@ def run_reward_part(backbone: Path, out_dir: Path, *, steps: int = 120, seed: in
                     heads: tuple[str, ...] = HEADS, log_file: Path | None = None) -> dict[str, Any]:
     """Train one reward model per head on ``backbone`` (a LitGPT dir) and return held-out accuracies."""
     from litcpt.callbacks import WarmupCosineLR
-    from litcpt.checkpoint import load_config
-    from litcpt.runs.reward import setup
-    from litcpt.args import EvalArgs, TrainArgs
     from litcpt.data import Preference
+    from litcpt.runtime.checkpoint import load_config
+    from litcpt.training.args import EvalArgs, TrainArgs
+    from litcpt.training.reward import setup
 
     block = load_config(backbone).block_size
     results: dict[str, Any] = {"backbone": str(backbone), "steps": steps, "heads": {}}
@@ -58,7 +58,7 @@ def run_reward_part(backbone: Path, out_dir: Path, *, steps: int = 120, seed: in
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| head | held-out pairs | accuracy before | accuracy after | time |", "|---|---:|---:|---:|---:|"]
     for head, r in results["heads"].items():
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
         lines.append(f"| {head} | {r['held_out_pairs']} | {fmt(r['val_accuracy_before'])} | "
                      f"{fmt(r['val_accuracy_after'])} | {r['wall_time_s']:.0f} s |")
     return "\n".join(lines)

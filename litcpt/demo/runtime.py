@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from litcpt.atomic import write_yaml
+from litcpt.runtime.atomic import write_yaml
 
 __all__ = ["DEFAULT_TOKENS", "QUICK_MODEL", "QUICK_TOKENS", "TINY_MODEL", "Scenario", "instantiate", "lr_schedule_spec",
            "mix_data", "quiet_run", "run_scenario", "text_data", "torch_threads"]
@@ -69,9 +69,15 @@ def text_data(lang: str, cache_dir: Path | None) -> dict[str, Any]:
 
 def mix_data(new: str, old: str, fraction: float, seed: int, cache_dir: Path | None) -> dict[str, Any]:
     """``Replay(new, old, fraction)``: validates on both sources even at fraction 0 (a D1-only run)."""
-    return {"class_path": "litcpt.data.Replay",
-            "init_args": {"new": text_data(new, cache_dir), "replay": text_data(old, cache_dir), "fraction": float(fraction),
-                          "seed": seed}}
+    return {
+        "class_path": "litcpt.data.Replay",
+        "init_args": {
+            "new": text_data(new, cache_dir),
+            "replay": text_data(old, cache_dir),
+            "fraction": float(fraction),
+            "seed": seed,
+        },
+    }
 
 
 def lr_schedule_spec(class_name: str, **init_args: Any) -> dict[str, Any]:
@@ -121,7 +127,7 @@ def runs_dir_of(out_dir: Path | str, name: str) -> tuple[Path, Path]:
 
 def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -> Path:
     """Run one scenario into ``runs_dir/<name>`` (replacing an earlier run there); returns its run dir."""
-    from litcpt.runs.pretrain import setup
+    from litcpt.training.pretrain import setup
 
     out = runs_dir / scenario.name
     if out.exists():
@@ -136,14 +142,14 @@ def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -
     if "callbacks" in kwargs:
         kwargs["callbacks"] = instantiate(recipe["callbacks"])
     if "carry" in kwargs:
-        from litcpt.carry import CarryArgs
+        from litcpt.training.carry import CarryArgs
 
         kwargs["carry"] = CarryArgs(**recipe["carry"])
     if "model_config" in kwargs:
         from litgpt import Config
 
         kwargs["model_config"] = Config(**kwargs["model_config"])
-    from litcpt.args import EvalArgs, TrainArgs
+    from litcpt.training.args import EvalArgs, TrainArgs
 
     kwargs["train"], kwargs["eval"] = TrainArgs(**kwargs["train"]), EvalArgs(**kwargs["eval"])
     kwargs["out_dir"] = Path(kwargs["out_dir"])

@@ -18,9 +18,9 @@ import torch
 from litgpt import GPT, Config
 from litgpt.model import CausalSelfAttention, LLaMAMLP
 
-from litcpt.args import make_optimizer
-from litcpt.checkpoint import load_weights
-from litcpt.strategies import apply_activation_checkpointing, apply_fsdp2
+from litcpt.runtime.checkpoint import load_weights
+from litcpt.runtime.strategies import apply_activation_checkpointing, apply_fsdp2
+from litcpt.training.args import make_optimizer
 
 
 def init_weights(model: GPT) -> None:
@@ -59,7 +59,8 @@ _SKIP = object()
 def plain_hparam(value: Any) -> Any:
     """``value`` as a checkpoint-safe hyperparameter (loadable with ``weights_only=True``): numbers, strings, lists
     and dicts of them as they are, a ``Path`` as a string, a litgpt ``Config`` as its dict; anything else (a callable
-    optimizer, precomputed log-probs, a tokenizer) is ``_SKIP``: not saved, give it again to ``load_from_checkpoint``."""
+    optimizer, precomputed log-probs, a tokenizer) is ``_SKIP``: not saved, give it again to
+    ``load_from_checkpoint``."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, Path):
@@ -90,16 +91,24 @@ class GPTModule(L.LightningModule):
         activation_checkpointing: recompute Blocks in backward (FSDP1 does it through the strategy instead).
         compile: ``torch.compile`` the GPT in place in ``configure_model``.
         defer_init: build the GPT on the meta device and materialise it in ``configure_model``, shard by shard under
-            ``fsdp``/``fsdp2`` (see :mod:`litcpt.models.materialize`); the commands set it for those strategies.
-            Fresh weights then come from :class:`~litcpt.models.materialize.FreshInit` (seeded per parameter, the same
+            ``fsdp``/``fsdp2`` (see :mod:`litcpt.runtime.materialize`); the commands set it for those strategies.
+            Fresh weights then come from :class:`~litcpt.runtime.materialize.FreshInit` (seeded per parameter, the same
             for any number of ranks); checkpoint weights are the same either way. Not with ``tie_embeddings``.
     """
 
     hparams_ignore: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: Config | Mapping[str, Any], *, optimizer: str | dict = "AdamW",
-                 checkpoint_dir: Path | str | None = None, activation_checkpointing: bool = False,
-                 tie_embeddings: bool = False, compile: bool = False, defer_init: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config | Mapping[str, Any],
+        *,
+        optimizer: str | dict = "AdamW",
+        checkpoint_dir: Path | str | None = None,
+        activation_checkpointing: bool = False,
+        tie_embeddings: bool = False,
+        compile: bool = False,
+        defer_init: bool = False,
+    ) -> None:
         super().__init__()
         self._save_init_hparams(inspect.currentframe())
         if isinstance(config, Mapping):
@@ -135,8 +144,9 @@ class GPTModule(L.LightningModule):
         """Count this micro-batch's ``value`` in ``name``, logged once per optimizer step as the mean over the step's
         micro-batches on every rank (``self.log(on_step=True)`` would log the last micro-batch of rank 0). Call it on
         every rank for every micro-batch."""
-        total, count, _ = self._step_means.get(name, (torch.zeros((), dtype=torch.float64, device=value.device), 0,
-                                                      prog_bar))
+        total, count, _ = self._step_means.get(
+            name, (torch.zeros((), dtype=torch.float64, device=value.device), 0, prog_bar)
+        )
         self._step_means[name] = (total + value.detach().double(), count + 1, prog_bar)
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
@@ -148,22 +158,32 @@ class GPTModule(L.LightningModule):
             return
         names = sorted(self._step_means)  # the same order on every rank
         totals = torch.stack([self._step_means[n][0] for n in names])
-        counts = torch.tensor([float(self._step_means[n][1]) for n in names], dtype=torch.float64,
-                              device=totals.device)
+        counts = torch.tensor([float(self._step_means[n][1]) for n in names], dtype=torch.float64, device=totals.device)
         summed = self.trainer.strategy.reduce(torch.cat([totals, counts]), reduce_op="sum")
         for i, name in enumerate(names):
-            self.log(name, summed[i] / summed[len(names) + i], prog_bar=self._step_means[name][2], on_step=True,
-                     on_epoch=False, sync_dist=False, batch_size=1)
+            self.log(
+                name,
+                summed[i] / summed[len(names) + i],
+                prog_bar=self._step_means[name][2],
+                on_step=True,
+                on_epoch=False,
+                sync_dist=False,
+                batch_size=1,
+            )
         self._step_means.clear()
 
-    def deferred_gpt(self, name: str, config: Config, checkpoint_dir: Path | None, *,
-                     field: str = "initial_checkpoint_dir") -> GPT:
+    def deferred_gpt(
+        self, name: str, config: Config, checkpoint_dir: Path | None, *, field: str = "initial_checkpoint_dir"
+    ) -> GPT:
         """A meta-device GPT to be stored as ``self.<name>``; its weights are filled in ``configure_model``."""
-        from litcpt.models.materialize import CheckpointWeights, FreshInit, meta_gpt
+        from litcpt.runtime.materialize import CheckpointWeights, FreshInit, meta_gpt
 
         model = meta_gpt(config)
-        self.weight_sources[name] = (CheckpointWeights(checkpoint_dir, model, field=field) if checkpoint_dir is not None
-                                     else FreshInit(model, torch.initial_seed()))
+        self.weight_sources[name] = (
+            CheckpointWeights(checkpoint_dir, model, field=field)
+            if checkpoint_dir is not None
+            else FreshInit(model, torch.initial_seed())
+        )
         return model
 
     def initial_weight(self, name: str) -> torch.Tensor:
@@ -191,7 +211,7 @@ class GPTModule(L.LightningModule):
             from torch.distributed.fsdp import fully_shard
 
             mesh = self.device_mesh["data_parallel"]
-            for name, child in self.named_children():
+            for child in self.children():
                 if child is not self.model and any(p.requires_grad for p in child.parameters()):
                     fully_shard(child, mesh=mesh)
         elif self.activation_checkpointing and not isinstance(strategy, FSDPStrategy):
@@ -204,7 +224,7 @@ class GPTModule(L.LightningModule):
         """Fill the meta GPTs: FSDP1 later, unit by unit, through FSDP's ``param_init_fn``; else here, in place."""
         from lightning.pytorch.strategies import FSDPStrategy
 
-        from litcpt.models.materialize import fsdp1_param_init_fn, has_meta, materialize_sharded
+        from litcpt.runtime.materialize import fsdp1_param_init_fn, has_meta, materialize_sharded
 
         pending = {name: source for name, source in self.weight_sources.items() if has_meta(getattr(self, name))}
         if not pending:
@@ -231,4 +251,3 @@ class GPTModule(L.LightningModule):
         extra = {"fused": True} if self.device.type == "cuda" else {}
         spec = copy.deepcopy(self.optimizer_spec) if isinstance(self.optimizer_spec, Mapping) else self.optimizer_spec
         return make_optimizer(spec, self.trainable_parameters(), **extra)
-

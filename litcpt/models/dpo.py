@@ -1,10 +1,12 @@
-"""Direct Preference Optimization: a trainable policy against a frozen reference (Rafailov et al., 2023).
+r"""Direct Preference Optimization: a trainable policy against a frozen reference (Rafailov et al., 2023).
 
 :class:`DPOModel` owns the policy (``self.model``, from ``checkpoint_dir``) and, unless reference log-probs were
 precomputed, a frozen reference (``self.ref_model``: a copy of the starting checkpoint or ``ref_checkpoint_dir``; eval
 mode, ``requires_grad_(False)``, run under ``no_grad``). Each batch holds ``B`` pairs as ``2B`` rows (chosen rows
-first, :func:`litcpt.data.preference.collate_preference`); each model runs **one** forward over the ``2B`` rows.
-The loss is :func:`litcpt.losses.dpo` (any of TRL's DPO ``loss_type``\ s, reference-free ``simpo``, or a weighted
+first, :func:`litcpt.data.preference.datamodule.collate_preference`); each model runs **one** forward over the ``2B``
+rows.
+The loss is :func:`litcpt.losses.preference.dpo` (any of TRL's DPO ``loss_type``\ s, reference-free ``simpo``, or a
+weighted
 list such as MPO; WPO weights, LD-DPO, f-divergences) on the summed (or, ``average_logps=True``, length-averaged)
 response log-probs of :func:`litcpt.models.logprobs.sequence_logps` (per-token log-probs from the same single
 forward when the loss needs them: ``sft``, ``use_weighting``, ``ld_alpha``). ``bco_pair``'s running mean lives in
@@ -39,29 +41,18 @@ import torch
 from litgpt import Config
 from torch import Tensor
 
-from litcpt import losses
-from litcpt.checkpoint import clean_state_dict, load_config
+from litcpt.losses import preference as losses
 from litcpt.models.base import GPTModule, build_gpt
-from litcpt.models.dpo_checks import DPO_META_FILE, check_reference_compatible, check_scorable, read_dpo_metadata
-from litcpt.models.dpo_reference import (REF_LOGPS_FILE, ReferenceLogps, ReferenceLogpsModule, dataset_fingerprint,
-                                         reference_meta)
+from litcpt.models.dpo_checks import DPO_META_FILE
+from litcpt.models.dpo_reference import (
+    ReferenceLogps,
+)
 from litcpt.models.logprobs import masked_logps, response_logps, sequence_logps, token_logps
 from litcpt.models.pair_metrics import DPOMetrics
 from litcpt.models.pair_metrics import dpo_pair_values as pair_values
+from litcpt.runtime.checkpoint import clean_state_dict, load_config
 
-__all__ = [
-    "DPO_META_FILE",
-    "DPOMetrics",
-    "DPOModel",
-    "REF_LOGPS_FILE",
-    "ReferenceLogps",
-    "ReferenceLogpsModule",
-    "check_reference_compatible",
-    "check_scorable",
-    "dataset_fingerprint",
-    "read_dpo_metadata",
-    "reference_meta",
-]
+__all__ = ["DPOModel"]
 
 LossType = Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair", "aot",
                    "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "simpo", "sft"]
@@ -78,16 +69,19 @@ class DPOModel(GPTModule):
         checkpoint_dir: LitGPT checkpoint dir the policy starts from (required).
         ref_checkpoint_dir: the reference (default: ``checkpoint_dir``, i.e. a frozen copy of the start).
         beta: DPO temperature β > 0 (strength of the KL regularisation towards the reference).
-        loss_type: one of :data:`litcpt.losses.DPO_LOSS_TYPES` or a list of them (see :func:`litcpt.losses.dpo`);
+        loss_type: one of :data:`litcpt.losses.preference.DPO_LOSS_TYPES` or a list of them (see
+        :func:`litcpt.losses.preference.dpo`);
             with a list, each component is also logged as ``loss/<type>``. ``simpo`` (alone or with ``sft``) is
             reference-free: no reference model is built and the log-probs are length-averaged.
         label_smoothing: ε of ``sigmoid`` (cDPO), ``robust``, ``exo_pair``, ``aot``, ``aot_unpaired``, ``simpo``.
         loss_weights: one weight per loss type (default 1.0 each), e.g. MPO ``[0.8, 0.2, 1.0]``.
         average_logps: length-average the response log-probs instead of summing them.
         reference_logps: precomputed reference log-probs; then no reference model is built.
-        simpo_gamma, discopop_tau, f_divergence_type, f_alpha_divergence_coef: as in :func:`litcpt.losses.dpo`.
+        simpo_gamma, discopop_tau, f_divergence_type, f_alpha_divergence_coef: as in
+        :func:`litcpt.losses.preference.dpo`.
         use_weighting: WPO: multiply each pair's loss by the (detached) length-normalised probabilities of its two
-            responses under the policy, relative to the policy's own sampling (:func:`litcpt.losses.wpo_weights`).
+            responses under the policy, relative to the policy's own sampling
+            (:func:`litcpt.losses.preference.wpo_weights`).
         ld_alpha: LD-DPO: response tokens past the shorter response of the pair count ``ld_alpha`` (None: off).
         optimizer, activation_checkpointing, tie_embeddings: as for every litcpt module.
     """
@@ -163,7 +157,7 @@ class DPOModel(GPTModule):
         the reference's Blocks through Lightning's auto-wrap policy: it is a submodule.)"""
         from lightning.pytorch.strategies import ModelParallelStrategy
 
-        from litcpt.strategies import apply_fsdp2
+        from litcpt.runtime.strategies import apply_fsdp2
 
         first = not getattr(self, "_litcpt_configured", False) and self._trainer is not None
         super().configure_model()

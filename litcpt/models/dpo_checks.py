@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from litcpt.checkpoint import load_config
+from litcpt.runtime.checkpoint import load_config
 
 __all__ = ["DPO_META_FILE", "check_reference_compatible", "check_scorable", "read_dpo_metadata"]
 
@@ -53,14 +53,19 @@ def check_reference_compatible(policy_dir: Path | str, ref_dir: Path | str, *, p
 def check_scorable(items: Sequence[Any], *, source: str = "data") -> None:
     """Raise a ``ValueError`` naming the first pair whose chosen or rejected sequence has no response token that
     can be scored (a response token at position 0 has no prediction: this happens only when truncation removed the
-    whole prompt and left a single response token). ``items`` are :class:`~litcpt.data.preference.TokenizedPair`."""
+    whole prompt and left a single response token). ``items`` are
+    :class:`~litcpt.data.preference.datamodule.TokenizedPair`."""
     for item in items:
-        for name, ids, prompt_length in (("chosen", item.chosen_ids, item.chosen_prompt_length),
-                                         ("rejected", item.rejected_ids, item.rejected_prompt_length)):
+        for name, ids, prompt_length in (
+            ("chosen", item.chosen_ids, item.chosen_prompt_length),
+            ("rejected", item.rejected_ids, item.rejected_prompt_length),
+        ):
             if len(ids) - max(int(prompt_length), 1) < 1:
-                raise ValueError(f"{source}: pair {item.index} ({name}): no response token left to score after "
-                                 f"truncation ({prompt_length} prompt tokens, {len(ids) - prompt_length} response "
-                                 "tokens); raise max_length or use truncation='left'")
+                raise ValueError(
+                    f"{source}: pair {item.index} ({name}): no response token left to score after "
+                    f"truncation ({prompt_length} prompt tokens, {len(ids) - prompt_length} response "
+                    "tokens); raise max_length or use truncation='left'"
+                )
 
 
 def read_dpo_metadata(checkpoint_dir: Path | str) -> dict[str, Any] | None:

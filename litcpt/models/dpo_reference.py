@@ -3,8 +3,9 @@
 :class:`ReferenceLogps` holds the values per split, keyed by the pair ``index`` of the batch, with the
 :func:`reference_meta` they were computed from, so that ``<out_dir>/ref_logps.pt`` is reused only for the same
 reference weights and the same tokenised pairs. :class:`ReferenceLogpsModule` computes them with ``Trainer.predict``
-(same strategy as training; Trainer from :func:`litcpt.inference.predict_trainer`) and gathers every rank's pairs
-with RewardBench's ordered gather (:func:`litcpt.inference.gather_in_order`: each expected pair exactly once).
+(same strategy as training; Trainer from :func:`litcpt.runtime.inference.predict_trainer`) and gathers every rank's
+pairs
+with RewardBench's ordered gather (:func:`litcpt.runtime.inference.gather_in_order`: each expected pair exactly once).
 :class:`litcpt.models.dpo.DPOModel` then never builds the reference model.
 """
 
@@ -20,11 +21,11 @@ import torch
 from litgpt import Config
 from torch import Tensor
 
-from litcpt import losses
-from litcpt.checkpoint import atomic_torch_save
-from litcpt.inference import gather_in_order, gather_objects
+from litcpt.losses import preference as losses
 from litcpt.models.base import GPTModule
 from litcpt.models.logprobs import sequence_logps, token_logps
+from litcpt.runtime.checkpoint import atomic_torch_save
+from litcpt.runtime.inference import gather_in_order, gather_objects
 
 __all__ = ["REF_LOGPS_FILE", "ReferenceLogps", "ReferenceLogpsModule", "dataset_fingerprint", "reference_meta"]
 
@@ -32,7 +33,8 @@ REF_LOGPS_FILE = "ref_logps.pt"
 
 
 def dataset_fingerprint(dataset: Any) -> str | None:
-    """sha256 of a :class:`~litcpt.data.preference.PreferenceDataset`'s token ids (None for other datasets)."""
+    """sha256 of a :class:`~litcpt.data.preference.datamodule.PreferenceDataset`'s token ids (None for other
+    datasets)."""
     items = getattr(dataset, "items", None)
     if items is None:
         return None
@@ -59,8 +61,9 @@ class ReferenceLogps:
     def lookup(self, split: str, index: Tensor) -> tuple[Tensor, Tensor]:
         """(chosen, rejected) reference log-probs ``[B]`` of the pairs ``index`` (on ``index``'s device)."""
         if split not in self.tables:
-            raise ValueError(f"reference log-probs: no precomputed values for the {split!r} pairs "
-                             f"(have {sorted(self.tables)})")
+            raise ValueError(
+                f"reference log-probs: no precomputed values for the {split!r} pairs (have {sorted(self.tables)})"
+            )
         table = self.tables[split]
         if table.device != index.device:
             table = self.tables[split] = table.to(index.device)
@@ -68,8 +71,9 @@ class ReferenceLogps:
         return rows[:, 0], rows[:, 1]
 
     def save(self, path: Path | str) -> Path:
-        atomic_torch_save({"format": 1, "meta": self.meta, "tables": {k: v.cpu() for k, v in self.tables.items()}},
-                          path)
+        atomic_torch_save(
+            {"format": 1, "meta": self.meta, "tables": {k: v.cpu() for k, v in self.tables.items()}}, path
+        )
         return Path(path)
 
     @classmethod
@@ -77,19 +81,23 @@ class ReferenceLogps:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
             return cls(tables=dict(raw["tables"]), meta=dict(raw["meta"]))
-        except Exception as err:  # noqa: BLE001 - one line naming the file
+        except Exception as err:
             raise ValueError(f"{path}: not a reference log-prob cache ({type(err).__name__}: {err})") from None
 
 
-def reference_meta(ref_dir: Path, *, average_logps: bool, datasets: Mapping[str, Any],
-                   ld_alpha: float | None = None) -> dict[str, Any]:
+def reference_meta(
+    ref_dir: Path, *, average_logps: bool, datasets: Mapping[str, Any], ld_alpha: float | None = None
+) -> dict[str, Any]:
     """What a :class:`ReferenceLogps` depends on: the reference weights, ``average_logps`` (and LD-DPO's
     ``ld_alpha``) and the tokenised data."""
     weights = Path(ref_dir) / "lit_model.pth"
     stat = weights.stat()
-    meta = {"reference": str(Path(ref_dir).resolve()), "weights": [stat.st_size, stat.st_mtime_ns],
-            "average_logps": bool(average_logps),
-            "data": {split: [len(ds), dataset_fingerprint(ds)] for split, ds in datasets.items() if ds is not None}}
+    meta = {
+        "reference": str(Path(ref_dir).resolve()),
+        "weights": [stat.st_size, stat.st_mtime_ns],
+        "average_logps": bool(average_logps),
+        "data": {split: [len(ds), dataset_fingerprint(ds)] for split, ds in datasets.items() if ds is not None},
+    }
     if ld_alpha is not None:
         meta["ld_alpha"] = float(ld_alpha)
     return meta
@@ -113,11 +121,20 @@ class ReferenceLogpsModule(GPTModule):
 
     hparams_ignore = ("expected",)  # pair indices of every split: not a hyperparameter
 
-    def __init__(self, config: Config, *, checkpoint_dir: Path, average_logps: bool = False,
-                 split_names: Sequence[str] = ("train", "val"), sizes: Mapping[str, int] | None = None,
-                 meta: Mapping[str, Any] | None = None, cache_path: Path | None = None,
-                 ld_alpha: float | None = None, expected: Mapping[str, Sequence[int]] | None = None,
-                 defer_init: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        checkpoint_dir: Path,
+        average_logps: bool = False,
+        split_names: Sequence[str] = ("train", "val"),
+        sizes: Mapping[str, int] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        cache_path: Path | None = None,
+        ld_alpha: float | None = None,
+        expected: Mapping[str, Sequence[int]] | None = None,
+        defer_init: bool = False,
+    ) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir, defer_init=defer_init)
         # pair indices each split must have (pairs dropped by truncation="drop" leave gaps in the index range)
         self.expected = {split: torch.as_tensor(list(v), dtype=torch.long) for split, v in (expected or {}).items()}
@@ -144,35 +161,49 @@ class ReferenceLogpsModule(GPTModule):
             per_token = token_logps(self.model(input_ids[:, :-1]), input_ids[:, 1:])
             logps = losses.ld_logps(per_token, batch["response_mask"][:, 1:], self.ld_alpha)
         else:
-            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"],
-                                   average=self.average_logps)
+            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
         half = logps.shape[0] // 2
         keep = ~batch["is_duplicate"].bool() if "is_duplicate" in batch else torch.ones(half, dtype=torch.bool)
         keep = keep.to(logps.device)
         self._rows.setdefault(dataloader_idx, []).append(
-            (batch["index"].to(logps.device)[keep].cpu(), logps[:half][keep].float().cpu(),
-             logps[half:][keep].float().cpu()))
+            (
+                batch["index"].to(logps.device)[keep].cpu(),
+                logps[:half][keep].float().cpu(),
+                logps[half:][keep].float().cpu(),
+            )
+        )
 
     def on_predict_epoch_end(self) -> None:
         world_size = self.trainer.world_size if self._trainer is not None else None
         tables: dict[str, Tensor] = {}
         for i, split in enumerate(self.split_names):
-            local = [_Row(k, c, r) for index, chosen, rejected in self._rows.get(i, [])
-                     for k, c, r in zip(index.tolist(), chosen.tolist(), rejected.tolist())]
+            local = [
+                _Row(k, c, r)
+                for index, chosen, rejected in self._rows.get(i, [])
+                for k, c, r in zip(index.tolist(), chosen.tolist(), rejected.tolist())
+            ]
             if split in self.expected:  # every expected pair exactly once (pairs dropped by truncation leave gaps)
-                rows = gather_in_order(local, [_Row(k) for k in self.expected[split].tolist()], world_size,
-                                       f"{split} pairs", what="reference log-probs")
+                rows = gather_in_order(
+                    local,
+                    [_Row(k) for k in self.expected[split].tolist()],
+                    world_size,
+                    f"{split} pairs",
+                    what="reference log-probs",
+                )
             else:
                 rows = [row for part in gather_objects(local, world_size) for row in part]
             size = self.sizes.get(split, max((row.index for row in rows), default=-1) + 1)
             table = torch.full((size, 2), float("nan"))
             if rows:
-                table[torch.tensor([row.index for row in rows])] = torch.tensor([[row.chosen, row.rejected]
-                                                                                 for row in rows])
+                table[torch.tensor([row.index for row in rows])] = torch.tensor(
+                    [[row.chosen, row.rejected] for row in rows]
+                )
             missing = torch.isnan(table).any(-1).nonzero().flatten()
             if split not in self.expected and missing.numel():
-                raise RuntimeError(f"reference log-probs: {missing.numel()} {split} pairs were not scored "
-                                   f"(first index {int(missing[0])})")
+                raise RuntimeError(
+                    f"reference log-probs: {missing.numel()} {split} pairs were not scored "
+                    f"(first index {int(missing[0])})"
+                )
             tables[split] = table
         self.result = ReferenceLogps(tables=tables, meta=self.meta)
         if self.cache_path is not None and self.global_rank == 0:

@@ -90,7 +90,7 @@ class LanguageModel(GPTModule):
         """(cross-entropy, weighted z-loss or None): the loss to train on is their sum (``z_loss`` > 0)."""
         if not self.z_loss_weight:
             return self.loss(batch), None
-        from litcpt.stability import z_loss
+        from litcpt.losses.stability import z_loss
 
         inputs, targets = split_block(batch, self.seq_length)
         logits = self.model(inputs)

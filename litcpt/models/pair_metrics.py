@@ -77,7 +77,14 @@ class DPOMetrics(MeanMetrics):
 
 def dpo_pair_values(losses_: Tensor, r_chosen: Tensor, r_rejected: Tensor, pc: Tensor,
                     pr: Tensor) -> dict[str, Tensor]:
-    """Per-pair values of :class:`DPOMetrics` from the outputs of :func:`litcpt.losses.dpo` and the policy logps."""
-    return {"loss": losses_, "rewards/chosen": r_chosen, "rewards/rejected": r_rejected,
-            "rewards/accuracies": (r_chosen > r_rejected).float(), "rewards/margins": r_chosen - r_rejected,
-            "logps/chosen": pc, "logps/rejected": pr}
+    """Per-pair values of :class:`DPOMetrics` from the outputs of :func:`litcpt.losses.preference.dpo` and the policy
+    logps."""
+    return {
+        "loss": losses_,
+        "rewards/chosen": r_chosen,
+        "rewards/rejected": r_rejected,
+        "rewards/accuracies": (r_chosen > r_rejected).float(),
+        "rewards/margins": r_chosen - r_rejected,
+        "logps/chosen": pc,
+        "logps/rejected": pr,
+    }

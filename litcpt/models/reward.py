@@ -25,11 +25,10 @@ from typing import Any, Literal
 import torch
 from litgpt import Config
 
-from litcpt import losses
-from litcpt.checkpoint import check_checkpoint_dir, clean_state_dict, load_config
-from litcpt.deprecation import warn_renamed
+from litcpt.losses import preference as losses
 from litcpt.models.base import GPTModule
 from litcpt.models.pair_metrics import RewardPairMetrics
+from litcpt.runtime.checkpoint import check_checkpoint_dir, clean_state_dict, load_config
 
 HeadKind = Literal["linear", "logit"]
 LossType = Literal["bradley_terry", "logistic", "plackett_luce"]
@@ -44,22 +43,6 @@ def gather_last(hidden: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
     return hidden.gather(1, index).squeeze(1)
 
 
-PairMetrics = RewardPairMetrics
-"""Former name of :class:`litcpt.models.pair_metrics.RewardPairMetrics`."""
-
-
-def resolve_loss_type(loss_type: str, loss: str | None, *, default: str = "bradley_terry") -> str:
-    """The reward loss from ``loss_type`` and its deprecated alias ``loss`` (the name before reward and DPO shared
-    ``loss_type``): ``loss`` wins with a ``DeprecationWarning``; both given and different is an error."""
-    if loss is None:
-        return loss_type
-    warn_renamed("RewardModel", "loss", "loss_type", stacklevel=4)
-    if loss_type != default and loss_type != loss:
-        raise ValueError(f"loss_type: got loss_type={loss_type!r} and its deprecated alias loss={loss!r}; give only "
-                         "loss_type")
-    return loss
-
-
 class RewardModel(GPTModule):
     """A LightningModule scoring sequences with a one-output head on a litgpt ``GPT``.
 
@@ -70,7 +53,6 @@ class RewardModel(GPTModule):
         token_id: the token whose logit is the reward for ``head="logit"`` (required then).
         loss_type: ``"bradley_terry"`` (pairwise, ``-log σ(r_c - r_r - margin)``), ``"logistic"`` (pointwise BCE
             with chosen = 1, rejected = 0) or ``"plackett_luce"`` (ranked listwise data); the name DPO uses too.
-        loss: deprecated name of ``loss_type`` (accepted with a ``DeprecationWarning`` for one release).
         center_coefficient: reward-centering weight ``c·(r_c + r_r)²`` (TRL's ``center_rewards_coefficient``).
         use_margin: subtract the batch's per-pair ``margin`` inside the Bradley–Terry loss.
         share_prompt: listwise batches (:class:`litcpt.data.Listwise`): run each prompt once for all its
@@ -83,8 +65,7 @@ class RewardModel(GPTModule):
     def __init__(self, config: Config, *, checkpoint_dir: Path | None = None, head: HeadKind = "linear",
                  token_id: int | None = None, loss_type: LossType = "bradley_terry",
                  center_coefficient: float = 0.0, use_margin: bool = True, share_prompt: bool = False,
-                 loss: LossType | None = None, **kwargs: Any) -> None:
-        loss_type = resolve_loss_type(loss_type, loss)
+                 **kwargs: Any) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
         if head not in ("linear", "logit"):
             raise ValueError(f"head: expected 'linear' or 'logit', got {head!r}")
@@ -112,7 +93,7 @@ class RewardModel(GPTModule):
         self.token_id = token_id
         self.model.lm_head = torch.nn.Identity()  # the backbone now returns the final hidden states
         self.train_metrics, self.val_metrics = RewardPairMetrics(), RewardPairMetrics()
-        from litcpt.listwise import ListwiseMetrics
+        from litcpt.losses.listwise import ListwiseMetrics
 
         self.train_list_metrics, self.val_list_metrics = ListwiseMetrics(), ListwiseMetrics()
         self.share_prompt = bool(share_prompt)
@@ -140,10 +121,11 @@ class RewardModel(GPTModule):
     # ---------------------------------------------------------------- listwise
     def listwise_scores(self, batch: dict[str, Any], *, share_prompt: bool = False) -> tuple[torch.Tensor,
                                                                                               torch.Tensor]:
-        """``(scores [B, K], mask [B, K])`` of a listwise batch (:func:`litcpt.data.listwise.collate_listwise`),
+        """``(scores [B, K], mask [B, K])`` of a listwise batch
+        (:func:`litcpt.data.preference.listwise.collate_listwise`),
         column 0 the chosen completion; ``share_prompt`` computes each prompt once for all its completions
         (:func:`litcpt.models.row_scores.row_rewards`; differentiable)."""
-        from litcpt.listwise import to_matrix
+        from litcpt.losses.listwise import to_matrix
         from litcpt.models.row_scores import row_rewards
 
         scores = row_rewards(self, batch, share_prompt=share_prompt)
@@ -152,7 +134,7 @@ class RewardModel(GPTModule):
     def listwise_loss(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``bradley_terry``: mean over each prompt's rejected of the pairwise loss (plus centering over pairs);
         ``plackett_luce``: the ranking's negative log-likelihood; ``logistic``: BCE, chosen 1 and rejected 0."""
-        from litcpt.listwise import listwise_bradley_terry, plackett_luce
+        from litcpt.losses.listwise import listwise_bradley_terry, plackett_luce
 
         if self.loss_type == "plackett_luce":
             return plackett_luce(scores, mask)

@@ -6,7 +6,7 @@ sequences runs those tokens through the model twice; :func:`pair_hidden_states` 
     phase 1  prompts, one row per pair          causal attention (SDPA's fast path, no mask); K/V recorded
     phase 2  tails, one row per response        attends to [its pair's prompt K/V ; its own tail, causally]
 
-Row ``i`` (chosen) and row ``B + i`` (rejected) of a batch (:func:`litcpt.data.preference.collate_preference`
+Row ``i`` (chosen) and row ``B + i`` (rejected) of a batch (:func:`litcpt.data.preference.datamodule.collate_preference`
 layout) both continue from prompt ``i``. The tail positions keep their absolute RoPE positions (``shared_i + j``),
 so every hidden state equals the one of a plain forward over the whole sequence up to float rounding (tested
 against ``GPT.forward`` for MHA/GQA/MQA, parallel residual, shared attention norm, QK norms, post-norms, partial
@@ -63,7 +63,8 @@ class _PrefixKV(KVCache):
     The prompts' keys and values live in one flat store ``[sum(shared) + 1 + scratch, groups, hs]`` (row
     ``sum(shared)`` is zero: what padding positions read; the scratch rows hold a tail forward's own K/V).
     Mode ``("record", src, dst)``: the call is a phase-1 forward over prompts; its K/V at the flat positions ``src``
-    go to store rows ``dst``, and are returned unchanged (litgpt then attends causally without a mask). Mode ``("attend", index)``: the call's rows are tails; each gets the store rows
+    go to store rows ``dst``, and are returned unchanged (litgpt then attends causally without a mask). Mode
+    ``("attend", index)``: the call's rows are tails; each gets the store rows
     ``index [n, width]`` (its pair's prompt, padded) in front of its own K/V (one gather from the store).
 
     ``capture``: the call stops (``_Captured``) as soon as its K/V are known and keeps them; while ``replay`` holds
@@ -337,8 +338,15 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
             mine = in_prefix & (row_of[pair_of] >= 0)
             keep, inverse = torch.unique(row_of[pair_of[mine]] * width + c[mine], return_inverse=True)
             row_of[pairs] = -1
-            out = _run(gpt, input_ids[first_row[pairs], :width], gpt.cos[:width].unsqueeze(0), gpt.sin[:width].unsqueeze(0),
-                       None, steps, keep)
+            out = _run(
+                gpt,
+                input_ids[first_row[pairs], :width],
+                gpt.cos[:width].unsqueeze(0),
+                gpt.sin[:width].unsqueeze(0),
+                None,
+                steps,
+                keep,
+            )
             if keep.numel():
                 put(mine.nonzero(as_tuple=True)[0], out[inverse])
         # phase 2: tails, longest first; each attends to its pair's stored prompt K/V (valid positions only) and
@@ -349,7 +357,7 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
             pairs = group_of[chunk]
             prefix = int(shared[pairs].max())
             before = torch.arange(prefix, device=device).unsqueeze(0)
-            prefix_ok = before < shared[pairs].unsqueeze(1)                                   # [n, prefix]
+            prefix_ok = before < shared[pairs].unsqueeze(1)  # [n, prefix]
             index = torch.where(prefix_ok, offset[pairs].unsqueeze(1) + before, total)
             for cache in caches:
                 cache.mode = ("attend", index)
@@ -365,8 +373,9 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
             rr = r[mine]
             keep = row_of[rr] * width + (c[mine] - start[rr])
             row_of[chunk] = -1
-            out = _run(gpt, input_ids[chunk].gather(1, cols), cos, sin, _attention_mask(mask.unsqueeze(1), dtype),
-                       cols, keep)
+            out = _run(
+                gpt, input_ids[chunk].gather(1, cols), cos, sin, _attention_mask(mask.unsqueeze(1), dtype), cols, keep
+            )
             if keep.numel():
                 put(mine.nonzero(as_tuple=True)[0], out)
     assert hidden is not None

@@ -140,10 +140,12 @@ def rewardbench_sequences(tokenizer: Any, prompt: str, responses: Sequence[str],
 
 def tokenize_pairs_rewardbench(pairs: Sequence[Any], tokenizer: Any, *, kind: str = "dpo",
                                max_length: int = MAX_LENGTH, max_prompt_length: int = MAX_PROMPT_LENGTH) -> tuple:
-    """:func:`~litcpt.data.preference.tokenize_pairs` under RewardBench's rules (:func:`rewardbench_sequences`):
-    ``(items, stats)`` of :class:`~litcpt.data.preference.TokenizedPair` (the chosen and rejected prompts may differ
-    by the merged boundary token) and :class:`~litcpt.data.preference.TokenizationStats`."""
-    from litcpt.data.preference import TokenizationStats, TokenizedPair
+    """:func:`~litcpt.data.preference.datamodule.tokenize_pairs` under RewardBench's rules
+    (:func:`rewardbench_sequences`):
+    ``(items, stats)`` of :class:`~litcpt.data.preference.datamodule.TokenizedPair` (the chosen and rejected prompts may
+    differ
+    by the merged boundary token) and :class:`~litcpt.data.preference.datamodule.TokenizationStats`."""
+    from litcpt.data.preference.pair_tokens import TokenizationStats, TokenizedPair
 
     items, truncated = [], 0
     for index, pair in enumerate(pairs):
@@ -177,9 +179,9 @@ def rewardbench_scorer(policy: torch.nn.Module, reference: torch.nn.Module | Non
 def tokenize_groups_rewardbench(rows: Sequence[Any], tokenizer: Any, *, kind: str = "dpo",
                                 max_length: int = MAX_LENGTH,
                                 max_prompt_length: int = MAX_PROMPT_LENGTH) -> tuple[list[Any], int]:
-    """RewardBench 2 rows (:class:`~litcpt.data.best_of_n.BestOfNRow`) under RewardBench's rules
+    """RewardBench 2 rows (:class:`~litcpt.data.preference.best_of_n.BestOfNRow`) under RewardBench's rules
     (:func:`rewardbench_sequences` over all completions of a prompt): the groups and how many were truncated."""
-    from litcpt.data.best_of_n import TokenizedGroup
+    from litcpt.data.preference.best_of_n import TokenizedGroup
 
     out, truncated = [], 0
     for index, row in enumerate(rows):

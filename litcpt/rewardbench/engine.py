@@ -2,13 +2,14 @@
 
 How a run is batched (:func:`score_tokenized`): pairs are sorted by length (longest first: out-of-memory shows at
 once) and cut into batches of ``batch_size`` pairs; with several ranks, batch ``k`` goes to rank ``k mod
-world_size`` and the per-pair results are gathered (:func:`litcpt.inference.gather_in_order`), so every pair is
+world_size`` and the per-pair results are gathered (:func:`litcpt.runtime.inference.gather_in_order`), so every pair is
 counted exactly once whatever the world size. The chosen and rejected sequences of a pair are always scored together.
 For a scorer that shares prompts (``scorer.shares_prompt``), a scorer call takes ``share_group`` batches, runs their
 prompts sorted by length ``batch_size`` per forward, then all responses sorted by length ``batch_size`` per forward.
 Otherwise a batch is one forward pass of ``2B`` rows. Everything runs in eval mode without autograd (bf16 autocast
 on GPUs by default). The ranks are those of an initialised process group (a plain loop), or of a ``trainer``: then
-the calls run through ``Trainer.predict`` (:func:`litcpt.inference.predict_planned`), whose strategy may shard the
+the calls run through ``Trainer.predict`` (:func:`litcpt.runtime.inference.predict_planned`), whose strategy may shard
+the
 models (``fsdp``/``fsdp2``).
 
 Any callable ``batch -> {"chosen": Tensor[B], "rejected": Tensor[B], ...}`` is a
@@ -24,15 +25,15 @@ from typing import Any
 
 import torch
 
-from litcpt.inference import (
+from litcpt.rewardbench.scorers import ImplicitRewardScorer, RewardModelScorer, Scorer
+from litcpt.runtime.inference import (
     autocast_context,
     gather_in_order,
     progress_bar,
     resolve_precision,
     to_device,
 )
-from litcpt.ranks import group_rank_world
-from litcpt.rewardbench.scorers import ImplicitRewardScorer, RewardModelScorer, Scorer
+from litcpt.runtime.ranks import group_rank_world
 
 __all__ = [
     "DEFAULT_SUBSET",
@@ -121,7 +122,7 @@ def shared_prompt_bytes(scorer: Scorer, items: Sequence[Any], *, batch_size: int
 def _score_call(scorer: Scorer, items: Sequence[Any], positions: Sequence[int], device: torch.device, *,
                 pad_id: int, batch_size: int, default_subset: str) -> list[PairScore]:
     """The :class:`PairScore` of the pairs at ``positions``: one scorer call."""
-    from litcpt.data.preference import collate_preference
+    from litcpt.data.preference.batching import collate_preference
 
     chunk = [items[i] for i in positions]
     batch = to_device(collate_preference(chunk, pad_id=pad_id, padding_side="right"), device)
@@ -144,11 +145,12 @@ def scorer_models(scorer: Any) -> dict[str, torch.nn.Module]:
 
 def run_planned(trainer: Any, scorer: Any, items: Sequence[Any], plan: Any, run: Any, *, unit: str,
                 precision: str | None, progress: bool) -> list[Any]:
-    """``plan``'s calls on ``trainer`` (:func:`litcpt.inference.predict_planned`): the models as the strategy places
+    """``plan``'s calls on ``trainer`` (:func:`litcpt.runtime.inference.predict_planned`): the models as the strategy
+    places
     them (sharded under ``fsdp``/``fsdp2``, where every rank then runs the same number of calls)."""
     from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
-    from litcpt.inference import predict_planned
+    from litcpt.runtime.inference import predict_planned
 
     even = isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
     device = torch.device("cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
@@ -160,7 +162,8 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
                     device: torch.device | str | None = None, precision: str | None = None,
                     default_subset: str = DEFAULT_SUBSET, rank: int | None = None, world_size: int | None = None,
                     progress: bool = False, share_group: int = 16, trainer: Any = None) -> list[PairScore]:
-    """Score tokenised pairs (:class:`~litcpt.data.preference.TokenizedPair`) and return one :class:`PairScore`
+    """Score tokenised pairs (:class:`~litcpt.data.preference.datamodule.TokenizedPair`) and return one
+    :class:`PairScore`
     per pair, in the order of ``items``, on every rank.
 
     Args:
@@ -177,7 +180,7 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
         share_group: for a scorer that shares prompts (``scorer.shares_prompt``): batches per scorer call. A call
             sorts its prompts and its responses by length independently, so larger groups pad less; the prompts'
             keys and values of one call are held in memory at once.
-        trainer: run the calls with ``Trainer.predict`` on it (:func:`litcpt.inference.predict_trainer`: it
+        trainer: run the calls with ``Trainer.predict`` on it (:func:`litcpt.runtime.inference.predict_trainer`: it
             launches the ranks and shards the models under ``fsdp``/``fsdp2``); ranks and device are its. Without
             it, a plain loop in this process (one device, or a process group that is already initialised).
     """
@@ -213,18 +216,19 @@ def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer
     Args:
         model: a reward model (``forward(input_ids, last_index)``, wrapped in :class:`RewardModelScorer`) or any
             :class:`Scorer` (e.g. an :class:`ImplicitRewardScorer`).
-        pairs: :class:`~litcpt.data.preference.PreferencePair` objects or rows any format of
-            :func:`~litcpt.data.preference.parse_preference_row` accepts.
+        pairs: :class:`~litcpt.data.preference.datamodule.PreferencePair` objects or rows any format of
+            :func:`~litcpt.data.preference.datamodule.parse_preference_row` accepts.
         tokenizer: a ``litgpt.Tokenizer``.
         batch_size: pairs per forward pass.
         max_length: tokens per sequence (default: the model's ``block_size`` when it has a config).
-        truncation: ``left`` or ``keep_end`` (see :func:`~litcpt.data.preference.truncate_sequence`).
+        truncation: ``left`` or ``keep_end`` (see :func:`~litcpt.data.preference.datamodule.truncate_sequence`).
         convention: ``litcpt`` or ``rewardbench``: tokenise as the official code does
             (:func:`~litcpt.rewardbench.conventions.tokenize_pairs_rewardbench`; ``max_length`` defaults to 2048 or
             the block size when smaller, ``max_prompt_length`` to 128 or half of it). For RewardBench's rewards, pass
             :func:`~litcpt.rewardbench.conventions.rewardbench_scorer`.
     """
-    from litcpt.data.preference import PreferencePair, parse_preference_row, tokenize_pairs
+    from litcpt.data.preference.pair_rows import PreferencePair, parse_preference_row
+    from litcpt.data.preference.pair_tokens import tokenize_pairs
 
     parsed = []
     for number, pair in enumerate(pairs, start=1):

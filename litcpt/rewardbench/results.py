@@ -16,11 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from litcpt.atomic import write_json, write_lines
 from litcpt.rewardbench.engine import PairScore
 from litcpt.rewardbench.scoring import REWARDBENCH_TIES, accuracy_by_subset
-from litcpt.rewardbench.sections import (CORE_SECTIONS, OTHER, PRIOR_SETS, SCORE, group_subsets, section_scores,
-                                         subset_name_warnings)
+from litcpt.rewardbench.sections import (
+    CORE_SECTIONS,
+    OTHER,
+    PRIOR_SETS,
+    SCORE,
+    group_subsets,
+    section_scores,
+    subset_name_warnings,
+)
+from litcpt.runtime.atomic import write_json, write_lines
 
 __all__ = ["Summary", "Timer", "format_table", "plot_accuracies", "results_json", "summarize", "write_outputs"]
 
@@ -142,7 +149,7 @@ def plot_accuracies(summary: Summary, path: Path | str, *, title: str = "", xlab
     suffix = f" - Score {score:.3f}" if score is not None else f" - accuracy {summary.accuracy:.3f}"
     ax.set_title((title or "RewardBench-style accuracy") + suffix, fontsize=10)
     fig.tight_layout()
-    from litcpt.plotting import save_figure
+    from litcpt.report.plotting import save_figure
 
     try:
         return save_figure(fig, path, dpi=110)

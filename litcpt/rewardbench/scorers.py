@@ -26,7 +26,8 @@ __all__ = ["ImplicitRewardScorer", "RewardModelScorer", "Scorer"]
 
 
 class Scorer(Protocol):
-    """Scores a preference batch (:func:`litcpt.data.preference.collate_preference` layout, chosen rows first).
+    """Scores a preference batch (:func:`litcpt.data.preference.datamodule.collate_preference` layout, chosen rows
+    first).
 
     Returns ``{"chosen": [B], "rejected": [B]}`` plus any other per-pair ``[B]`` tensors to record. A scorer whose
     ``shares_prompt`` attribute is true is called with a whole group of batches and ``rows_per_forward=batch_size``

@@ -1,0 +1,143 @@
+"""``litcpt <command> --config recipe.yaml [--key value ...]``.
+
+Each command is one function whose typed signature is both its CLI and its recipe schema (as in LitGPT): every key
+of a recipe can be overridden on the command line (``--train.max_tokens 2e6``), ``--help`` lists them and
+``--print_config`` prints the resolved recipe. Bad keys and values end in a one-line error naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from litcpt.cli.parser import _DESCRIPTIONS, COMMANDS, build_parser, load_command
+
+
+def _positional_to_flags(args: list[str], key: str) -> list[str]:
+    """``a b --x 1`` -> ``--key+ a --key+ b --x 1``: leading bare arguments fill the list parameter ``key``
+    (commands opt in with a module-level ``cli_positional = "<parameter>"``, e.g. ``litcpt report RUN_DIR ...``)."""
+    out, i = [], 0
+    while i < len(args) and not args[i].startswith("-"):
+        out += [f"--{key}+", args[i]]
+        i += 1
+    return out + args[i:]
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: litcpt <command> [--config RECIPE.yaml] [--key value ...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {_DESCRIPTIONS.get(name, '')}" for name in COMMANDS]
+    lines += ["", "`litcpt <command> --help` lists every key of that command."]
+    return "\n".join(lines)
+
+
+def _fail_in_one_line(command: str, call: Callable[[], Any], *, exit_code: int, suffix: str = "") -> None:
+    """Run ``call``; a ``ValueError``/``FileNotFoundError`` (bad input, by litcpt's convention) becomes one line on
+    stderr and exit status ``exit_code`` (``LITCPT_DEBUG=1`` re-raises it with its traceback)."""
+    try:
+        call()
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("LITCPT_DEBUG"):
+            raise
+        from litcpt.cli.errors import error_line
+
+        print(f"litcpt {command}: error: {error_line(err)}{suffix}", file=sys.stderr)
+        raise SystemExit(exit_code) from None
+
+
+def _save_config(parser, cfg, command: str) -> None:
+    from litcpt.runtime.atomic import write_text
+    from litcpt.runtime.ranks import is_global_zero
+
+    out_dir = cfg.get("out_dir") if hasattr(cfg, "get") else None
+    if out_dir is None or not is_global_zero():
+        return
+    write_text(Path(str(out_dir)) / "config.yaml", parser.dump(cfg, skip_check=True))
+
+
+def _validate(command: str, function: Callable, kwargs: dict, args: list[str]) -> None:
+    """Run the command's ``cli_validate(**kwargs)`` hook, if its module has one, before ``config.yaml`` is written
+    (e.g. ``litcpt anneal`` refuses an ``out_dir`` that holds another run, whose config.yaml must stay untouched).
+    A refusal is an argument error: one line, exit status 2."""
+    hook = getattr(sys.modules[function.__module__], "cli_validate", None)
+    if hook is None:
+        return
+    _fail_in_one_line(command, lambda: hook(**kwargs), exit_code=2, suffix=f" (arguments: {' '.join(args)[:300]})")
+
+
+def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
+    """Exit with the cached help or defaults (``--print_config`` alone), or with a one-line error for an unknown key
+    or a plainly wrong simple value; return if none applies."""
+    from litcpt.cli import help_cache as cli_cache
+
+    flags = _positional_to_flags(args, cached["positional"]) if cached.get("positional") else args
+    if cli_cache.wants_help(flags):
+        print(cached["help"], end="")
+        raise SystemExit(0)
+    if flags == ["--print_config"] and cached.get("print_config") is not None:
+        print(cached["print_config"], end="")
+        raise SystemExit(0)
+    problem = cli_cache.unknown_key(flags, cached) or cli_cache.bad_value(flags, cached)
+    if problem:
+        print(f"litcpt {command}: error: {problem} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        raise SystemExit(0 if argv else 2)
+    command, args = argv[0].replace("_", "-"), argv[1:]
+    command = command if command in COMMANDS else command.replace("-", "_")
+    if command not in COMMANDS:
+        print(f"litcpt: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    from litcpt.cli import help_cache as cli_cache
+    cached = cli_cache.load(command)  # --help, unknown keys... answered without importing torch/Lightning/LitGPT
+    if cached is not None:
+        _answer_from_cache(command, args, cached)
+    function = load_command(COMMANDS[command])
+    positional = getattr(sys.modules[function.__module__], "cli_positional", None)
+    if positional:
+        args = _positional_to_flags(args, positional)
+    parser = build_parser(command, function)
+    if cached is None:
+        cli_cache.store(command, parser, positional)
+    from jsonargparse import ArgumentError
+
+    cfg = None
+    try:
+        cfg = parser.parse_args(args)
+        init = parser.instantiate_classes(cfg)
+    except Exception as err:
+        if os.environ.get("LITCPT_DEBUG"):
+            raise
+        from litcpt.cli.errors import error_line
+
+        what = (error_line(err, cfg) if isinstance(err, (ArgumentError, ValueError, TypeError))
+                else f"{type(err).__name__}: {err}")
+        if "Unrecognized arguments" in what:  # the same line as from the cache: the key, and the closest one
+            what = cli_cache.unknown_key(args, cli_cache.describe(parser)) or what
+        print(f"litcpt {command}: error: {what} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
+        raise SystemExit(2) from None
+    kwargs = {k: v for k, v in init.items() if k != "config"}
+    _validate(command, function, kwargs, args)  # before config.yaml: a refused run leaves no trace in out_dir
+    _save_config(parser, cfg, command)
+    _fail_in_one_line(command, lambda: function(**kwargs), exit_code=1)
+    _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Tear down the job's process group once the command is done: left to interpreter exit, gloo's threads can abort
+    a finished run ("terminate called without an active exception", exit status -6 instead of 0)."""
+    dist = sys.modules.get("torch.distributed")  # never import torch just for this
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

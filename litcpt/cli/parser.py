@@ -1,0 +1,68 @@
+"""The command registry and each command's jsonargparse parser: what both the CLI (:mod:`litcpt.cli.main`) and the
+shipped
+answers (:mod:`litcpt.cli.help_cache`) are made from. Imports nothing heavy until a parser is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+HELP_WIDTH = 100
+"""Columns of every ``--help``, shipped or not: the real parser wraps at this width whatever the terminal, so the
+answers shipped in ``litcpt/assets/cli`` are the very text it prints (see :mod:`litcpt.cli.help_cache`)."""
+
+# command -> "module:function"; imported only when the command runs, so `litcpt --help` is fast.
+COMMANDS: dict[str, str] = {
+    "pretrain": "litcpt.commands.pretrain:setup",
+    "reward": "litcpt.commands.reward:setup",
+    "score": "litcpt.commands.score:main",
+    "dpo": "litcpt.commands.dpo:setup",
+    "rewardbench": "litcpt.commands.rewardbench:main",
+    "demo": "litcpt.commands.demo:main",
+    "report": "litcpt.commands.report:main",
+    "anneal": "litcpt.commands.anneal:setup",
+    "plot-schedule": "litcpt.commands.plot_schedule:main",
+    "merge": "litcpt.commands.merge:main",
+    "prepare-data": "litcpt.commands.prepare_data:main",
+}
+
+_DESCRIPTIONS: dict[str, str] = {
+    "pretrain": "pretrain or continue pretraining a litgpt model (re-warm/re-decay, replay, infinite schedules)",
+    "reward": "train a reward model (one-score head, Bradley-Terry loss) on preference pairs",
+    "score": "score prompt/response rows or pairs with a reward model",
+    "dpo": "train a policy with Direct Preference Optimization against a frozen reference",
+    "rewardbench": "RewardBench-style accuracy per subset and section, for reward models and DPO models",
+    "demo": "offline CPU demo of the paper: D1 pretrain, D2 continue with/without replay, union retrain, infinite LR",
+    "report": "table + plots (Markdown/PNG/JSON) of finished runs: final val loss per source, tokens spent",
+    "anneal": "branch from a constant-phase checkpoint of an infinite-schedule run and anneal the LR to a final model",
+    "plot-schedule": "draw the LR schedule of one or several recipes (stages one after the other) to a PNG",
+    "merge": "average LitGPT checkpoints of one model (uniform or weighted; soups, last-k averages) into a new one",
+    "prepare-data": "tokenise a recipe's corpora once, in parallel processes, into the cache training reads",
+}
+
+
+def load_command(target: str) -> Callable:
+    """The function behind ``"module:function"`` (imported now: the command's heavy imports come with it)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_parser(command: str, function: Callable):
+    """The jsonargparse parser of one command (with ``--config`` and ``--print_config``)."""
+    from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, set_docstring_parse_options
+
+    class FixedWidth(DefaultHelpFormatter):
+        """Help wrapped at ``HELP_WIDTH`` columns whatever the terminal, so the answers shipped in
+        ``litcpt/assets/cli`` are the very text this parser prints (see :mod:`litcpt.cli.help_cache`)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "width": HELP_WIDTH})
+
+    set_docstring_parse_options(attribute_docstrings=True)
+    parser = ArgumentParser(prog=f"litcpt {command}", description=(function.__doc__ or "").split("\n\n")[0],
+                            exit_on_error=False, default_meta=False, allow_abbrev=False,  # no key prefixes
+                            formatter_class=FixedWidth)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML recipe; later flags override its keys")
+    parser.add_function_arguments(function, as_group=False, fail_untyped=False)
+    return parser

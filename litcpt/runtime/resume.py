@@ -1,0 +1,144 @@
+"""Crash-safe Lightning checkpoints: atomic ``.ckpt`` writes, picking a loadable checkpoint to resume from, and
+removing what an interrupted save left behind.
+
+Lightning's own save goes through fsspec: a temporary file in ``TMPDIR`` then ``shutil.move``, which becomes a
+*copy* when ``TMPDIR`` is on another filesystem than the run (``/dev/shm``, node-local scratch): a kill mid-copy
+leaves a truncated ``last.ckpt``. :class:`AtomicCheckpointIO` writes into the destination directory itself
+(temporary file, fsync, rename, fsync of the directory), so a ``.ckpt`` is always whole or absent.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from litcpt.runtime.checkpoint import atomic_torch_save
+
+_STEP_CKPT = re.compile(r"^step-(\d+)(?:-v\d+)?\.ckpt$")
+# What interrupted saves leave: atomic_torch_save's `.<name>.<8 random chars>.tmp` files (checkpoints, DPO's
+# reference log-probs), the CLI's `.config.yaml.<pid>.tmp` (before litcpt.runtime.atomic) and save_litgpt_dir's
+# `.<name>.tmp-<hex>` /
+# `.<name>.old-<hex>` directories.
+_STALE_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$|^\.config\.yaml\.\d+\.tmp$")
+_STALE_DIR = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` that writes local ``.ckpt`` files atomically in their own directory (remote URLs keep
+    Lightning's fsspec path)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_torch_save(checkpoint, Path(path))
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for step checkpoints of a resumable run.
+
+    * A redone step overwrites its checkpoint (no ``step-N-v1.ckpt`` beside ``step-N.ckpt``).
+    * A resumed run does not save again at the step it resumed from. Lightning does not restore which step it
+      saved last, so with gradient accumulation the first micro-batch after a resume re-saved ``step-N.ckpt`` and
+      ``last.ckpt`` in the middle of step N+1, and resuming from those failed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("enable_version_counter", False)
+        super().__init__(*args, **kwargs)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_global_step_saved = trainer.global_step
+
+
+def _say(message: str) -> None:
+    from litcpt.runtime.ranks import is_global_zero
+
+    if is_global_zero():
+        print(f"litcpt: {message}", file=sys.stderr, flush=True)
+
+
+def clean_stale_saves(out_dir: Path) -> list[Path]:
+    """Remove temporary files and directories that a killed save left in ``out_dir`` and ``out_dir/checkpoints``;
+    returns what was removed. Call on one process only, before training starts."""
+    removed: list[Path] = []
+    for directory in (Path(out_dir), Path(out_dir) / "checkpoints"):
+        if not directory.is_dir():
+            continue
+        for child in directory.iterdir():
+            if child.is_dir() and not child.is_symlink() and _STALE_DIR.match(child.name):
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(child)
+            elif child.is_file() and _STALE_FILE.match(child.name):
+                child.unlink(missing_ok=True)
+                removed.append(child)
+    if removed:
+        _say(f"removed {len(removed)} temporary file(s)/dir(s) left by an interrupted save in {out_dir}")
+    return removed
+
+
+def read_step(path: Path) -> int:
+    """Load a Lightning checkpoint (mmap, no tensor data read) and return its ``global_step``; raises on a
+    truncated or corrupt file. A sharded (FSDP) checkpoint is a directory: its ``meta.pt`` is read."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "meta.pt"
+    ckpt = torch.load(path, map_location="cpu", mmap=not path.name == "meta.pt", weights_only=False)
+    if not isinstance(ckpt, dict) or "global_step" not in ckpt:
+        raise ValueError("not a Lightning checkpoint (no global_step)")
+    return int(ckpt["global_step"])
+
+
+def _why(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def pick_resume_checkpoint(ckpt_dir: Path) -> Path | None:
+    """``last.ckpt`` in ``ckpt_dir`` if it loads, else the newest ``step-*.ckpt`` that loads (a failed one is
+    reported in one line, with the one used instead); ``None`` if there is no checkpoint at all; a one-line
+    ``ValueError`` if checkpoints exist but none loads.
+
+    ``last.ckpt`` wins even when a newer ``step-*.ckpt`` exists (a kill between the two saves of one step): it is
+    whole, and the steps after it are redone exactly, overwriting their checkpoints.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    last = ckpt_dir / "last.ckpt"
+    steps = []
+    if ckpt_dir.is_dir():
+        for child in ckpt_dir.iterdir():
+            match = _STEP_CKPT.match(child.name)
+            if match:
+                steps.append((int(match.group(1)), child))
+    steps.sort(key=lambda item: (item[0], item[1].stat().st_mtime), reverse=True)
+    candidates = ([last] if last.exists() else []) + [path for _, path in steps]
+    if not candidates:
+        return None
+    bad: list[str] = []
+    for path in candidates:
+        try:
+            step = read_step(path)
+        except Exception as err:
+            bad.append(f"{path.name} ({_why(err)})")
+            continue
+        if bad:
+            _say(f"resume: cannot load {'; '.join(bad)}; resuming from {path} (step {step}) instead")
+        return path
+    raise ValueError(f"resume: no checkpoint in {ckpt_dir} can be loaded: " + "; ".join(bad))
+
+
+def check_loadable(path: Path) -> Path:
+    """``path`` if it loads as a Lightning checkpoint, else a one-line ``ValueError``."""
+    try:
+        read_step(path)
+    except Exception as err:
+        raise ValueError(f"resume: checkpoint {str(path)!r} cannot be loaded ({_why(err)})") from None
+    return path
