@@ -10,9 +10,10 @@ from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
 from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config
+from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
 from litcpt.runtime.tokenizers import load_checked_tokenizer
-from litcpt.training.args import EvalArgs, OptimizerArg, TrainArgs
+from litcpt.training.args import EvalArgs, TrainArgs
 from litcpt.training.harness import LoggerName, Resume, RunSpec, fit, run_spec_from_args
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {"class_path": "torch.optim.AdamW",

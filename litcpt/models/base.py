@@ -19,8 +19,8 @@ from litgpt import GPT, Config
 from litgpt.model import CausalSelfAttention, LLaMAMLP
 
 from litcpt.runtime.checkpoint import load_weights
+from litcpt.runtime.optim import make_optimizer
 from litcpt.runtime.strategies import apply_activation_checkpointing, apply_fsdp2
-from litcpt.training.args import make_optimizer
 
 
 def init_weights(model: GPT) -> None:

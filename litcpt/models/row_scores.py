@@ -4,7 +4,8 @@ A *row batch* is right-padded ``input_ids [R, T]`` with ``lengths``, ``prompt_le
 ``last_index`` (the :func:`litcpt.data.preference.datamodule.collate_preference` fields) plus, for groups other than
 pairs,
 ``group [R]`` (the prompt of each row, ``0..G-1``) and ``shared [G]`` (the leading tokens every row of the group has
-in common inside its prompt, at most each row's length minus one: :func:`group_shared_lengths`). Without ``group``
+in common inside its prompt, at most each row's length minus one:
+:func:`~litcpt.data.preference.best_of_n.group_shared_lengths`). Without ``group``
 the batch is read as pairs: rows ``i`` and ``B + i`` share prompt ``i``.
 
 * :func:`row_logps`: ``log π`` of each row's response tokens, reduced by ``sum``, ``avg`` or ``norm``
@@ -18,13 +19,13 @@ on response positions only where :func:`~litcpt.models.logprobs.supports_fast_in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 import torch
 from torch import Tensor
 
-__all__ = ["REDUCTIONS", "group_shared_lengths", "reduce_logps", "row_logps", "row_rewards"]
+__all__ = ["REDUCTIONS", "reduce_logps", "row_logps", "row_rewards"]
 
 REDUCTIONS: Final[tuple[str, ...]] = ("sum", "avg", "norm")
 
@@ -43,19 +44,6 @@ def reduce_logps(values: Tensor, rows: Tensor, num_rows: int, reduction: str = "
         return total
     counts = torch.bincount(rows, minlength=num_rows).clamp_min(1)
     return total / counts.to(total.dtype)
-
-
-def group_shared_lengths(rows: Sequence[Sequence[int]], prompt_lengths: Sequence[int]) -> int:
-    """Leading tokens that all ``rows`` of one group share inside every row's prompt, leaving each row at least one
-    token of its own (what a prompt-sharing forward may compute once)."""
-    if not rows:
-        return 0
-    limit = min(min(prompt_lengths), min(len(r) for r in rows) - 1)
-    first = rows[0]
-    n = 0
-    while n < limit and all(r[n] == first[n] for r in rows[1:]):
-        n += 1
-    return max(n, 0)
 
 
 def _groups_and_shared(batch: Mapping[str, Any]) -> tuple[Tensor | None, Tensor]:

@@ -228,8 +228,8 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     """Train ``module`` on ``datamodule`` as ``spec`` says; returns the finished Trainer."""
     if is_global_zero():
         clean_stale_saves(spec.out_dir)
+    from litcpt.runtime.optim import optimizer_lr
     from litcpt.runtime.precision import warn_precision
-    from litcpt.training.args import optimizer_lr
 
     ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)
     warn_precision(spec.resolved_precision(), optimizer_lr(getattr(module, "optimizer_spec", None)))

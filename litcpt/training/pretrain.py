@@ -12,9 +12,10 @@ from litgpt import Config
 from litgpt.data import DataModule
 
 from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config
+from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
 from litcpt.runtime.tokenizers import load_checked_tokenizer
-from litcpt.training.args import EvalArgs, OptimizerArg, TrainArgs
+from litcpt.training.args import EvalArgs, TrainArgs
 from litcpt.training.carry import CarryArgs
 from litcpt.training.harness import LoggerName, fit, run_spec_from_args
 

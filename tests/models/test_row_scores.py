@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from litgpt import GPT
 
-from litcpt.data.preference.best_of_n import TokenizedGroup, collate_groups
+from litcpt.data.preference.best_of_n import TokenizedGroup, collate_groups, group_shared_lengths
 from litcpt.models.reward import RewardModel
-from litcpt.models.row_scores import group_shared_lengths, reduce_logps, row_logps, row_rewards
+from litcpt.models.row_scores import reduce_logps, row_logps, row_rewards
 from tests.conftest import tiny_config
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from litcpt.runtime.optim import make_optimizer, optimizer_lr
 from litcpt.runtime.precision import bf16_half_ulp, bf16_updates_vanish, check_precision, default_precision
 from litcpt.runtime.ranks import global_rank, is_global_zero
-from litcpt.training.args import make_optimizer, optimizer_lr
 
 
 # ------------------------------------------------------------------------------------------------ precision
@@ -45,7 +45,7 @@ def test_default_precision_is_mixed_on_gpu_for_every_strategy():
 def _callable_spec(**init_args):
     from jsonargparse import ArgumentParser
 
-    from litcpt.training.args import OptimizerArg
+    from litcpt.runtime.optim import OptimizerArg
 
     parser = ArgumentParser()
     parser.add_argument("--optimizer", type=OptimizerArg, default="AdamW")
@@ -73,7 +73,7 @@ def test_explicit_fused_false_is_kept_and_sgd_untouched():
     assert optimizer.defaults["fused"] is False
     from jsonargparse import ArgumentParser
 
-    from litcpt.training.args import OptimizerArg
+    from litcpt.runtime.optim import OptimizerArg
 
     parser = ArgumentParser()
     parser.add_argument("--optimizer", type=OptimizerArg)

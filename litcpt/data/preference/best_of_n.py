@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["BestOfNRow", "TokenizedGroup", "collate_groups", "load_best_of_n_rows", "parse_best_of_n_row",
-           "replace_prompts", "tokenize_groups"]
+__all__ = ["BestOfNRow", "TokenizedGroup", "collate_groups", "group_shared_lengths", "load_best_of_n_rows",
+           "parse_best_of_n_row", "replace_prompts", "tokenize_groups"]
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,9 @@ def collate_groups(groups: Sequence[TokenizedGroup], *, pad_id: int = 0) -> dict
     """All rows of ``groups`` as one right-padded batch: the fields of
     :func:`~litcpt.data.preference.datamodule.collate_preference` (``input_ids``, ``attention_mask``, ``response_mask``,
     ``lengths``, ``prompt_lengths``, ``last_index``) plus ``group [R]`` (the group of each row, ``0..G-1``),
-    ``shared [G]`` (:func:`~litcpt.models.row_scores.group_shared_lengths`) and ``sizes`` (rows per group)."""
+    ``shared [G]`` (:func:`group_shared_lengths`) and ``sizes`` (rows per group)."""
     from litcpt.data.preference.batching import pad_rows
-    from litcpt.models.row_scores import group_shared_lengths
+
 
     if not groups:
         raise ValueError("collate_groups: empty batch")
@@ -165,3 +165,16 @@ def replace_prompts(rows: Iterable[BestOfNRow], wrap: Any) -> list[BestOfNRow]:
         prompt, completions = wrap(row.prompt, row.completions)
         out.append(dataclasses.replace(row, prompt=prompt, completions=tuple(completions)))
     return out
+
+
+def group_shared_lengths(rows: Sequence[Sequence[int]], prompt_lengths: Sequence[int]) -> int:
+    """Leading tokens that all ``rows`` of one group share inside every row's prompt, leaving each row at least one
+    token of its own (what a prompt-sharing forward may compute once)."""
+    if not rows:
+        return 0
+    limit = min(min(prompt_lengths), min(len(r) for r in rows) - 1)
+    first = rows[0]
+    n = 0
+    while n < limit and all(r[n] == first[n] for r in rows[1:]):
+        n += 1
+    return max(n, 0)
