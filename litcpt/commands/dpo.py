@@ -14,7 +14,7 @@ from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
 from litcpt.runtime.tokenizers import load_checked_tokenizer
 from litcpt.training.args import EvalArgs, TrainArgs
-from litcpt.training.harness import LoggerName, Resume, RunSpec, fit, run_spec_from_args
+from litcpt.training.harness import LoggerName, Resume, RunSpec, fit
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {"class_path": "torch.optim.AdamW",
                                      "init_args": {"lr": 5.0e-7, "weight_decay": 0.0, "betas": [0.9, 0.999]}}
@@ -216,7 +216,11 @@ def setup(
                          "unset for one epoch")
     config = load_config(checkpoint_dir)
     tokenizer = load_checked_tokenizer(checkpoint_dir, config, field="checkpoint_dir")
-    spec = run_spec_from_args(locals(), tokenizer_dir=checkpoint_dir)  # batch sizes must divide: fails before data
+    # batch sizes must divide: fails before any data work
+    spec = RunSpec(out_dir=out_dir, train=train, eval=eval, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                   precision=precision, logger_name=logger_name, seed=seed, resume=resume, tokenizer_dir=checkpoint_dir,
+                   accelerator=accelerator)
+    spec.seed_everything()  # before the model is built: the same fresh weights on every rank
     seq_length = train.max_seq_length or config.block_size
     if seq_length > config.block_size:
         raise ValueError(f"train.max_seq_length={seq_length} exceeds the model's block_size {config.block_size}")
@@ -255,7 +259,7 @@ def setup(
                       ld_alpha=ld_alpha, optimizer=_copy_optimizer(optimizer),
                       activation_checkpointing=train.activation_checkpointing, compile=train.compile,
                       defer_init=spec.sharded)
-    spec.callbacks = [train.default_schedule(lr_schedule, warmup=0.1, min_lr_ratio=0.0)]
+    spec.callbacks = [train.lr_schedule(lr_schedule, "dpo")]
     if sync_ref_model:
         spec.callbacks.append(sync_callback)
     fit(module, data, spec, max_steps=max_steps)

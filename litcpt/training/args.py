@@ -3,7 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+RunType = Literal["pretrain", "reward", "dpo"]
+
+
+@dataclass(frozen=True)
+class DefaultSchedule:
+    """The LR schedule a run type trains with when the recipe gives no ``lr_schedule``: ``WarmupCosineLR`` with this
+    warmup (a fraction of the stage) and final LR (a fraction of the peak)."""
+
+    warmup: float
+    min_lr_ratio: float
+
+
+DEFAULT_SCHEDULES: dict[str, DefaultSchedule] = {
+    "pretrain": DefaultSchedule(warmup=0.01, min_lr_ratio=0.1),  # the paper's: warmup 1%, cosine to 0.1 x peak
+    "reward": DefaultSchedule(warmup=0.03, min_lr_ratio=0.1),
+    "dpo": DefaultSchedule(warmup=0.1, min_lr_ratio=0.0),  # TRL's DPO recipes: warmup 10%, decay to 0
+}
+"""The one place each run type's default LR schedule is declared (read by the runs, ``plot-schedule`` and
+``anneal``)."""
 
 
 @dataclass
@@ -80,11 +100,11 @@ class TrainArgs:
         names = ("lr_warmup_steps", "lr_warmup_fraction", "min_lr")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
-    def default_schedule(self, lr_schedule: Any, *, warmup: float, min_lr_ratio: float) -> Any:
-        """``lr_schedule``, or else a command's default ``WarmupCosineLR(warmup, min_lr_ratio)`` with LitGPT's LR keys
-        applied (``lr_warmup_steps`` / ``lr_warmup_fraction`` set the warmup, ``min_lr`` the final LR). Those keys
-        with an explicit ``lr_schedule`` are an error: the schedule says its own warmup and final LR."""
-        from litcpt.callbacks import WarmupCosineLR
+    def lr_schedule(self, lr_schedule: Any, run: RunType) -> Any:
+        """``lr_schedule``, or else the run type's default (:data:`DEFAULT_SCHEDULES`, a ``WarmupCosineLR``) with
+        LitGPT's LR keys applied (``lr_warmup_steps`` / ``lr_warmup_fraction`` set the warmup, ``min_lr`` the final
+        LR). Those keys with an explicit ``lr_schedule`` are an error: the schedule says its own warmup and final LR."""
+        from litcpt.callbacks.lr_schedule import WarmupCosineLR
 
         keys = self.schedule_keys()
         if lr_schedule is not None:
@@ -95,9 +115,10 @@ class TrainArgs:
                     "warmup and the final LR in lr_schedule.init_args instead (e.g. warmup_steps, min_lr)"
                 )
             return lr_schedule
-        kwargs: dict[str, Any] = {"warmup": warmup, "min_lr_ratio": min_lr_ratio}
+        default = DEFAULT_SCHEDULES[run]
+        kwargs: dict[str, Any] = {"warmup": default.warmup, "min_lr_ratio": default.min_lr_ratio}
         if "lr_warmup_steps" in keys:
-            kwargs = {"warmup_steps": keys["lr_warmup_steps"], "min_lr_ratio": min_lr_ratio}
+            kwargs = {"warmup_steps": keys["lr_warmup_steps"], "min_lr_ratio": default.min_lr_ratio}
         elif "lr_warmup_fraction" in keys:
             kwargs["warmup"] = keys["lr_warmup_fraction"]
         if "min_lr" in keys:

@@ -9,7 +9,7 @@ LitGPT-layout checkpoints for interop, and final validation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,7 +59,16 @@ class RunSpec:
     callbacks: list[Callback] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # Seed before the command builds its model, so fresh weights are the same on every rank and every run.
+        """Checks only (no side effects): the batch sizes divide over the world size, so a run fails on that before
+        any data work."""
+        self.out_dir = Path(self.out_dir)
+        if self.tokenizer_dir is not None:
+            self.tokenizer_dir = Path(self.tokenizer_dir)
+        self.train.accumulation(self.world_size)
+
+    def seed_everything(self) -> None:
+        """Seed every RNG with ``seed``: a run calls it before it builds its model, so fresh weights are the same on
+        every rank and in every run."""
         L.seed_everything(self.seed, workers=True, verbose=False)
 
     @property
@@ -91,21 +100,6 @@ class RunSpec:
         from litcpt.runtime.precision import default_precision
 
         return default_precision(self.on_gpu, self.on_gpu and torch.cuda.is_bf16_supported())
-
-
-def run_spec_from_args(args: dict[str, Any], **overrides: Any) -> RunSpec:
-    """The :class:`RunSpec` of a training command's arguments (``locals()`` of its ``setup``, whose parameters are
-    named as RunSpec's fields; ``overrides`` win). Checks that the batch sizes divide over the world size, so a
-    command fails on that before any data work."""
-    names = {f.name for f in fields(RunSpec)} - {"callbacks"}
-    values = {k: v for k, v in args.items() if k in names}
-    values.update(overrides)
-    values["out_dir"] = Path(values["out_dir"])
-    if values.get("tokenizer_dir") is not None:
-        values["tokenizer_dir"] = Path(values["tokenizer_dir"])
-    spec = RunSpec(**values)
-    spec.train.accumulation(spec.world_size)
-    return spec
 
 
 def find_resume_checkpoint(resume: Resume, out_dir: Path) -> Path | None:

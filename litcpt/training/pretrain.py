@@ -1,6 +1,5 @@
 """A pretrain run: ``litcpt pretrain`` (the signature is the recipe schema), also run by ``litcpt anneal`` and
-``litcpt demo``; with the defaults that reading a pretrain recipe needs (:func:`resolve_model_config`,
-:func:`default_schedule`)."""
+``litcpt demo``; with the model config that reading a pretrain recipe needs (:func:`resolve_model_config`)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from litcpt.runtime.strategies import StrategyName
 from litcpt.runtime.tokenizers import load_checked_tokenizer
 from litcpt.training.args import EvalArgs, TrainArgs
 from litcpt.training.carry import CarryArgs
-from litcpt.training.harness import LoggerName, fit, run_spec_from_args
+from litcpt.training.harness import LoggerName, RunSpec, fit
 
 
 def resolve_model_config(model_name: str | None, model_config: Config | None,
@@ -34,12 +33,6 @@ def resolve_model_config(model_name: str | None, model_config: Config | None,
     if initial_checkpoint_dir is not None:
         return load_config(initial_checkpoint_dir)
     raise ValueError("one of model_name, model_config or initial_checkpoint_dir is required")
-
-
-def default_schedule(train: TrainArgs | None = None, lr_schedule: Callback | None = None) -> Callback:
-    """``lr_schedule``, else the paper's schedule: linear warmup over 1% of the stage, cosine to 0.1 x peak (LitGPT's
-    ``train.lr_warmup_steps`` / ``lr_warmup_fraction`` / ``min_lr`` change its warmup and final LR)."""
-    return (train or TrainArgs()).default_schedule(lr_schedule, warmup=0.01, min_lr_ratio=0.1)
 
 
 def setup(
@@ -113,8 +106,12 @@ def setup(
         tokenizer_dir = initial_checkpoint_dir if initial_checkpoint_dir is not None else assets.tokenizer_dir()
     tokenizer = load_checked_tokenizer(tokenizer_dir, config)
     seq_length = train.max_seq_length or config.block_size
-    spec = run_spec_from_args(locals())  # batch sizes must divide: fails before any data work
-    schedule = default_schedule(train, lr_schedule)  # LitGPT's LR keys: checked before any data work
+    # batch sizes must divide: fails before any data work
+    spec = RunSpec(out_dir=out_dir, train=train, eval=eval, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                   precision=precision, logger_name=logger_name, seed=seed, resume=resume, tokenizer_dir=tokenizer_dir,
+                   accelerator=accelerator)
+    spec.seed_everything()  # before the model is built: the same fresh weights on every rank
+    schedule = train.lr_schedule(lr_schedule, "pretrain")  # LitGPT's LR keys: checked before any data work
     max_steps = train.resolve_max_steps(seq_length)
 
     if data is None:

@@ -77,11 +77,11 @@ def peak_lr(args: dict[str, Any], callback: Any, *, where: str) -> float:
 def lr_callback(args: dict[str, Any], *, where: str) -> Any:
     """The recipe's ``lr_schedule`` (``litcpt pretrain``'s default when unset); must be a litcpt LR callback."""
     from litcpt.callbacks import LRScheduleCallback
-    from litcpt.training.pretrain import default_schedule
+    from litcpt.training.args import TrainArgs
 
     callback = args.get("lr_schedule")
     if callback is None:
-        return default_schedule(args.get("train"))
+        return (args.get("train") or TrainArgs()).lr_schedule(None, "pretrain")
     if not isinstance(callback, LRScheduleCallback):
         raise ValueError(f"{where}: lr_schedule is a {type(callback).__module__}.{type(callback).__qualname__}, not "
                          "a litcpt LR-schedule callback (WarmupCosineLR, InfiniteLR, WSDLR, ConstantLR, LinearDecayLR, "

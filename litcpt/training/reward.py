@@ -15,7 +15,7 @@ from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
 from litcpt.runtime.tokenizers import load_checked_tokenizer
 from litcpt.training.args import EvalArgs, TrainArgs
-from litcpt.training.harness import LoggerName, fit, run_spec_from_args
+from litcpt.training.harness import LoggerName, RunSpec, fit
 
 
 def resolve_head_token(head: str, head_token: str | None, head_token_id: int | None, tokenizer) -> int | None:
@@ -105,7 +105,11 @@ def setup(
     config = load_config(checkpoint_dir)
     tokenizer = load_checked_tokenizer(checkpoint_dir, config, field="checkpoint_dir")
     token_id = resolve_head_token(head, head_token, head_token_id, tokenizer)
-    spec = run_spec_from_args(locals(), tokenizer_dir=checkpoint_dir)
+    # batch sizes must divide: fails before any data work
+    spec = RunSpec(out_dir=out_dir, train=train, eval=eval, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                   precision=precision, logger_name=logger_name, seed=seed, resume=resume, tokenizer_dir=checkpoint_dir,
+                   accelerator=accelerator)
+    spec.seed_everything()  # before the model is built: the same fresh weights on every rank
     if dry_run:
         from litcpt.training.dry_run import print_dry_run
 
@@ -128,6 +132,6 @@ def setup(
                          optimizer=optimizer,
                          activation_checkpointing=train.activation_checkpointing, compile=train.compile,
                          defer_init=spec.sharded)
-    spec.callbacks = [train.default_schedule(lr_schedule, warmup=0.03, min_lr_ratio=0.1)]
+    spec.callbacks = [train.lr_schedule(lr_schedule, "reward")]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

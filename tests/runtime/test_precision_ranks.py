@@ -34,7 +34,7 @@ def test_default_precision_is_mixed_on_gpu_for_every_strategy():
 
     assert default_precision(True, True) == "bf16-mixed" and default_precision(False, False) == "32-true"
     for strategy in ("auto", "ddp", "fsdp", "fsdp2"):
-        spec = RunSpec(out_dir=None, train=TrainArgs(max_steps=1), eval=EvalArgs(), strategy=strategy,
+        spec = RunSpec(out_dir="out", train=TrainArgs(max_steps=1), eval=EvalArgs(), strategy=strategy,
                        accelerator="cpu")
         assert spec.resolved_precision() == "32-true"
         spec.precision = "bf16-true"
