@@ -9,6 +9,7 @@ from typing import Any, Literal, Optional, Union
 from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
+from litcpt.losses.preference import DEFAULT_BETA
 from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config
 from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
@@ -105,7 +106,7 @@ def setup(
     checkpoint_dir: Path,
     ref_checkpoint_dir: Path | None = None,
     out_dir: Path = Path("out/dpo"),
-    beta: float = 0.1,
+    beta: float = DEFAULT_BETA,
     loss_type: Union[LossName, list[LossName]] = "sigmoid",
     label_smoothing: float = 0.0,
     average_logps: bool = False,

@@ -265,6 +265,7 @@ def main(
     from litgpt import Tokenizer
 
     from litcpt.data.preference.pair_tokens import tokenize_pairs
+    from litcpt.losses.preference import DEFAULT_BETA
     from litcpt.models.dpo_checks import check_reference_compatible, check_scorable, read_dpo_metadata
     from litcpt.rewardbench.engine import score_tokenized, shared_prompt_bytes
     from litcpt.rewardbench.results import Timer, format_table, summarize, write_outputs
@@ -294,7 +295,7 @@ def main(
         beta, average_logps = 1.0, False
     if kind == "dpo":
         if beta is None:
-            beta = float(meta.get("beta", 0.1))
+            beta = float(meta.get("beta", DEFAULT_BETA))
         if average_logps is None:
             average_logps = bool(meta.get("average_logps", False))
         if ref_free or (ref_checkpoint_dir is None and meta.get("reference_free")):

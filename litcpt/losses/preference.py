@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "DEFAULT_BETA",
     "DPO_LOSS_TYPES",
     "F_DIVERGENCE_TYPES",
     "bradley_terry",
@@ -53,6 +54,9 @@ __all__ = [
     "sft_nll",
     "wpo_weights",
 ]
+
+DEFAULT_BETA: Final[float] = 0.1
+"""β of the DPO family when none is given: the one default of the losses, ``litcpt dpo`` and ``litcpt rewardbench``."""
 
 #: Loss types accepted by :func:`dpo`.
 DPO_LOSS_TYPES: Final[tuple[str, ...]] = (
@@ -271,7 +275,7 @@ def dpo_terms(
     ref_chosen_logps: Tensor | None,
     ref_rejected_logps: Tensor | None,
     *,
-    beta: float = 0.1,
+    beta: float = DEFAULT_BETA,
     loss_type: str | Sequence[str] = "sigmoid",
     label_smoothing: float = 0.0,
     chosen_lengths: Tensor | None = None,

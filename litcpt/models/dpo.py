@@ -86,12 +86,26 @@ class DPOModel(GPTModule):
         optimizer, activation_checkpointing, tie_embeddings: as for every litcpt module.
     """
 
-    def __init__(self, config: Config, *, checkpoint_dir: Path, ref_checkpoint_dir: Path | None = None,
-                 beta: float = 0.1, loss_type: LossType | Sequence[LossType] = "sigmoid", label_smoothing: float = 0.0,
-                 average_logps: bool = False, reference_logps: ReferenceLogps | None = None,
-                 loss_weights: Sequence[float] | None = None, simpo_gamma: float = 0.5, discopop_tau: float = 0.05,
-                 f_divergence_type: FDivergence = "reverse_kl", f_alpha_divergence_coef: float = 0.5,
-                 use_weighting: bool = False, ld_alpha: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        checkpoint_dir: Path,
+        ref_checkpoint_dir: Path | None = None,
+        beta: float = losses.DEFAULT_BETA,
+        loss_type: LossType | Sequence[LossType] = "sigmoid",
+        label_smoothing: float = 0.0,
+        average_logps: bool = False,
+        reference_logps: ReferenceLogps | None = None,
+        loss_weights: Sequence[float] | None = None,
+        simpo_gamma: float = 0.5,
+        discopop_tau: float = 0.05,
+        f_divergence_type: FDivergence = "reverse_kl",
+        f_alpha_divergence_coef: float = 0.5,
+        use_weighting: bool = False,
+        ld_alpha: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         if checkpoint_dir is None:
             raise ValueError("checkpoint_dir: DPO starts from a trained LitGPT checkpoint, got None")
         types, weights = losses.parse_loss_types(loss_type, loss_weights)
@@ -99,19 +113,36 @@ class DPOModel(GPTModule):
         if ld_alpha is not None:
             losses.ld_logps(torch.zeros(2, 1), torch.ones(2, 1), ld_alpha)  # range check
             if average_logps:
-                raise ValueError("ld_alpha: LD-DPO reweights summed log-probs; it cannot be combined with "
-                                 "average_logps: true")
+                raise ValueError(
+                    "ld_alpha: LD-DPO reweights summed log-probs; it cannot be combined with average_logps: true"
+                )
         if "sigmoid_norm" in types and average_logps:
-            raise ValueError("loss_type 'sigmoid_norm' divides by the response lengths itself; set average_logps: "
-                             "false")
-        self.options: dict[str, Any] = {"simpo_gamma": float(simpo_gamma), "discopop_tau": float(discopop_tau),
-                                        "f_divergence_type": f_divergence_type,
-                                        "f_alpha_divergence_coef": float(f_alpha_divergence_coef)}
+            raise ValueError(
+                "loss_type 'sigmoid_norm' divides by the response lengths itself; set average_logps: false"
+            )
+        self.options: dict[str, Any] = {
+            "simpo_gamma": float(simpo_gamma),
+            "discopop_tau": float(discopop_tau),
+            "f_divergence_type": f_divergence_type,
+            "f_alpha_divergence_coef": float(f_alpha_divergence_coef),
+        }
         zero, one = torch.zeros(1), torch.ones(1)
         ref_zero = None if self.reference_free else zero
-        losses.dpo(zero, zero, ref_zero, ref_zero, beta=beta, loss_type=types, loss_weights=weights,
-                   label_smoothing=label_smoothing, chosen_lengths=one, rejected_lengths=one, sft_nll=zero[0],
-                   pair_weights=one if use_weighting else None, **self.options)
+        losses.dpo(
+            zero,
+            zero,
+            ref_zero,
+            ref_zero,
+            beta=beta,
+            loss_type=types,
+            loss_weights=weights,
+            label_smoothing=label_smoothing,
+            chosen_lengths=one,
+            rejected_lengths=one,
+            sft_nll=zero[0],
+            pair_weights=one if use_weighting else None,
+            **self.options,
+        )
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
         self.beta, self.label_smoothing = float(beta), float(label_smoothing)
         self.loss_types, self.loss_weights = types, weights
@@ -131,15 +162,19 @@ class DPOModel(GPTModule):
         elif reference_logps is None:
             ref_config = load_config(self.ref_checkpoint_dir) if ref_checkpoint_dir is not None else config
             if ref_config.padded_vocab_size != config.padded_vocab_size:
-                raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} and ref_checkpoint_dir "
-                                 f"{str(self.ref_checkpoint_dir)!r} have different padded_vocab_size "
-                                 f"({config.padded_vocab_size} vs {ref_config.padded_vocab_size})")
+                raise ValueError(
+                    f"checkpoint_dir {str(checkpoint_dir)!r} and ref_checkpoint_dir "
+                    f"{str(self.ref_checkpoint_dir)!r} have different padded_vocab_size "
+                    f"({config.padded_vocab_size} vs {ref_config.padded_vocab_size})"
+                )
             if kwargs.get("defer_init") and not kwargs.get("tie_embeddings"):
-                self.ref_model = self.deferred_gpt("ref_model", ref_config, self.ref_checkpoint_dir,
-                                                   field="ref_checkpoint_dir")
+                self.ref_model = self.deferred_gpt(
+                    "ref_model", ref_config, self.ref_checkpoint_dir, field="ref_checkpoint_dir"
+                )
             else:
-                self.ref_model = build_gpt(ref_config, checkpoint_dir=self.ref_checkpoint_dir,
-                                           field="ref_checkpoint_dir")
+                self.ref_model = build_gpt(
+                    ref_config, checkpoint_dir=self.ref_checkpoint_dir, field="ref_checkpoint_dir"
+                )
             self.ref_model.eval().requires_grad_(False)
         extra = tuple(f"loss/{name}" for name in types) if len(types) > 1 else ()
         self.train_metrics, self.val_metrics = DPOMetrics(extra), DPOMetrics(extra)
@@ -161,8 +196,12 @@ class DPOModel(GPTModule):
 
         first = not getattr(self, "_litcpt_configured", False) and self._trainer is not None
         super().configure_model()
-        if (first and self.ref_model is not None and "ref_model" not in self.weight_sources
-                and isinstance(self.trainer.strategy, ModelParallelStrategy)):  # a meta ref is sharded by super()
+        if (
+            first
+            and self.ref_model is not None
+            and "ref_model" not in self.weight_sources
+            and isinstance(self.trainer.strategy, ModelParallelStrategy)
+        ):  # a meta ref is sharded by super()
             apply_fsdp2(self.ref_model, self.device_mesh, activation_checkpointing=False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -211,11 +250,9 @@ class DPOModel(GPTModule):
         if self._needs_tokens:
             return self._policy_tokens(batch)[:2]
         if self._head_on_responses_only(self.model):
-            logps = response_logps(self.model, batch["input_ids"], batch["response_mask"],
-                                   average=self.average_logps)
+            logps = response_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
         else:
-            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"],
-                                   average=self.average_logps)
+            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
         half = logps.shape[0] // 2
         return logps[:half], logps[half:]
 
@@ -270,14 +307,22 @@ class DPOModel(GPTModule):
             rc, rr = rc.to(pc), rr.to(pr)
         if "sigmoid_norm" in self.loss_types:
             lengths = batch["response_mask"].sum(-1).to(pc)
-            extras["chosen_lengths"], extras["rejected_lengths"] = lengths[:pc.shape[0]], lengths[pc.shape[0]:]
+            extras["chosen_lengths"], extras["rejected_lengths"] = lengths[: pc.shape[0]], lengths[pc.shape[0] :]
         if "bco_pair" in self.loss_types:
             if split == "train" and self.training:
                 self._update_bco_mean(pc.detach() - rc, pr.detach() - rr, self._weight(batch, pc))
             extras["bco_delta"] = self.bco_running_mean
-        terms, r_chosen, r_rejected = losses.dpo_terms(pc, pr, rc, rr, beta=self.beta, loss_type=self.loss_types,
-                                                       label_smoothing=self.label_smoothing, **self.options,
-                                                       **extras)
+        terms, r_chosen, r_rejected = losses.dpo_terms(
+            pc,
+            pr,
+            rc,
+            rr,
+            beta=self.beta,
+            loss_type=self.loss_types,
+            label_smoothing=self.label_smoothing,
+            **self.options,
+            **extras,
+        )
         per_pair = sum(w * terms[name] for name, w in zip(self.loss_types, self.loss_weights))
         values = pair_values(per_pair, r_chosen, r_rejected, pc.detach(), pr.detach())
         if len(self.loss_types) > 1:
@@ -294,8 +339,7 @@ class DPOModel(GPTModule):
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(total)
         if total[1] > 0:
-            mean, count = losses.running_mean_update(self.bco_running_mean, self.bco_running_count,
-                                                     total[0] / total[1])
+            mean, count = losses.running_mean_update(self.bco_running_mean, self.bco_running_count, total[0] / total[1])
             self.bco_running_mean.copy_(mean)
             self.bco_running_count.copy_(count)
 
@@ -335,13 +379,19 @@ class DPOModel(GPTModule):
     # --------------------------------------------------------------------------- export
     def metadata(self) -> dict[str, Any]:
         """``dpo.json``: what ``litcpt rewardbench`` needs to score this policy as an implicit reward model."""
-        return {"beta": self.beta, "loss_type": self.loss_type, "label_smoothing": self.label_smoothing,
-                "loss_weights": list(self.loss_weights), "average_logps": self.average_logps,
-                "reference_free": self.reference_free,
-                "reference_checkpoint_dir": (None if self.reference_free
-                                             else str(Path(os.path.abspath(self.ref_checkpoint_dir)))),
-                "policy_init_checkpoint_dir": str(Path(os.path.abspath(self.checkpoint_dir))),
-                "precompute_ref": self.reference_logps is not None}
+        return {
+            "beta": self.beta,
+            "loss_type": self.loss_type,
+            "label_smoothing": self.label_smoothing,
+            "loss_weights": list(self.loss_weights),
+            "average_logps": self.average_logps,
+            "reference_free": self.reference_free,
+            "reference_checkpoint_dir": (
+                None if self.reference_free else str(Path(os.path.abspath(self.ref_checkpoint_dir)))
+            ),
+            "policy_init_checkpoint_dir": str(Path(os.path.abspath(self.checkpoint_dir))),
+            "precompute_ref": self.reference_logps is not None,
+        }
 
     def litgpt_export(self, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """The policy's weights (a plain LitGPT checkpoint) and ``dpo.json``."""

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from litcpt.losses.preference import DEFAULT_BETA
+
 __all__ = ["ImplicitRewardScorer", "RewardModelScorer", "Scorer"]
 
 
@@ -113,7 +115,7 @@ class ImplicitRewardScorer:
 
     kind = "dpo"
 
-    def __init__(self, policy: torch.nn.Module, reference: torch.nn.Module | None = None, *, beta: float = 0.1,
+    def __init__(self, policy: torch.nn.Module, reference: torch.nn.Module | None = None, *, beta: float = DEFAULT_BETA,
                  average_logps: bool = False, share_prompt: bool = True, reduction: str | None = None) -> None:
         from litcpt.models.logprobs import supports_fast_inference
         from litcpt.models.row_scores import REDUCTIONS
