@@ -1,11 +1,11 @@
 """Refuse, at import, versions of the libraries whose private APIs litcpt relies on but has not been tested with.
 
-litcpt reaches below the public API of two packages, so a new release of either can break it silently:
+litcpt reaches below the public API of litgpt and Lightning (every such use is a wrapper in :mod:`litcpt._private`,
+tested in ``tests/test_private_api.py``), so a new release of either can break it:
 
-- **litgpt**: ``litcpt/models/shared_prefix.py`` subclasses ``litgpt.model.KVCache`` and calls
-  ``block.attn(...)`` / ``CausalSelfAttention`` with litgpt 0.5's positional signature;
-- **lightning**: ``litcpt/runtime/strategies.py`` uses ``lightning.pytorch.strategies.fsdp``'s private
-  ``_setup_activation_checkpointing`` / ``_move_torchmetrics_to_device``.
+- **litgpt**: the KV-cache protocol (``litgpt.model.KVCache``) and the attention call signature of litgpt 0.5;
+- **lightning**: private hooks and attributes of ``ThroughputMonitor``, ``WeightAveraging``, ``FSDPStrategy``, the
+  logger connector and the fit loop.
 
 The ranges below are the ones the test suite runs on (they mirror ``pyproject.toml``). Set
 ``LITCPT_SKIP_VERSION_CHECK=1`` to import anyway, at your own risk.

@@ -138,8 +138,9 @@ def layer_table(text: str | None = None) -> dict[str, set[str]]:
     return table
 
 
-ALWAYS = {"litcpt", "_compat"}
-"""What every package may import: the package root (it runs the version gate of ``_compat``) and ``_compat``."""
+ALWAYS = {"litcpt", "_compat", "_private"}
+"""What every package may import: the package root (it runs the version gate of ``_compat``), ``_compat`` and
+``_private`` (every use of private Lightning / LitGPT / torch API)."""
 
 
 def package_edges(edges: dict[str, set[str]]) -> dict[tuple[str, str], list[str]]:

@@ -30,8 +30,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging
 
+from litcpt._private import WeightAveragingAdapter
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint, export_litgpt
 from litcpt.runtime.checkpoint import clean_state_dict, save_litgpt_dir
 
@@ -42,8 +43,6 @@ class _LitGPTAveraging:
     """What EMA and SWA share on top of ``WeightAveraging`` (see the module docstring). Mixed in first."""
 
     suffix = "-avg"
-    _average_model: Any
-    _latest_update_step: int
 
     def _init_litgpt(self, save: bool, validate_average: bool) -> None:
         self.save = save
@@ -69,20 +68,20 @@ class _LitGPTAveraging:
 
         from litcpt.averaging.sharded import FlatShardedAverage, ShardedAverage
 
-        if self._average_model is None:
-            avg_fn = self._kwargs.get("avg_fn") or get_swa_avg_fn()  # type: ignore[attr-defined]
-            device = self._device  # type: ignore[attr-defined]
+        if self.average_model is None:
+            avg_fn = self.averaging_kwargs.get("avg_fn") or get_swa_avg_fn()  # type: ignore[attr-defined]
+            device = self.averaging_device
             if isinstance(self._strategy, FSDPStrategy):  # the root FSDP wrapper gathers and loads full tensors
-                self._average_model = FlatShardedAverage(pl_module, avg_fn, self._strategy.model, device=device)
+                self.average_model = FlatShardedAverage(pl_module, avg_fn, self._strategy.model, device=device)
             else:
-                self._average_model = ShardedAverage(pl_module, avg_fn, device=device)
-        return self._average_model
+                self.average_model = ShardedAverage(pl_module, avg_fn, device=device)
+        return self.average_model
 
-    def _swap_models(self, pl_module: L.LightningModule) -> None:
+    def swap_weights(self, pl_module: L.LightningModule) -> None:
         if getattr(self, "_sharded", False):
             self._sharded_average(pl_module).swap(pl_module)
         else:
-            super()._swap_models(pl_module)  # type: ignore[misc]
+            super().swap_weights(pl_module)  # type: ignore[misc]
 
     # -------------------------------------------------------------- validation and end of training
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -109,7 +108,7 @@ class _LitGPTAveraging:
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write ``final<suffix>/``; the model keeps its raw weights (no copy of the average into it)."""
-        if self.save and self._average_model is not None:
+        if self.save and self.average_model is not None:
             self.save_litgpt(trainer, pl_module, f"final{self.suffix}")
 
     # -------------------------------------------------------------- LitGPT dirs
@@ -121,10 +120,10 @@ class _LitGPTAveraging:
     def averaged_state_dict(self) -> dict[str, Any]:
         """The averaged LightningModule's state dict (keys as the module's own, wrapper prefixes removed). Under FSDP a
         collective (every rank gathers the full average; FSDP1 with CPU offload: rank 0 only)."""
-        assert self._average_model is not None
+        assert self.average_model is not None
         if getattr(self, "_sharded", False):
-            return clean_state_dict(self._average_model.full())
-        return clean_state_dict({k: v.detach().cpu() for k, v in self._average_model.module.state_dict().items()})
+            return clean_state_dict(self.average_model.full())
+        return clean_state_dict({k: v.detach().cpu() for k, v in self.average_model.module.state_dict().items()})
 
     def save_litgpt(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path:
         """Write the average as a LitGPT dir ``<out_dir>/<name>/`` (rank 0; out_dir and tokenizer as the raw ones)."""
@@ -154,13 +153,13 @@ class _LitGPTAveraging:
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Keep the raw weights in ``state_dict``; the average goes to ``averaged_state_dict``."""
-        if self._average_model is not None and getattr(self, "_sharded", False):
-            full = self._average_model.full()  # a collective (rank 0 writes the checkpoint's metadata)
+        if self.average_model is not None and getattr(self, "_sharded", False):
+            full = self.average_model.full()  # a collective (rank 0 writes the checkpoint's metadata)
             checkpoint[self._ckpt_key] = {**{"module." + k: v for k, v in full.items()},
-                                                 "n_averaged": torch.tensor(self._average_model.n_averaged)}
-        elif self._average_model is not None:
+                                                 "n_averaged": torch.tensor(self.average_model.n_averaged)}
+        elif self.average_model is not None:
             checkpoint[self._ckpt_key] = {k: v.detach().clone()
-                                                 for k, v in self._average_model.state_dict().items()}
+                                                 for k, v in self.average_model.state_dict().items()}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if getattr(self, "_sharded", False):
@@ -169,8 +168,8 @@ class _LitGPTAveraging:
                 full = {k[len("module."):]: v for k, v in saved.items() if k.startswith("module.")}
                 self._sharded_average(pl_module).load_full(full, int(saved.get("n_averaged", 1)))
             return
-        if self._average_model is not None and self._saved_key(checkpoint) in checkpoint:
-            self._average_model.load_state_dict(checkpoint[self._saved_key(checkpoint)])
+        if self.average_model is not None and self._saved_key(checkpoint) in checkpoint:
+            self.average_model.load_state_dict(checkpoint[self._saved_key(checkpoint)])
             return
         # Lightning's own layout, or a checkpoint without an average (the average starts from its weights)
         with warnings.catch_warnings():
@@ -178,7 +177,7 @@ class _LitGPTAveraging:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)  # type: ignore[misc]
 
 
-class EMA(_LitGPTAveraging, EMAWeightAveraging):
+class EMA(_LitGPTAveraging, WeightAveragingAdapter, EMAWeightAveraging):
     """Exponential moving average of the weights, ``avg <- decay * avg + (1 - decay) * w`` after every optimizer step.
 
     Args:
@@ -210,7 +209,7 @@ class EMA(_LitGPTAveraging, EMAWeightAveraging):
         self._init_litgpt(save, validate_average)
 
 
-class SWA(_LitGPTAveraging, WeightAveraging):
+class SWA(_LitGPTAveraging, WeightAveragingAdapter):
     """Equal-weight (stochastic) weight average of the weights after every optimizer step from ``start_step`` on, e.g.
     over the constant-LR phase of an infinite or WSD schedule (Hägele et al. 2024).
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ThroughputMonitor
+from lightning.pytorch.callbacks import Callback
+
+from litcpt._private import ThroughputMonitorAdapter
 
 
 class OptimizerLR(Callback):
@@ -35,13 +37,13 @@ class OptimizerLR(Callback):
                       prog_bar=False, logger=bool(trainer.loggers), batch_size=1)
 
 
-class StepThroughputMonitor(ThroughputMonitor):
+class StepThroughputMonitor(ThroughputMonitorAdapter):
     """``ThroughputMonitor`` whose rows share the ``step`` of every other metric (validation included)."""
 
-    def _update(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, iter_num: int) -> None:
-        if self._module_has_flops is None:  # decided at the first batch: the module's setup may measure its FLOPs
-            self._module_has_flops = getattr(pl_module, "flops_per_batch", None) is not None
-        super()._update(trainer, pl_module, batch, iter_num)
+    def update_throughput(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, iter_num: int) -> None:
+        if self.module_has_flops is None:  # decided at the first batch: the module's setup may measure its FLOPs
+            self.module_has_flops = getattr(pl_module, "flops_per_batch", None) is not None
+        super().update_throughput(trainer, pl_module, batch, iter_num)
 
-    def _compute(self, trainer: L.Trainer, iter_num: int | None = None) -> None:
-        super()._compute(trainer, None)  # None: the logger connector's step, i.e. the run's optimizer step
+    def compute_throughput(self, trainer: L.Trainer, iter_num: int | None) -> None:
+        super().compute_throughput(trainer, None)  # None: the logger connector's step, i.e. the run's optimizer step

@@ -12,7 +12,9 @@ import logging
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelSummary
-from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table, get_human_readable_count
+from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
+
+from litcpt._private import summary_table
 
 log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
 
@@ -25,8 +27,8 @@ class RunSummary(ModelSummary):
             return
         summary = self._summary(trainer, pl_module)
         columns = [(name, values) for name, values in summary._get_summary_data() if name != "FLOPs"]
-        table = _format_summary_table(summary.total_parameters, summary.trainable_parameters, summary.model_size,
-                                      summary.total_training_modes, 0, *columns)
+        table = summary_table(summary.total_parameters, summary.trainable_parameters, summary.model_size,
+                              summary.total_training_modes, *columns)
         lines = table.splitlines()[:-1]  # the last line is Lightning's "Total Flops" (0 here)
         flops = getattr(pl_module, "flops_per_batch", None)
         if flops:

@@ -18,6 +18,7 @@ import torch
 from litgpt import GPT, Config
 from litgpt.model import CausalSelfAttention, LLaMAMLP
 
+from litcpt._private import attached_trainer
 from litcpt.runtime.checkpoint import load_weights
 from litcpt.runtime.optim import make_optimizer
 from litcpt.runtime.strategies import apply_activation_checkpointing, apply_fsdp2
@@ -197,7 +198,7 @@ class GPTModule(L.LightningModule):
         meta-device GPTs (``defer_init``) are materialised: their shards only under fsdp/fsdp2."""
         from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
-        if getattr(self, "_litcpt_configured", False) or self._trainer is None:
+        if getattr(self, "_litcpt_configured", False) or attached_trainer(self) is None:
             return
         self._litcpt_configured = True
         strategy = self.trainer.strategy

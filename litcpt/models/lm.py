@@ -8,6 +8,7 @@ import torch
 from litgpt.utils import chunked_cross_entropy
 from torchmetrics import MeanMetric
 
+from litcpt._private import attached_trainer
 from litcpt.models.base import GPTModule
 
 
@@ -110,7 +111,7 @@ class LanguageModel(GPTModule):
     def val_names(self) -> list[str]:
         dm = getattr(self.trainer, "datamodule", None)
         names = list(getattr(dm, "val_names", None) or [])
-        loaders = self.trainer.num_val_batches if self._trainer is not None else []
+        loaders = self.trainer.num_val_batches if attached_trainer(self) is not None else []
         while len(names) < len(loaders):
             names.append(f"val{len(names)}")
         return names or ["val"]

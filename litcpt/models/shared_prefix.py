@@ -36,8 +36,10 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-from litgpt.model import GPT, KVCache
+from litgpt.model import GPT
 from torch import Tensor, nn
+
+from litcpt._private import KVCache, block_attention
 
 __all__ = ["pair_hidden_states", "supports_shared_prefix"]
 
@@ -155,12 +157,12 @@ def _final_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, mask: Te
     cache = block.attn.kv_cache
     x_normed = block.norm_1(x)
     if 2 * queries > width:
-        h = block.post_attention_norm(block.attn(x_normed, cos, sin, mask, input_pos, None))
+        h = block.post_attention_norm(block_attention(block, x_normed, cos, sin, mask, input_pos))
         flat = keep
     else:
         cache.capture = True
         try:
-            block.attn(x_normed, cos, sin, mask, input_pos, None)
+            block_attention(block, x_normed, cos, sin, mask, input_pos)
         except _Captured:
             pass
         finally:
@@ -189,7 +191,8 @@ def _final_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, mask: Te
             q_mask = mask[:, 0].gather(1, q_cols.unsqueeze(-1).expand(-1, -1, mask.shape[-1]))
         q_pos = input_pos.expand(n, -1).gather(1, q_cols) if input_pos.dim() == 1 else input_pos.gather(1, q_cols)
         try:
-            h = block.post_attention_norm(block.attn(take(x_normed), q_cos, q_sin, q_mask.unsqueeze(1), q_pos, None))
+            h = block.post_attention_norm(
+                block_attention(block, take(x_normed), q_cos, q_sin, q_mask.unsqueeze(1), q_pos))
         finally:
             cache.replay = None
         x, x_normed = take(x), take(x_normed)

@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy, Strategy
+from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy, Strategy
 from litgpt.model import Block
+
+from litcpt._private import FSDPStrategyAdapter
 
 StrategyName = Literal["auto", "ddp", "fsdp", "fsdp2"]
 STRATEGIES = ("auto", "ddp", "fsdp", "fsdp2")
 
 
-class ReusingFSDPStrategy(FSDPStrategy):
+class ReusingFSDPStrategy(FSDPStrategyAdapter):
     """Lightning's ``FSDPStrategy``, but a second Trainer run on the same module (``trainer.validate`` before or after
     ``trainer.fit``, as the harness does for initial/final validation) reuses the root FSDP wrapper of the first run.
 
@@ -25,7 +27,7 @@ class ReusingFSDPStrategy(FSDPStrategy):
     root's parameters (embeddings, LM head) still sharded as 1-D views of a flat parameter ("'weight' must be 2-D").
     """
 
-    def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
         root = getattr(self, "_litcpt_root", None)
         if root is not None and root.module is model:
             return root
@@ -33,7 +35,7 @@ class ReusingFSDPStrategy(FSDPStrategy):
         return self._litcpt_root
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        return super()._setup_model(model)
+        return super().wrap_model(model)
 
 
 class CPUFSDPStrategy(ReusingFSDPStrategy):
@@ -45,7 +47,6 @@ class CPUFSDPStrategy(ReusingFSDPStrategy):
     strategy_name = "fsdp_cpu"
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        from lightning.pytorch.strategies.fsdp import _move_torchmetrics_to_device, _setup_activation_checkpointing
         from torch.distributed.fsdp import FullyShardedDataParallel
 
         if not any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
@@ -53,8 +54,7 @@ class CPUFSDPStrategy(ReusingFSDPStrategy):
                 module=model, cpu_offload=self.cpu_offload, mixed_precision=self.mixed_precision_config,
                 sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"), **self.kwargs,
             )
-        _move_torchmetrics_to_device(model, self.root_device)
-        _setup_activation_checkpointing(model, self._activation_checkpointing_kwargs)
+        self.finish_wrapping(model)
         return model
 
 
@@ -95,6 +95,6 @@ def apply_fsdp2(model: torch.nn.Module, device_mesh, *, activation_checkpointing
 
 def apply_activation_checkpointing(model: torch.nn.Module) -> None:
     """Wrap each litgpt ``Block`` so its activations are recomputed in the backward pass."""
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing as _apply
+    from litcpt._private import apply_activation_checkpointing as apply
 
-    _apply(model, check_fn=lambda m: isinstance(m, Block))
+    apply(model, check_fn=lambda m: isinstance(m, Block))
