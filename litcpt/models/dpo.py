@@ -116,6 +116,7 @@ class DPOModel(GPTModule):
         if loss.reference_free and reference_logps is not None:
             raise ValueError(f"loss_type {list(loss.names)}: reference-free; there is no reference to precompute")
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
+        config = self.config  # a Config also when given as its dict (load_from_checkpoint)
         self.loss = loss
         self.ref_checkpoint_dir = Path(ref_checkpoint_dir) if ref_checkpoint_dir is not None else Path(checkpoint_dir)
         self.reference_logps = reference_logps
