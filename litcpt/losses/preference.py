@@ -383,7 +383,7 @@ class DPOTerm:
     """One ``loss_type`` of the DPO family: its per-pair function and what the spec and the model need to know."""
 
     name: str
-    loss: Callable[[PairLogps, DPOLoss], Tensor]
+    per_pair: Callable[[PairLogps, DPOLoss], Tensor]
     """The per-pair loss ``(B,)`` of a batch (not weighted)."""
     label_smoothing: bool = False
     """Reads ``label_smoothing`` (for the other types a non-zero ε is an error)."""
@@ -678,7 +678,7 @@ def dpo_terms(
                     bco_delta=bco_delta)
     terms: dict[str, Tensor] = {}
     for term in loss.terms:
-        value = term.loss(x, loss)
+        value = term.per_pair(x, loss)
         if pair_weights is not None:
             value = value * pair_weights.to(value).detach()
         terms[term.name] = value
