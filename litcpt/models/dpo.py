@@ -5,20 +5,20 @@ precomputed, a frozen reference (``self.ref_model``: a copy of the starting chec
 mode, ``requires_grad_(False)``, run under ``no_grad``). Each batch holds ``B`` pairs as ``2B`` rows (chosen rows
 first, :func:`litcpt.data.preference.datamodule.collate_preference`); each model runs **one** forward over the ``2B``
 rows.
-The loss is :func:`litcpt.losses.preference.dpo` (any of TRL's DPO ``loss_type``\ s, reference-free ``simpo``, or a
-weighted
-list such as MPO; WPO weights, LD-DPO, f-divergences) on the summed (or, ``average_logps=True``, length-averaged)
-response log-probs of :func:`litcpt.models.logprobs.sequence_logps` (per-token log-probs from the same single
-forward when the loss needs them: ``sft``, ``use_weighting``, ``ld_alpha``). ``bco_pair``'s running mean lives in
-buffers (checkpointed); reference-free losses build no reference model; TR-DPO syncing is
+The loss is a :class:`litcpt.losses.preference.DPOLoss` (any of TRL's DPO ``loss_type``\ s, reference-free
+``simpo``, or a weighted list such as MPO; WPO weights, LD-DPO, f-divergences), built and validated once from the
+constructor's arguments (``self.loss``) and computed on each batch by :func:`litcpt.losses.preference.dpo_terms`, on
+the summed (or, ``average_logps=True``, length-averaged) response log-probs of
+:func:`litcpt.models.logprobs.sequence_logps` (per-token log-probs from the same single forward when the loss needs
+them: ``sft``, ``use_weighting``, ``ld_alpha``). ``bco_pair``'s running mean lives in buffers (checkpointed);
+reference-free losses build no reference model; TR-DPO syncing is
 :class:`litcpt.callbacks.sync_reference.SyncReference`.
 
 Precomputed reference (``reference_logps=``): :class:`ReferenceLogps` holds ``log π_ref`` of every pair of the train
 and val sets, keyed by the pair ``index`` of the batch; it is computed once before training by
 :class:`ReferenceLogpsModule` (``Trainer.predict``, same strategy as training) and cached in the run dir, and the
 reference model is then never built for training (:mod:`litcpt.models.dpo_reference`). Input checks and ``dpo.json``
-reading are :mod:`litcpt.models.dpo_checks`, the metrics :mod:`litcpt.models.pair_metrics`; their names are
-re-exported here.
+reading are :mod:`litcpt.models.dpo_checks`, the metrics :mod:`litcpt.models.pair_metrics`.
 
 Metrics (torchmetrics, synced across ranks, excluding the duplicate pairs that even out ranks), TRL's names with a
 ``train/`` or ``val/`` prefix: ``loss``, ``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies`` (strict
@@ -35,18 +35,26 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from litgpt import Config
 from torch import Tensor
 
-from litcpt.losses import preference as losses
+from litcpt.losses.preference import (
+    DPOLoss,
+    DPOLossName,
+    FDivergenceName,
+    dpo_terms,
+    ld_logps,
+    running_mean_update,
+    sft_nll,
+    weighted_sum,
+    wpo_weights,
+)
 from litcpt.models.base import GPTModule, build_gpt
 from litcpt.models.dpo_checks import DPO_META_FILE
-from litcpt.models.dpo_reference import (
-    ReferenceLogps,
-)
+from litcpt.models.dpo_reference import ReferenceLogps
 from litcpt.models.logprobs import masked_logps, response_logps, sequence_logps, token_logps
 from litcpt.models.pair_metrics import DPOMetrics
 from litcpt.models.pair_metrics import dpo_pair_values as pair_values
@@ -54,9 +62,6 @@ from litcpt.runtime.checkpoint import clean_state_dict, load_config
 
 __all__ = ["DPOModel"]
 
-LossType = Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair", "aot",
-                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "simpo", "sft"]
-FDivergence = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"]
 _REF_PREFIX = "ref_model."
 
 
@@ -68,22 +73,18 @@ class DPOModel(GPTModule):
         config: litgpt config of the policy.
         checkpoint_dir: LitGPT checkpoint dir the policy starts from (required).
         ref_checkpoint_dir: the reference (default: ``checkpoint_dir``, i.e. a frozen copy of the start).
-        beta: DPO temperature β > 0 (strength of the KL regularisation towards the reference).
-        loss_type: one of :data:`litcpt.losses.preference.DPO_LOSS_TYPES` or a list of them (see
-        :func:`litcpt.losses.preference.dpo`);
-            with a list, each component is also logged as ``loss/<type>``. ``simpo`` (alone or with ``sft``) is
-            reference-free: no reference model is built and the log-probs are length-averaged.
-        label_smoothing: ε of ``sigmoid`` (cDPO), ``robust``, ``exo_pair``, ``aot``, ``aot_unpaired``, ``simpo``.
-        loss_weights: one weight per loss type (default 1.0 each), e.g. MPO ``[0.8, 0.2, 1.0]``.
-        average_logps: length-average the response log-probs instead of summing them.
         reference_logps: precomputed reference log-probs; then no reference model is built.
-        simpo_gamma, discopop_tau, f_divergence_type, f_alpha_divergence_coef: as in
-        :func:`litcpt.losses.preference.dpo`.
-        use_weighting: WPO: multiply each pair's loss by the (detached) length-normalised probabilities of its two
-            responses under the policy, relative to the policy's own sampling
-            (:func:`litcpt.losses.preference.wpo_weights`).
-        ld_alpha: LD-DPO: response tokens past the shorter response of the pair count ``ld_alpha`` (None: off).
+        beta, loss_type, label_smoothing, loss_weights, average_logps, simpo_gamma, discopop_tau, f_divergence_type,
+            f_alpha_divergence_coef, use_weighting, ld_alpha: the fields of
+            :class:`litcpt.losses.preference.DPOLoss` (the same defaults), kept as ``self.loss``. With a list
+            ``loss_type``, each component is also logged as ``loss/<type>``. A reference-free loss (``simpo``, alone
+            or with ``sft``) builds no reference model and length-averages the log-probs. ``use_weighting`` (WPO)
+            multiplies each pair's loss by the (detached) length-normalised probabilities of its two responses under
+            the policy (:func:`litcpt.losses.preference.wpo_weights`).
         optimizer, activation_checkpointing, tie_embeddings: as for every litcpt module.
+
+    The loss arguments are separate (not one ``DPOLoss``) because they are the module's saved hyperparameters:
+    ``DPOModel.load_from_checkpoint`` rebuilds the module from them, also from checkpoints of earlier versions.
     """
 
     def __init__(
@@ -92,74 +93,38 @@ class DPOModel(GPTModule):
         *,
         checkpoint_dir: Path,
         ref_checkpoint_dir: Path | None = None,
-        beta: float = losses.DEFAULT_BETA,
-        loss_type: LossType | Sequence[LossType] = "sigmoid",
-        label_smoothing: float = 0.0,
-        average_logps: bool = False,
+        beta: float = DPOLoss.beta,
+        loss_type: DPOLossName | Sequence[DPOLossName] = DPOLoss.loss_type,
+        label_smoothing: float = DPOLoss.label_smoothing,
+        average_logps: bool = DPOLoss.average_logps,
         reference_logps: ReferenceLogps | None = None,
-        loss_weights: Sequence[float] | None = None,
-        simpo_gamma: float = 0.5,
-        discopop_tau: float = 0.05,
-        f_divergence_type: FDivergence = "reverse_kl",
-        f_alpha_divergence_coef: float = 0.5,
-        use_weighting: bool = False,
-        ld_alpha: float | None = None,
+        loss_weights: Sequence[float] | None = DPOLoss.loss_weights,
+        simpo_gamma: float = DPOLoss.simpo_gamma,
+        discopop_tau: float = DPOLoss.discopop_tau,
+        f_divergence_type: FDivergenceName = DPOLoss.f_divergence_type,
+        f_alpha_divergence_coef: float = DPOLoss.f_alpha_divergence_coef,
+        use_weighting: bool = DPOLoss.use_weighting,
+        ld_alpha: float | None = DPOLoss.ld_alpha,
         **kwargs: Any,
     ) -> None:
         if checkpoint_dir is None:
             raise ValueError("checkpoint_dir: DPO starts from a trained LitGPT checkpoint, got None")
-        types, weights = losses.parse_loss_types(loss_type, loss_weights)
-        self.reference_free = set(types) <= losses.REFERENCE_FREE_LOSS_TYPES
-        if ld_alpha is not None:
-            losses.ld_logps(torch.zeros(2, 1), torch.ones(2, 1), ld_alpha)  # range check
-            if average_logps:
-                raise ValueError(
-                    "ld_alpha: LD-DPO reweights summed log-probs; it cannot be combined with average_logps: true"
-                )
-        if "sigmoid_norm" in types and average_logps:
-            raise ValueError(
-                "loss_type 'sigmoid_norm' divides by the response lengths itself; set average_logps: false"
-            )
-        self.options: dict[str, Any] = {
-            "simpo_gamma": float(simpo_gamma),
-            "discopop_tau": float(discopop_tau),
-            "f_divergence_type": f_divergence_type,
-            "f_alpha_divergence_coef": float(f_alpha_divergence_coef),
-        }
-        zero, one = torch.zeros(1), torch.ones(1)
-        ref_zero = None if self.reference_free else zero
-        losses.dpo(
-            zero,
-            zero,
-            ref_zero,
-            ref_zero,
-            beta=beta,
-            loss_type=types,
-            loss_weights=weights,
-            label_smoothing=label_smoothing,
-            chosen_lengths=one,
-            rejected_lengths=one,
-            sft_nll=zero[0],
-            pair_weights=one if use_weighting else None,
-            **self.options,
-        )
+        loss = DPOLoss(loss_type=loss_type, loss_weights=loss_weights, beta=beta, label_smoothing=label_smoothing,
+                       simpo_gamma=simpo_gamma, discopop_tau=discopop_tau, f_divergence_type=f_divergence_type,
+                       f_alpha_divergence_coef=f_alpha_divergence_coef, use_weighting=use_weighting,
+                       ld_alpha=ld_alpha, average_logps=average_logps)
+        if loss.reference_free and reference_logps is not None:
+            raise ValueError(f"loss_type {list(loss.names)}: reference-free; there is no reference to precompute")
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
-        self.beta, self.label_smoothing = float(beta), float(label_smoothing)
-        self.loss_types, self.loss_weights = types, weights
-        self.loss_type: Any = types[0] if isinstance(loss_type, str) else list(types)
-        self.use_weighting, self.ld_alpha = bool(use_weighting), (None if ld_alpha is None else float(ld_alpha))
-        # SimPO scores length-averaged log-probs (TRL's CPOTrainer does the same)
-        self.average_logps = bool(average_logps) or "simpo" in types
+        config = self.config  # a Config also when given as its dict (load_from_checkpoint)
+        self.loss = loss
         self.ref_checkpoint_dir = Path(ref_checkpoint_dir) if ref_checkpoint_dir is not None else Path(checkpoint_dir)
         self.reference_logps = reference_logps
         self.ref_model: torch.nn.Module | None = None
         # bco_pair's δ: running mean of the batch-mean implicit reward over training steps (saved in checkpoints)
         self.register_buffer("bco_running_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("bco_running_count", torch.zeros((), dtype=torch.long))
-        if self.reference_free:
-            if reference_logps is not None:
-                raise ValueError(f"loss_type {list(types)}: reference-free; there is no reference to precompute")
-        elif reference_logps is None:
+        if not loss.reference_free and reference_logps is None:
             ref_config = load_config(self.ref_checkpoint_dir) if ref_checkpoint_dir is not None else config
             if ref_config.padded_vocab_size != config.padded_vocab_size:
                 raise ValueError(
@@ -176,7 +141,7 @@ class DPOModel(GPTModule):
                     ref_config, checkpoint_dir=self.ref_checkpoint_dir, field="ref_checkpoint_dir"
                 )
             self.ref_model.eval().requires_grad_(False)
-        extra = tuple(f"loss/{name}" for name in types) if len(types) > 1 else ()
+        extra = tuple(f"loss/{name}" for name in loss.names) if len(loss.names) > 1 else ()
         self.train_metrics, self.val_metrics = DPOMetrics(extra), DPOMetrics(extra)
 
     # ------------------------------------------------------------------ model plumbing
@@ -219,15 +184,10 @@ class DPOModel(GPTModule):
             state.update({f"{_REF_PREFIX}{k}": v for k, v in self.ref_model.state_dict().items()})
 
     # ------------------------------------------------------------------------ log-probs
-    @property
-    def _needs_tokens(self) -> bool:
-        """Whether the loss reads per-token log-probs (SFT term, WPO weights, LD-DPO), not only their sums."""
-        return "sft" in self.loss_types or self.use_weighting or self.ld_alpha is not None
-
     def _sequence(self, per_token: Tensor, mask: Tensor) -> Tensor:
-        if self.ld_alpha is not None:
-            return losses.ld_logps(per_token, mask, self.ld_alpha)
-        return masked_logps(per_token, mask, average=self.average_logps)
+        if self.loss.ld_alpha is not None:
+            return ld_logps(per_token, mask, self.loss.ld_alpha)
+        return masked_logps(per_token, mask, average=self.loss.average_logps)
 
     def _head_on_responses_only(self, model: torch.nn.Module) -> bool:
         """Whether ``model`` may run its LM head on the response positions only (no logits for prompt tokens): a
@@ -247,12 +207,10 @@ class DPOModel(GPTModule):
     def policy_logps(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         """(chosen, rejected) response log-probs under the policy, one forward over the ``2B`` rows (the LM head only
         on the positions that predict response tokens where :meth:`_head_on_responses_only` allows)."""
-        if self._needs_tokens:
+        if self.loss.needs_token_logps:
             return self._policy_tokens(batch)[:2]
-        if self._head_on_responses_only(self.model):
-            logps = response_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
-        else:
-            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
+        fn = response_logps if self._head_on_responses_only(self.model) else sequence_logps
+        logps = fn(self.model, batch["input_ids"], batch["response_mask"], average=self.loss.average_logps)
         half = logps.shape[0] // 2
         return logps[:half], logps[half:]
 
@@ -265,14 +223,14 @@ class DPOModel(GPTModule):
         half = per_token.shape[0] // 2
         logps = self._sequence(per_token, mask)
         extras: dict[str, Tensor] = {}
-        if "sft" in self.loss_types:
-            extras["sft_nll"] = losses.sft_nll(per_token[:half], mask[:half])
-        if self.use_weighting:
+        if self.loss.needs_sft_nll:
+            extras["sft_nll"] = sft_nll(per_token[:half], mask[:half])
+        if self.loss.use_weighting:
             with torch.no_grad():
                 log_probs = logits.float().log_softmax(-1)
                 log_sum_sq = torch.logsumexp(2.0 * log_probs, dim=-1)
                 del log_probs
-            weights = losses.wpo_weights(per_token.detach(), log_sum_sq, mask)
+            weights = wpo_weights(per_token.detach(), log_sum_sq, mask)
             extras["pair_weights"] = weights[:half] * weights[half:]
         return logps[:half], logps[half:], extras
 
@@ -282,13 +240,13 @@ class DPOModel(GPTModule):
             return self.reference_logps.lookup(split, batch["index"].to(self.device))
         assert self.ref_model is not None
         with torch.no_grad():
-            if self.ld_alpha is not None:
+            if self.loss.ld_alpha is not None:
                 input_ids = batch["input_ids"]
                 per_token = token_logps(self.ref_model(input_ids[:, :-1]), input_ids[:, 1:])
                 logps = self._sequence(per_token, batch["response_mask"][:, 1:])
             else:
                 fn = response_logps if self._head_on_responses_only(self.ref_model) else sequence_logps
-                logps = fn(self.ref_model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
+                logps = fn(self.ref_model, batch["input_ids"], batch["response_mask"], average=self.loss.average_logps)
         half = logps.shape[0] // 2
         return logps[:half].detach(), logps[half:].detach()
 
@@ -296,36 +254,25 @@ class DPOModel(GPTModule):
         """Per-pair loss, implicit rewards and policy logps of a batch (see :class:`DPOMetrics` for the keys; with
         several loss types also ``loss/<type>``, unweighted). In training, ``bco_pair``'s running mean is updated
         with this batch before its loss is computed (as TRL 0.28 does)."""
-        if self._needs_tokens:
+        if self.loss.needs_token_logps:
             pc, pr, extras = self._policy_tokens(batch)
         else:
             (pc, pr), extras = self.policy_logps(batch), {}
-        if self.reference_free:
+        if self.loss.reference_free:
             rc = rr = None
         else:
             rc, rr = self.ref_logps(batch, split)
             rc, rr = rc.to(pc), rr.to(pr)
-        if "sigmoid_norm" in self.loss_types:
+        if self.loss.needs_lengths:
             lengths = batch["response_mask"].sum(-1).to(pc)
             extras["chosen_lengths"], extras["rejected_lengths"] = lengths[: pc.shape[0]], lengths[pc.shape[0] :]
-        if "bco_pair" in self.loss_types:
+        if self.loss.running_mean:
             if split == "train" and self.training:
                 self._update_bco_mean(pc.detach() - rc, pr.detach() - rr, self._weight(batch, pc))
             extras["bco_delta"] = self.bco_running_mean
-        terms, r_chosen, r_rejected = losses.dpo_terms(
-            pc,
-            pr,
-            rc,
-            rr,
-            beta=self.beta,
-            loss_type=self.loss_types,
-            label_smoothing=self.label_smoothing,
-            **self.options,
-            **extras,
-        )
-        per_pair = sum(w * terms[name] for name, w in zip(self.loss_types, self.loss_weights))
-        values = pair_values(per_pair, r_chosen, r_rejected, pc.detach(), pr.detach())
-        if len(self.loss_types) > 1:
+        terms, r_chosen, r_rejected = dpo_terms(self.loss, pc, pr, rc, rr, **extras)
+        values = pair_values(weighted_sum(self.loss, terms), r_chosen, r_rejected, pc.detach(), pr.detach())
+        if len(terms) > 1:
             values.update({f"loss/{name}": term.detach() for name, term in terms.items()})
         return values
 
@@ -333,13 +280,13 @@ class DPOModel(GPTModule):
     def _update_bco_mean(self, chosen_logratios: Tensor, rejected_logratios: Tensor, weight: Tensor) -> None:
         """Fold this step's mean implicit reward (over every rank's real pairs) into ``bco_running_mean``."""
         w = torch.cat([weight, weight]).double()
-        rewards = self.beta * torch.cat([chosen_logratios, rejected_logratios]).double()
+        rewards = self.loss.beta * torch.cat([chosen_logratios, rejected_logratios]).double()
         total = torch.stack([(rewards * w).sum(), w.sum()])
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(total)
         if total[1] > 0:
-            mean, count = losses.running_mean_update(self.bco_running_mean, self.bco_running_count, total[0] / total[1])
+            mean, count = running_mean_update(self.bco_running_mean, self.bco_running_count, total[0] / total[1])
             self.bco_running_mean.copy_(mean)
             self.bco_running_count.copy_(count)
 
@@ -380,14 +327,9 @@ class DPOModel(GPTModule):
     def metadata(self) -> dict[str, Any]:
         """``dpo.json``: what ``litcpt rewardbench`` needs to score this policy as an implicit reward model."""
         return {
-            "beta": self.beta,
-            "loss_type": self.loss_type,
-            "label_smoothing": self.label_smoothing,
-            "loss_weights": list(self.loss_weights),
-            "average_logps": self.average_logps,
-            "reference_free": self.reference_free,
+            **self.loss.metadata(),
             "reference_checkpoint_dir": (
-                None if self.reference_free else str(Path(os.path.abspath(self.ref_checkpoint_dir)))
+                None if self.loss.reference_free else str(Path(os.path.abspath(self.ref_checkpoint_dir)))
             ),
             "policy_init_checkpoint_dir": str(Path(os.path.abspath(self.checkpoint_dir))),
             "precompute_ref": self.reference_logps is not None,

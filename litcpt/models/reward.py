@@ -25,14 +25,12 @@ from typing import Any, Literal
 import torch
 from litgpt import Config
 
-from litcpt.losses import preference as losses
+from litcpt.losses.reward import REWARD_LOSSES, RewardLossName
 from litcpt.models.base import GPTModule
 from litcpt.models.pair_metrics import RewardPairMetrics
 from litcpt.runtime.checkpoint import check_checkpoint_dir, clean_state_dict, load_config
 
 HeadKind = Literal["linear", "logit"]
-LossType = Literal["bradley_terry", "logistic", "plackett_luce"]
-LOSS_TYPES = ("bradley_terry", "logistic", "plackett_luce")
 HEAD_FILE = "reward_head.pth"
 META_FILE = "reward_model.json"
 
@@ -63,14 +61,14 @@ class RewardModel(GPTModule):
     """
 
     def __init__(self, config: Config, *, checkpoint_dir: Path | None = None, head: HeadKind = "linear",
-                 token_id: int | None = None, loss_type: LossType = "bradley_terry",
+                 token_id: int | None = None, loss_type: RewardLossName = "bradley_terry",
                  center_coefficient: float = 0.0, use_margin: bool = True, share_prompt: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(config, checkpoint_dir=checkpoint_dir, **kwargs)
         if head not in ("linear", "logit"):
             raise ValueError(f"head: expected 'linear' or 'logit', got {head!r}")
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type: expected 'bradley_terry', 'logistic' or 'plackett_luce', got {loss_type!r}")
+        if loss_type not in REWARD_LOSSES:
+            raise ValueError(f"loss_type: expected one of {', '.join(map(repr, REWARD_LOSSES))}, got {loss_type!r}")
         self.head_kind, self.loss_type = head, loss_type
         self.center_coefficient, self.use_margin = float(center_coefficient), use_margin
         lm_head = self.model.lm_head
@@ -111,11 +109,9 @@ class RewardModel(GPTModule):
         return scores[:half], scores[half:]
 
     def pair_loss(self, r_chosen: torch.Tensor, r_rejected: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        if self.loss_type == "logistic":
-            labels = torch.cat([torch.ones_like(r_chosen), torch.zeros_like(r_rejected)])
-            return losses.logistic(torch.cat([r_chosen, r_rejected]), labels)
+        """The ``loss_type``'s loss of a batch of pairs (:data:`litcpt.losses.reward.REWARD_LOSSES`)."""
         margin = batch.get("margin") if self.use_margin else None
-        return losses.bradley_terry(r_chosen, r_rejected, margin=margin, center_coefficient=self.center_coefficient)
+        return REWARD_LOSSES[self.loss_type].pairs(r_chosen, r_rejected, margin, self.center_coefficient)
 
     # ----------------------------------------------------------------- training
     # ---------------------------------------------------------------- listwise
@@ -133,20 +129,9 @@ class RewardModel(GPTModule):
 
     def listwise_loss(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``bradley_terry``: mean over each prompt's rejected of the pairwise loss (plus centering over pairs);
-        ``plackett_luce``: the ranking's negative log-likelihood; ``logistic``: BCE, chosen 1 and rejected 0."""
-        from litcpt.losses.listwise import listwise_bradley_terry, plackett_luce
-
-        if self.loss_type == "plackett_luce":
-            return plackett_luce(scores, mask)
-        if self.loss_type == "logistic":
-            labels = torch.zeros_like(scores)
-            labels[:, 0] = 1.0
-            return losses.logistic(scores[mask], labels[mask])
-        loss = listwise_bradley_terry(scores, mask)
-        if self.center_coefficient:
-            pairs = (scores[:, :1] + scores[:, 1:])[mask[:, 1:]]
-            loss = loss + self.center_coefficient * pairs.square().mean()
-        return loss
+        ``plackett_luce``: the ranking's negative log-likelihood; ``logistic``: BCE, chosen 1 and rejected 0
+        (:data:`litcpt.losses.reward.REWARD_LOSSES`)."""
+        return REWARD_LOSSES[self.loss_type].lists(scores, mask, self.center_coefficient)
 
     def can_share_prompt(self) -> bool:
         """Whether listwise batches may use the shared-prompt forward: ``share_prompt``, a plain litgpt ``GPT`` with

@@ -95,7 +95,7 @@ def test_robust_and_exo_epsilon_edges():
     )[0]
     torch.testing.assert_close(mix, _call("sigmoid", *args)[0])
     with pytest.raises(ValueError, match=r"1 - 2ε"):
-        _call("robust", *args, label_smoothing=0.5)
+        losses.DPOLoss(loss_type="robust", label_smoothing=0.5)
     # exo_pair: ε = 0 means the paper's 1e-3
     torch.testing.assert_close(_call("exo_pair", *args)[0], _call("exo_pair", *args, label_smoothing=1e-3)[0])
     # exo_pair is a KL divergence: >= 0, and 0 where σ(βh) = 1 − ε
@@ -106,7 +106,7 @@ def test_robust_and_exo_epsilon_edges():
 
 
 @pytest.mark.parametrize("big", [1e4, -1e4])
-@pytest.mark.parametrize("loss_type", [t for t in losses.DPO_LOSS_TYPES if t != "sft"])
+@pytest.mark.parametrize("loss_type", [t for t in losses.DPO_LOSSES if t != "sft"])
 def test_finite_losses_and_gradients_for_extreme_log_ratios(big, loss_type):
     pc = torch.tensor([big], dtype=torch.float64, requires_grad=True)
     zero = torch.tensor([0.0], dtype=torch.float64)
@@ -175,7 +175,7 @@ def test_combinations_are_weighted_sums():
     args = (_t(-1.0, -4.0), _t(-3.0, -2.0), _t(-2.0, -2.5), _t(-2.0, -1.5))
     opts = _options(2)
     mpo = dpo(*args, beta=0.5, loss_type=["sigmoid", "bco_pair", "sft"], loss_weights=[0.8, 0.2, 1.0], **opts)[0]
-    parts, _, _ = losses.dpo_terms(*args, beta=0.5, loss_type=["sigmoid", "bco_pair", "sft"], **opts)
+    parts, _, _ = losses.dpo_terms(losses.DPOLoss(beta=0.5, loss_type=("sigmoid", "bco_pair", "sft")), *args, **opts)
     torch.testing.assert_close(mpo, 0.8 * parts["sigmoid"] + 0.2 * parts["bco_pair"] + 0.75)
     torch.testing.assert_close(parts["sigmoid"], dpo(*args, beta=0.5)[0])
     rpo = dpo(*args, beta=0.5, loss_type=["sigmoid", "sft"], **opts)[0]
@@ -192,7 +192,7 @@ def test_f_divergence_scores():
     torch.testing.assert_close(losses.f_divergence_scores(u, "alpha_divergence", 1.0), u)
     torch.testing.assert_close(losses.f_divergence_scores(u, "alpha_divergence", 0.5), (torch.exp(-0.5 * u) - 1) / -0.5)
     # every f' is 0 at u = 0 except... all of them: f'(1) = 0 for these generators
-    for f in losses.F_DIVERGENCE_TYPES:
+    for f in losses.F_DIVERGENCES:
         assert losses.f_divergence_scores(_t(0.0), f).item() == pytest.approx(0.0, abs=1e-12)
 
 
@@ -221,21 +221,34 @@ def test_token_helpers():
 
 
 def test_errors_are_one_line_and_name_the_argument():
-    args = (_t(0.0), _t(0.0), _t(0.0), _t(0.0))
-    cases = [
+    """Errors of the loss itself come from DPOLoss, once, when it is built; errors of the tensors from the call."""
+    spec_cases = [
         (dict(loss_type=["sigmoid", "sigmoid"]), "each loss may appear once"),
         (dict(loss_type=[]), "non-empty"),
         (dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0]), "one weight per loss_type"),
         (dict(loss_type="ipo", label_smoothing=0.1), "label_smoothing: only used by"),
         (dict(loss_type="bco_pair", f_divergence_type="js_divergence"), "only for loss_type"),
         (dict(f_divergence_type="kl"), "f_divergence_type: expected one of"),
-        (dict(loss_type="sigmoid_norm"), "chosen_lengths: required"),
-        (dict(loss_type="sft"), "sft_nll: required"),
-        (dict(loss_type="aot", pair_weights=_t(1.0)), "pair_weights"),
+        (dict(loss_type="aot", use_weighting=True), "pair_weights"),
         (dict(loss_type="discopop", discopop_tau=0.0), "discopop_tau"),
-        (dict(loss_type="simpo"), "reference-free"),
         (dict(loss_type=["simpo", "sigmoid"]), "combines only with 'sft'"),
     ]
-    for kwargs, match in cases:
-        with pytest.raises(ValueError, match=match):
-            dpo(*args, **kwargs)
+    for kwargs, match in spec_cases:
+        with pytest.raises(ValueError, match=match) as err:
+            losses.DPOLoss(**kwargs)
+        assert "\n" not in str(err.value)
+    args = (_t(0.0), _t(0.0), _t(0.0), _t(0.0))
+    call_cases = [
+        (dict(loss_type="sigmoid_norm"), "chosen_lengths: required"),
+        (dict(loss_type="sft"), "sft_nll: required"),
+        (dict(loss_type="simpo"), "reference-free"),
+    ]
+    for kwargs, match in call_cases:
+        with pytest.raises(ValueError, match=match) as err:
+            losses.dpo_terms(losses.DPOLoss(**kwargs), *args)
+        assert "\n" not in str(err.value)
+    # dpo() builds the DPOLoss: the same errors through it (use_weighting is whether pair_weights is given)
+    with pytest.raises(ValueError, match="pair_weights"):
+        dpo(*args, loss_type="aot", pair_weights=_t(1.0))
+    with pytest.raises(ValueError, match="label_smoothing: only used by"):
+        dpo(*args, loss_type="ipo", label_smoothing=0.1)

@@ -177,9 +177,9 @@ def test_every_loss_type_has_a_trl_fixture():
     for kwargs in inputs.CASES.values():
         covered.update([kwargs["loss_type"]] if isinstance(kwargs["loss_type"], str) else kwargs["loss_type"])
     covered.add("simpo")  # TRL_CPO
-    assert covered == set(losses.DPO_LOSS_TYPES)
+    assert covered == set(losses.DPO_LOSSES)
     covered_f = {kwargs.get("f_divergence_type", "reverse_kl") for kwargs in inputs.CASES.values()}
-    assert covered_f == set(losses.F_DIVERGENCE_TYPES)
+    assert covered_f == set(losses.F_DIVERGENCES)
 
 
 @pytest.mark.parametrize("name", sorted(TRL_CPO))

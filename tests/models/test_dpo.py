@@ -207,6 +207,19 @@ def test_precomputed_reference_gives_the_same_loss_as_the_reference_model(tmp_pa
         cached.pair_losses(batch, "val")
 
 
+def test_saved_hyperparameters_rebuild_the_module_and_its_loss(tmp_path):
+    """What load_from_checkpoint does: the saved hyperparameters (the config as a dict, the loss arguments) give the
+    same module back."""
+    policy_dir = make_checkpoint(tmp_path / "policy", seed=0)
+    module = DPOModel(tiny_config(), checkpoint_dir=policy_dir, beta=0.3, loss_type=["sigmoid", "sft"],
+                      loss_weights=[1.0, 0.5], label_smoothing=0.1)
+    assert isinstance(module.hparams["config"], dict) and module.hparams["loss_type"] == ["sigmoid", "sft"]
+    rebuilt = DPOModel(**dict(module.hparams))
+    assert rebuilt.loss == module.loss and rebuilt.ref_model is not None
+    _, batch = _batch()
+    torch.testing.assert_close(rebuilt.pair_losses(batch)["loss"], module.pair_losses(batch)["loss"])
+
+
 # -------------------------------------------------------------------------------------------- bad inputs
 def test_bad_loss_arguments(tiny_checkpoint):
     with pytest.raises(ValueError, match="beta"):

@@ -158,7 +158,7 @@ def tiny_checkpoint_config(path):
 def test_simpo_module_builds_no_reference(tiny_checkpoint):
     module = DPOModel(tiny_checkpoint_config(tiny_checkpoint), checkpoint_dir=tiny_checkpoint, beta=2.0,
                       loss_type="simpo", simpo_gamma=0.5)
-    assert module.ref_model is None and module.average_logps and module.reference_free
+    assert module.ref_model is None and module.loss.average_logps and module.loss.reference_free
     _, batch = _batch(PAIRS)
     values = module.pair_losses(batch, "train")
     pc, pr = values["logps/chosen"], values["logps/rejected"]
