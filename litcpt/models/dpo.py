@@ -41,6 +41,7 @@ import torch
 from litgpt import Config
 from torch import Tensor
 
+from litcpt._private import attached_trainer
 from litcpt.losses.preference import (
     DPOLoss,
     DPOLossName,
@@ -159,7 +160,7 @@ class DPOModel(GPTModule):
 
         from litcpt.runtime.strategies import apply_fsdp2
 
-        first = not getattr(self, "_litcpt_configured", False) and self._trainer is not None
+        first = not getattr(self, "_litcpt_configured", False) and attached_trainer(self) is not None
         super().configure_model()
         if (
             first
@@ -197,7 +198,7 @@ class DPOModel(GPTModule):
 
         if not supports_fast_inference(model):
             return False
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None:
             return True
         from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy

@@ -21,6 +21,7 @@ import torch
 from litgpt import Config
 from torch import Tensor
 
+from litcpt._private import attached_trainer
 from litcpt.losses import preference as losses
 from litcpt.models.base import GPTModule
 from litcpt.models.logprobs import sequence_logps, token_logps
@@ -174,7 +175,7 @@ class ReferenceLogpsModule(GPTModule):
         )
 
     def on_predict_epoch_end(self) -> None:
-        world_size = self.trainer.world_size if self._trainer is not None else None
+        world_size = self.trainer.world_size if attached_trainer(self) is not None else None
         tables: dict[str, Tensor] = {}
         for i, split in enumerate(self.split_names):
             local = [

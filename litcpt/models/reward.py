@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 from litgpt import Config
 
+from litcpt._private import attached_trainer
 from litcpt.losses.reward import REWARD_LOSSES, RewardLossName
 from litcpt.models.base import GPTModule
 from litcpt.models.pair_metrics import RewardPairMetrics
@@ -146,7 +147,7 @@ class RewardModel(GPTModule):
             return False
         if type(self.model) is not GPT or not all(type(b) is Block for b in self.model.transformer.h):
             return False
-        trainer = getattr(self, "_trainer", None)
+        trainer = attached_trainer(self)
         if trainer is not None and not isinstance(trainer.strategy, (SingleDeviceStrategy, DDPStrategy)):
             return False
         return supports_shared_prefix(self.model)
