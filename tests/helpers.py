@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -36,14 +39,118 @@ def tiny_recipe(tmp_path: Path, **overrides) -> Path:
     return path
 
 
-def run_litcpt(*args: str, timeout: int = 600, check: bool = True, cwd: Path | None = None,
+def run_litcpt(*args: str, timeout: int = 600, check: bool = True, cwd: Path | None = None, fresh_process: bool = False,
                **popen) -> subprocess.CompletedProcess:
+    """``litcpt ARGS``: in this process (the CLI's own ``main``, with its output and exit status captured as a
+    subprocess's would be), unless ``fresh_process``, more than one device/node, or ``popen`` options ask for a process
+    of its own (Lightning launches the other ranks by re-running the command). A process costs ~5 s of imports."""
+    if fresh_process or popen or _launches_ranks(args):
+        return _run_process(args, timeout=timeout, check=check, cwd=cwd, **popen)
+    code, out, err = run_in_process(list(args), cwd=cwd or REPO)
+    proc = subprocess.CompletedProcess(["litcpt", *args], code, out, err)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"litcpt {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _launches_ranks(args: tuple[str, ...]) -> bool:
+    for flag in ("--devices", "--num_nodes"):
+        if flag in args:
+            value = args[args.index(flag) + 1]
+            if value not in ("1", "auto"):
+                return True
+    return False
+
+
+def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, **popen) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "litcpt", *args], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=cwd or REPO, **popen)
     if check and proc.returncode != 0:
         raise AssertionError(f"litcpt {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+def run_in_process(argv: list[str], *, cwd: Path = REPO) -> tuple[int, str, str]:
+    """``(exit status, stdout, stderr)`` of ``litcpt.cli.main.main(argv)`` run here, from ``cwd``, with file
+    descriptors 1 and 2 captured (what Lightning's log handlers and C code write too) and the process state the CLI
+    changes restored afterwards (working directory, ``sys.argv``, warning filters, environment)."""
+    import contextlib
+    import tempfile
+    import traceback
+    import warnings
+
+    from litcpt.cli.main import main
+
+    code = 0
+    with contextlib.ExitStack() as stack:
+        out_file = stack.enter_context(tempfile.TemporaryFile(mode="w+b"))
+        err_file = stack.enter_context(tempfile.TemporaryFile(mode="w+b"))
+        stack.enter_context(warnings.catch_warnings())
+        stack.enter_context(_restored_process_state(cwd, ["litcpt", *argv]))
+        with _redirected_fds(out_file, err_file):
+            try:
+                main(argv)
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+                if exit_.code is not None and not isinstance(exit_.code, int):
+                    print(exit_.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+        out_file.seek(0)
+        err_file.seek(0)
+        return code, out_file.read().decode(errors="replace"), err_file.read().decode(errors="replace")
+
+
+@contextlib.contextmanager
+def _redirected_fds(out_file, err_file):
+    """Point fds 1 and 2 (and ``sys.stdout``/``sys.stderr``, flushed first) at the two files, then back."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
+    os.dup2(out_file.fileno(), 1)
+    os.dup2(err_file.fileno(), 2)
+    sys.stdout = io.TextIOWrapper(os.fdopen(os.dup(1), "wb"), write_through=True)
+    sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(2), "wb"), write_through=True)
+    handlers = _stream_handlers()  # logging handlers keep the stream they were made with (Lightning's: at import)
+    for handler, stream in handlers:
+        handler.setStream(sys.stdout if stream in (saved_streams[0], sys.__stdout__) else sys.stderr)
+    try:
+        yield
+    finally:
+        for handler, stream in handlers:
+            handler.setStream(stream)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+            stream.close()
+        sys.stdout, sys.stderr = saved_streams
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _stream_handlers() -> list[tuple[logging.StreamHandler, object]]:
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+    return [(h, h.stream) for lg in loggers for h in getattr(lg, "handlers", [])
+            if type(h) is logging.StreamHandler]
+
+
+@contextlib.contextmanager
+def _restored_process_state(cwd: Path, argv: list[str]):
+    old_cwd, old_argv, old_env = os.getcwd(), sys.argv, dict(os.environ)
+    os.chdir(cwd)
+    sys.argv = argv
+    os.environ.update({"TOKENIZERS_PARALLELISM": "false"})
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        sys.argv = old_argv
+        os.environ.clear()
+        os.environ.update(old_env)
 
 
 def read_metrics(out_dir: Path) -> list[dict[str, str]]:
