@@ -19,8 +19,8 @@ import pytest
 from tests.helpers import REPO
 
 # Runs main() once per argument list (JSON in argv[1]) and reports each exit code, then which heavy modules and which
-# litcpt commands (the real parser) were imported. PROBE_NO_SHIPPED=1 hides the shipped answers (as when the sources
-# changed since they were made).
+# litcpt commands (the real parser) were imported. PROBE_NO_SHIPPED=<dir> reads the shipped answers from <dir>
+# instead (an empty one: as when the sources changed since they were made).
 PROBE = """
 import json, os, sys, time
 from pathlib import Path
@@ -28,7 +28,7 @@ t0 = time.perf_counter()
 from litcpt.cli import help_cache as cli_cache
 from litcpt.cli.main import main
 if "PROBE_NO_SHIPPED" in os.environ:
-    cli_cache.SHIPPED_DIR = Path("/nonexistent")
+    cli_cache.SHIPPED_DIR = Path(os.environ["PROBE_NO_SHIPPED"])
 codes = []
 for args in json.loads(sys.argv[1]):
     try:
@@ -43,10 +43,11 @@ print(f"PROBE codes={codes} heavy={heavy} built={built} seconds={time.perf_count
 
 
 def _probe(tmp_path, *arg_lists, shipped=True, columns="100", root=REPO):
+    """``shipped``: True (the package's), False (none), or a directory to read them from."""
     env = {**os.environ, "PYTHONPATH": str(root), "LITCPT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": columns}
     env.pop("LITCPT_NO_CLI_CACHE", None)
-    if not shipped:
-        env["PROBE_NO_SHIPPED"] = "1"
+    if shipped is not True:
+        env["PROBE_NO_SHIPPED"] = str(shipped or tmp_path / "nonexistent")
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(arg_lists)], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=600)
     return proc, proc.stdout.split("\0")[:-1]
@@ -291,6 +292,22 @@ def test_answers_are_used_only_where_they_hold(tmp_path, monkeypatch):
     assert served({**shipped, "versions": {**shipped["versions"], "torch": "0.1"}}) == shipped
     monkeypatch.setenv("LITCPT_NO_CLI_CACHE", "1")
     assert served(shipped) is None
+
+
+def test_parts_made_under_other_versions_are_left_to_the_real_parser(tmp_path):
+    """Shipped answers whose help was made under another docstring-parser: an unknown key is still answered from
+    them, --help by the real parser (then cached per user, and the next --help is served from there)."""
+    (tmp_path / "shipped").mkdir()
+    report = _shipped("report")
+    report["versions"]["docstring-parser"] = "0.1"
+    (tmp_path / "shipped" / "report.json").write_text(json.dumps(report))
+    first, _ = _probe(tmp_path, ["report", "out/a", "--bogus", "1"], shipped=tmp_path / "shipped")
+    assert "PROBE codes=[2] heavy=[] built=[]" in first.stderr and "unknown key '--bogus'" in first.stderr
+    second, (built,) = _probe(tmp_path, ["report", "--help"], shipped=tmp_path / "shipped")
+    assert "PROBE codes=[0] heavy=[] built=['litcpt.commands.report']" in second.stderr, second.stderr[-2000:]
+    third, (cached,) = _probe(tmp_path, ["report", "--help"], shipped=tmp_path / "shipped")
+    assert "PROBE codes=[0] heavy=[] built=[]" in third.stderr, third.stderr[-2000:]
+    assert built == cached == _shipped("report")["help"]
 
 
 @pytest.mark.slow
