@@ -20,9 +20,11 @@ files, ``--print_config`` with other arguments) goes through the real parser, wh
   then the answers are not used: the real parser answers, slow but right.
 - ``versions`` and ``depends``: the installed versions each part depends on (:func:`litcpt.cli.answers.depends`):
   the option strings and types on jsonargparse; the help also on the Python minor version (argparse lays it out),
-  docstring-parser, and the libraries whose classes it lists (LitGPT's DataModules, Lightning's callbacks); the
-  ``--print_config`` text on those it names (torch, for ``AdamW``'s arguments). A part whose versions differ is not
-  used (local labels such as ``+cpu`` are ignored: the Python code is the same).
+  docstring-parser, and the libraries it names by a dotted path (the LitGPT DataModules and Lightning callbacks it
+  lists); the ``--print_config`` text on those it names (torch, for ``AdamW``'s arguments); all three on the library
+  of any class not litcpt's that is expanded into keys. A part whose versions differ is not used; the option strings
+  and types are needed for anything to be used (local labels such as ``+cpu`` are ignored: the Python code is the
+  same).
 
 Two places hold these answers, tried in order:
 
