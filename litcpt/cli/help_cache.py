@@ -2,29 +2,42 @@
 
 A command's typed signature stays its schema: the jsonargparse parser is built from it as before. Building it means
 importing the command's types (LitGPT's ``Config`` and ``DataModule``, Lightning's ``Callback``, torch optimizers),
-about 5 s of imports before anything can be said. So what a command's parser says about itself is written down: its
-help text, its option strings, the options that take nested keys (``--data``, ``--optimizer``...), the types of
-options that are plain int/float/bool/None/Literal, the command's positional parameter and what ``--print_config``
-alone prints (the defaults). ``--help``, ``--print_config`` alone, a key that the parser would reject as unknown
-(``--train.max_tokns``) and a plainly wrong simple value (``--train.max_steps abc``) are answered from that in about
-0.1 s. Anything else (values inside ``init_args``, ``--config`` files, ``--print_config`` with other arguments)
-goes through the real parser, which checks every value again.
+about 5 s of imports before anything can be said. So what a command's parser says about itself is written down
+(:mod:`litcpt.cli.answers`): its help text, its option strings, the options that take nested keys (``--data``,
+``--optimizer``...), the types of options that are plain int/float/bool/None/Literal, the command's positional
+parameter and what ``--print_config`` alone prints (the defaults). ``--help``, ``--print_config`` alone, a key that
+the parser would reject as unknown (``--train.max_tokns``) and a plainly wrong simple value (``--train.max_steps
+abc``) are answered from that in a fraction of a second. Anything else (values inside ``init_args``, ``--config``
+files, ``--print_config`` with other arguments) goes through the real parser, which checks every value again.
+
+**When the answers are right.** Each entry records what it was made from, and is used only while that still holds:
+
+- ``modules``: a digest of every litcpt module the parser's process had imported (:func:`loaded_modules`), from its
+  syntax tree with comments, layout and function bodies left out, except the bodies that run while the modules are
+  imported or that jsonargparse reads (:mod:`litcpt.cli.fingerprint`). The code that builds and describes parsers
+  (:data:`WHOLE`) counts whole. Editing a comment or a function body leaves the digests as they are; a new key, a
+  docstring line, a type, a default, a class-level line or a module-level line of those modules changes them, and
+  then the answers are not used: the real parser answers, slow but right.
+- ``versions`` and ``depends``: the installed versions each part depends on (:func:`litcpt.cli.answers.depends`):
+  the option strings and types on jsonargparse; the help also on the Python minor version (argparse lays it out),
+  docstring-parser, and the libraries it names by a dotted path (the LitGPT DataModules and Lightning callbacks it
+  lists); the ``--print_config`` text on those it names (torch, for ``AdamW``'s arguments); all three on the library
+  of any class not litcpt's that is expanded into keys. A part whose versions differ is not used; the option strings
+  and types are needed for anything to be used (local labels such as ``+cpu`` are ignored: the Python code is the
+  same).
 
 Two places hold these answers, tried in order:
 
 1. **Shipped** with the package, ``litcpt/assets/cli/<command>.json``, so that even the first call on a fresh install
-   is fast. Each file holds the key it was made for, :func:`source_key`: a hash of the *content* of every litcpt
-   ``.py`` file (not their modification times, which differ on every clone) and the jsonargparse version (which
-   writes the help and names the options). ``python -m litcpt.cli.help_cache --regenerate`` rewrites them, one fresh
-   process per command (the help lists the known subclasses of ``--data`` or ``--callbacks``, which depend on what
-   the process imported, exactly as in ``litcpt <command> --help``); ``tests/cli/test_cli_fast.py`` fails while they are
-   stale. They are made under one Python and served under any (another argparse may lay the real help out slightly
-   differently; what it says is the same). Help is rendered at a fixed width, :data:`HELP_WIDTH`, by the real parser
-   too, so it never depends on the terminal. The ``--print_config`` answer also lists torch's ``AdamW`` arguments,
-   so it is used only under the Python and torch/LitGPT/Lightning versions it was made with.
-2. **Per user**, ``$LITCPT_CACHE_DIR/cli`` (default ``~/.cache/litcpt/cli``), written whenever a parser is built while
-   the shipped answers are stale (an edited checkout); keyed by :func:`source_key`, the command, the Python version
-   and the versions of LitGPT/Lightning/torch.
+   is fast. ``python -m litcpt.cli.help_cache --regenerate`` rewrites them, one fresh process per command (the help
+   lists the known subclasses of ``--data`` or ``--callbacks``, which depend on what the process imported, exactly as
+   in ``litcpt <command> --help``). ``tests/cli/test_cli_fast.py`` checks that their digests match the sources (fast:
+   no parser is built) and, in a slow test, that they say what freshly built parsers say
+   (``python -m litcpt.cli.help_cache --check``), so they cannot silently lie. Help is rendered at a fixed width,
+   :data:`~litcpt.cli.parser.HELP_WIDTH`, by the real parser too, so it never depends on the terminal.
+2. **Per user**, ``$LITCPT_CACHE_DIR/cli`` (default ``~/.cache/litcpt/cli``), one file per command, checkout and
+   environment, written whenever the real parser runs while no complete entry is usable (an edited checkout whose
+   CLI changed, other library versions); checked in the same way.
 
 ``LITCPT_NO_CLI_CACHE=1`` turns both off: every call builds the real parser.
 """
@@ -32,7 +45,6 @@ Two places hold these answers, tried in order:
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
 import os
@@ -40,12 +52,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from litcpt.cli.parser import HELP_WIDTH  # noqa: F401  (re-exported: columns of every --help, shipped or not)
-
 PACKAGE = Path(__file__).resolve().parents[1]
 SHIPPED_DIR = PACKAGE / "assets" / "cli"
 REGENERATE = "python -m litcpt.cli.help_cache --regenerate"
-_RUNTIME = ("litgpt", "lightning", "torch")  # what --print_config's defaults (and the user cache) also depend on
+WHOLE = ("cli/parser.py", "cli/answers.py")
+"""Modules whose every function body counts: they build the parsers and write down what they say."""
+_SERVING = frozenset({"__main__.py", "cli/main.py", "cli/errors.py", "cli/help_cache.py", "cli/fingerprint.py"})
+"""Modules of the CLI that serve the answers: not part of any parser."""
+_FIELDS = {"options": ("options", "nested", "kinds", "positional", "expanded"), "help": ("help",),
+           "print_config": ("print_config",)}
+"""Which fields of an entry each part of :func:`litcpt.cli.answers.depends` covers."""
 _ALWAYS_KNOWN = {"-h", "--help", "--config", "--print_config"}
 
 
@@ -58,134 +74,127 @@ def cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "litcpt") / "cli"
 
 
-def _version(distribution: str) -> str:
+def version(distribution: str) -> str:
+    """The installed version of ``distribution`` without its local label (``2.13.0+cpu`` -> ``2.13.0``), ``-`` if
+    it is not installed; ``python``: the Python minor version."""
+    if distribution == "python":
+        return "{}.{}".format(*sys.version_info[:2])
     from importlib import metadata
 
     try:
-        return metadata.version(distribution)
+        return metadata.version(distribution).split("+")[0]
     except metadata.PackageNotFoundError:
         return "-"
 
 
-def source_digest(package: Path = PACKAGE) -> str:
-    """sha256 of the relative path and content of every ``.py`` file below ``package`` (line endings normalised,
-    so a Windows checkout hashes the same)."""
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py"), key=lambda p: p.relative_to(package).as_posix()):
-        digest.update(f"{path.relative_to(package).as_posix()}\0".encode())
-        digest.update(path.read_bytes().replace(b"\r\n", b"\n"))
-        digest.update(b"\0")
-    return digest.hexdigest()
+def _command_functions() -> list[str]:
+    from litcpt.cli.parser import COMMANDS
+
+    return sorted({target.partition(":")[2] for target in COMMANDS.values()})
 
 
-@functools.cache
-def source_key() -> str:
-    """What the shipped answers depend on: litcpt's sources and the jsonargparse version."""
-    return hashlib.sha256(f"{source_digest()}\njsonargparse={_version('jsonargparse')}\n".encode()).hexdigest()[:24]
+def digests(modules: list[str] | dict[str, str], package: Path = PACKAGE) -> dict[str, str]:
+    """The digests of ``modules`` (paths below ``package``) as :mod:`litcpt.cli.fingerprint` computes them."""
+    from litcpt.cli.fingerprint import digests as _digests
+
+    return _digests(package, modules, [m for m in WHOLE if m in modules], _command_functions())
 
 
-def runtime_versions() -> dict[str, str]:
-    return {"python": "{}.{}".format(*sys.version_info[:2]), **{name: _version(name) for name in _RUNTIME}}
+def loaded_modules() -> list[str]:
+    """The litcpt modules this process has imported (paths below :data:`PACKAGE`), but those serving the answers."""
+    out = set(WHOLE)
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if (name == "litcpt" or name.startswith("litcpt.")) and file:
+            try:
+                rel = Path(file).resolve().relative_to(PACKAGE).as_posix()
+            except ValueError:
+                continue
+            if rel not in _SERVING:
+                out.add(rel)
+    return sorted(out)
 
 
-def fingerprint(command: str) -> str:
-    """The per-user cache key of ``command`` (see the module docstring)."""
-    text = json.dumps([command, source_key(), sys.version, runtime_versions()])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+def make_entry(command: str, parser: Any, positional: str | None) -> dict[str, Any]:
+    """What ``parser`` says (:func:`litcpt.cli.answers.answers`) with what it was made from: the digests of the
+    modules this process has imported (build the parser first) and the versions each part depends on."""
+    from importlib import metadata
 
+    from litcpt.cli.answers import answers, depends
 
-def _path(command: str) -> Path:
-    return cache_dir() / f"{command}-{fingerprint(command)}.json"
+    said = answers(parser, positional)
+    parts = depends(said, metadata.packages_distributions())
+    versions = {d: version(d) for d in sorted({d for ds in parts.values() for d in ds})}
+    return {"command": command, "modules": digests(loaded_modules()), "versions": versions, "depends": parts,
+            **said}
 
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def usable(found: dict[str, Any] | None, package: Path = PACKAGE) -> dict[str, Any] | None:
+    """``found`` if the sources it was made from are unchanged (see the module docstring), with the parts made under
+    other versions set to ``None`` (and ``"partial": True``); ``None`` if it cannot be used at all."""
+    modules, parts, made = (found or {}).get("modules"), (found or {}).get("depends"), (found or {}).get("versions")
+    if not (isinstance(modules, dict) and modules and isinstance(parts, dict) and isinstance(made, dict)):
+        return None
+    if set(parts) != set(_FIELDS) or not all(isinstance(p, list) for p in parts.values()):
+        return None
+    if digests(modules, package) != modules:
+        return None
+    out = dict(found)
+    for part, fields in _FIELDS.items():
+        if any(version(d) != made.get(d) for d in parts[part]):
+            if part == "options":
+                return None
+            out.update(dict.fromkeys(fields), partial=True)
+    return out
+
+
+def _user_path(command: str) -> Path:
+    """One file per command, checkout (:data:`PACKAGE`) and environment (``sys.prefix``, the Python build)."""
+    where = hashlib.sha256(f"{PACKAGE}\0{sys.prefix}\0{sys.version}".encode()).hexdigest()[:16]
+    return cache_dir() / f"{command}-{where}.json"
 
 
 def shipped(command: str) -> dict[str, Any] | None:
-    """The shipped answers of ``command`` if they were made from these sources, else ``None``."""
-    entry = _read(SHIPPED_DIR / f"{command}.json")
-    if entry is None or entry.get("key") != source_key():
-        return None
-    if entry.get("versions") != runtime_versions():
-        entry["print_config"] = None  # torch's AdamW arguments may differ: the real parser prints the defaults
-    return entry
+    """The shipped answers of ``command`` if they can be used here (see :func:`usable`), else ``None``."""
+    return usable(_read(SHIPPED_DIR / f"{command}.json"))
 
 
 def load(command: str) -> dict[str, Any] | None:
-    """What ``command``'s parser says about itself, shipped or cached per user, or ``None``."""
+    """What ``command``'s parser says about itself, shipped or cached per user, or ``None``: a complete entry if
+    there is one, else the usable parts of the shipped one."""
     if not enabled():
         return None
-    return shipped(command) or _read(_path(command))
+    found = shipped(command)
+    if found is not None and not found.get("partial"):
+        return found
+    mine = usable(_read(_user_path(command)))
+    return mine if mine is not None and not mine.get("partial") else found
 
 
 def store(command: str, parser: Any, positional: str | None) -> None:
-    """Describe ``parser`` in the per-user cache (best effort: a read-only home only loses the speed-up)."""
-    if not enabled():
+    """Describe ``parser`` in the per-user cache (best effort: a read-only home only loses the speed-up). Not in a
+    process that has loaded another command (several commands run in one process, as in tests): its parser lists
+    the subclasses of both, which ``litcpt <command>`` alone would not."""
+    from litcpt.cli.parser import COMMANDS
+
+    others = {target.partition(":")[0] for name, target in COMMANDS.items() if name != command}
+    if not enabled() or others & set(sys.modules):
         return
+    made = make_entry(command, parser, positional)  # before importing more litcpt modules
     try:
         from litcpt.runtime.atomic import write_text
 
-        write_text(_path(command), json.dumps(answers(parser, positional)))
+        write_text(_user_path(command), json.dumps(made))
     except OSError:
         pass
-
-
-def answers(parser: Any, positional: str | None) -> dict[str, Any]:
-    """Everything the fast path answers from: :func:`describe`, the help text, the positional parameter and what
-    ``--print_config`` alone prints (``None`` if it does not simply print and exit 0)."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    printed = None
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            parser.parse_args(["--print_config"])
-    except SystemExit as exit_:
-        printed = out.getvalue() if exit_.code in (0, None) and not err.getvalue() else None
-    except Exception:
-        printed = None
-    return {**describe(parser), "help": parser.format_help(), "positional": positional, "print_config": printed}
-
-
-def describe(parser: Any) -> dict[str, Any]:
-    """``{"options", "nested", "kinds"}`` of a jsonargparse parser (see :func:`unknown_key`, :func:`bad_value`)."""
-    from jsonargparse._typehints import ActionTypeHint
-
-    options, nested, kinds = [], [], {}
-    for action in parser._actions:
-        options += action.option_strings
-        if isinstance(action, ActionTypeHint):
-            nested += [o for o in action.option_strings if o.startswith("--")]
-            kind = simple_kind(getattr(action, "_typehint", None))
-            if kind is not None:
-                kinds.update({o: kind for o in action.option_strings if o.startswith("--")})
-    return {"options": sorted(set(options)), "nested": sorted(set(nested)), "kinds": kinds}
-
-
-def simple_kind(typehint: Any) -> dict[str, Any] | None:
-    """``{"types": [...], "choices": [...]}`` for a type hint made only of int, float, bool, None and Literal
-    members (what the cache can check a value against); ``None`` for anything else."""
-    import typing
-
-    members = typing.get_args(typehint) if typing.get_origin(typehint) in (typing.Union, type(int | None)) else (
-        typehint,)
-    types, choices = [], []
-    for member in members:
-        if member in (int, float, bool):
-            types.append(member.__name__)
-        elif member is type(None):
-            types.append("null")
-        elif typing.get_origin(member) is typing.Literal and all(
-                isinstance(c, (str, int, float, bool)) for c in typing.get_args(member)):
-            choices += list(typing.get_args(member))
-        else:
-            return None
-    return {"types": types, "choices": choices} if (types or choices) else None
 
 
 def bad_value(args: list[str], entry: dict[str, Any]) -> str | None:
@@ -256,16 +265,11 @@ def unknown_key(args: list[str], entry: dict[str, Any]) -> str | None:
 
 def shipped_entry(command: str) -> dict[str, Any]:
     """``command``'s shipped answers, from its real parser built in this process (call it in a fresh one)."""
-    import importlib
+    from litcpt.cli.parser import COMMANDS, build_parser, load_command
 
-    from litcpt.cli.parser import COMMANDS, build_parser
-    from litcpt.cli.parser import load_command as _load
-
-    function = _load(COMMANDS[command])
-    positional = getattr(importlib.import_module(function.__module__), "cli_positional", None)
-    entry = answers(build_parser(command, function), positional)
-    return {"command": command, "key": source_key(), "jsonargparse": _version("jsonargparse"),
-            "versions": runtime_versions(), **entry}
+    function = load_command(COMMANDS[command])
+    positional = getattr(sys.modules[function.__module__], "cli_positional", None)
+    return make_entry(command, build_parser(command, function), positional)
 
 
 def _render(entry: dict[str, Any]) -> str:
@@ -326,34 +330,64 @@ def regenerate(names: list[str] | None = None) -> list[Path]:
     return written
 
 
-def stale_keys() -> list[str]:
-    """Commands whose shipped answers are missing or were made from other sources (cheap: no parser is built)."""
+def _changed(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return sorted(m for m in set(old) | set(new) if old.get(m) != new.get(m))
+
+
+def stale() -> dict[str, str]:
+    """``{command: why}`` for the commands whose shipped answers are missing or were made from other sources than
+    these (cheap: the digests are compared, no parser is built)."""
     from litcpt.cli.parser import COMMANDS
 
-    return [c for c in COMMANDS if (_read(SHIPPED_DIR / f"{c}.json") or {}).get("key") != source_key()]
+    out = {}
+    for command in COMMANDS:
+        found = _read(SHIPPED_DIR / f"{command}.json")
+        modules = (found or {}).get("modules")
+        if not isinstance(modules, dict):
+            out[command] = f"no {SHIPPED_DIR.name}/{command}.json" if found is None else "no digests"
+            continue
+        changed = _changed(modules, digests(modules))
+        if changed:
+            out[command] = "changed since they were made: " + ", ".join(changed)
+    return out
+
+
+def _compare(command: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between ``command``'s shipped entry ``old`` and a fresh one, ``new`` (see :func:`differences`)."""
+    problems = []
+    changed = _changed(old.get("modules") or {}, new["modules"])
+    if changed:
+        problems.append(f"{command}: made from other sources ({', '.join(changed)} changed)")
+    known = {"command", "modules", "versions", "depends"} | {f for fields in _FIELDS.values() for f in fields}
+    extra = sorted((set(old) | set(new)) - known)
+    if extra:
+        problems.append(f"{command}: fields {extra} are not known")
+    made = old.get("versions") or {}
+    for part, fields in _FIELDS.items():
+        deps = sorted(set(new["depends"][part]) | set((old.get("depends") or {}).get(part, [])))
+        other = [f"{d} {made.get(d, '-')} (here {new['versions'].get(d, version(d))})" for d in deps
+                 if made.get(d) != new["versions"].get(d, version(d))]
+        if other:
+            problems.append(f"{command}: {part} made under other versions: {', '.join(other)}")
+            continue
+        differ = [f for f in fields if old.get(f) != new.get(f)]
+        if (old.get("depends") or {}).get(part) != new["depends"][part]:
+            differ.append(f"depends.{part}")
+        if differ:
+            problems.append(f"{command}: {', '.join(differ)} differ from a freshly built parser")
+    return problems
 
 
 def differences(names: list[str] | None = None) -> list[str]:
-    """What differs between the shipped answers and freshly built parsers, one line per command. The help and
-    ``--print_config`` texts are compared only under the versions the files record (LitGPT or Lightning list
-    subclasses in the help, torch's AdamW arguments are in the defaults); the options and types always."""
+    """What differs between the shipped answers and freshly built parsers, one line per problem: other sources (the
+    digests), other versions, or other content (compared part by part, where the versions are the same)."""
     problems = []
-    fresh = _fresh_entries(_commands(names))
-    for command, text in fresh.items():
-        new = json.loads(text)
+    for command, text in _fresh_entries(_commands(names)).items():
         old = _read(SHIPPED_DIR / f"{command}.json")
         if old is None:
             problems.append(f"{command}: no {SHIPPED_DIR.name}/{command}.json")
-            continue
-        same_versions = old.get("versions") == new["versions"] and old.get("jsonargparse") == new["jsonargparse"]
-        fields = [
-            k for k in sorted(set(old) | set(new)) if same_versions or k not in ("help", "print_config", "versions")
-        ]
-        changed = [k for k in fields if old.get(k) != new.get(k)]
-        if "key" in changed:
-            problems.append(f"{command}: made from other litcpt sources or another jsonargparse")
-        elif changed:
-            problems.append(f"{command}: {', '.join(changed)} differ")
+        else:
+            problems += _compare(command, old, json.loads(text))
     return problems
 
 

@@ -70,11 +70,13 @@ def _validate(command: str, function: Callable, kwargs: dict, args: list[str]) -
 
 def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
     """Exit with the cached help or defaults (``--print_config`` alone), or with a one-line error for an unknown key
-    or a plainly wrong simple value; return if none applies."""
+    or a plainly wrong simple value; return if none applies (or the part needed is not cached)."""
     from litcpt.cli import help_cache as cli_cache
 
     flags = _positional_to_flags(args, cached["positional"]) if cached.get("positional") else args
     if cli_cache.wants_help(flags):
+        if cached.get("help") is None:
+            return
         print(cached["help"], end="")
         raise SystemExit(0)
     if flags == ["--print_config"] and cached.get("print_config") is not None:
@@ -105,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if positional:
         args = _positional_to_flags(args, positional)
     parser = build_parser(command, function)
-    if cached is None:
-        cli_cache.store(command, parser, positional)
+    if cached is None or cached.get("partial"):
+        cli_cache.store(command, parser, positional)  # the next call answers from it
     from jsonargparse import ArgumentError
 
     cfg = None
@@ -116,12 +118,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as err:
         if os.environ.get("LITCPT_DEBUG"):
             raise
+        from litcpt.cli.answers import describe
         from litcpt.cli.errors import error_line
 
         what = (error_line(err, cfg) if isinstance(err, (ArgumentError, ValueError, TypeError))
                 else f"{type(err).__name__}: {err}")
         if "Unrecognized arguments" in what:  # the same line as from the cache: the key, and the closest one
-            what = cli_cache.unknown_key(args, cli_cache.describe(parser)) or what
+            what = cli_cache.unknown_key(args, describe(parser)) or what
         print(f"litcpt {command}: error: {what} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
         raise SystemExit(2) from None
     kwargs = {k: v for k, v in init.items() if k != "config"}

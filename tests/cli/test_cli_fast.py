@@ -1,21 +1,26 @@
 """`litcpt <command> --help`, `--print_config` alone, unknown keys and plainly wrong simple values are answered
 without importing torch, Lightning or LitGPT: from the answers shipped in litcpt/assets/cli (even on a fresh install,
-with no per-user cache), else from the per-user cache; neither ever serves stale answers."""
+with no per-user cache), else from the per-user cache; neither ever serves stale answers. The answers stay valid
+through edits of comments and function bodies, not through a change of what a parser says."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO
 
-# Runs main() once per argument list (JSON in argv[1]) and reports each exit code, then which heavy modules were
-# imported. PROBE_NO_SHIPPED=1 hides the shipped answers (as when the sources changed since they were made).
+# Runs main() once per argument list (JSON in argv[1]) and reports each exit code, then which heavy modules and which
+# litcpt commands (the real parser) were imported. PROBE_NO_SHIPPED=<dir> reads the shipped answers from <dir>
+# instead (an empty one: as when the sources changed since they were made).
 PROBE = """
 import json, os, sys, time
 from pathlib import Path
@@ -23,7 +28,7 @@ t0 = time.perf_counter()
 from litcpt.cli import help_cache as cli_cache
 from litcpt.cli.main import main
 if "PROBE_NO_SHIPPED" in os.environ:
-    cli_cache.SHIPPED_DIR = Path("/nonexistent")
+    cli_cache.SHIPPED_DIR = Path(os.environ["PROBE_NO_SHIPPED"])
 codes = []
 for args in json.loads(sys.argv[1]):
     try:
@@ -32,15 +37,17 @@ for args in json.loads(sys.argv[1]):
         codes.append(exit_.code)
     sys.stdout.write("\\0")
 heavy = sorted(m for m in ("torch", "lightning", "litgpt") if m in sys.modules)
-print(f"PROBE codes={codes} heavy={heavy} seconds={time.perf_counter() - t0:.3f}", file=sys.stderr)
+built = sorted(m for m in sys.modules if m.startswith("litcpt.commands."))
+print(f"PROBE codes={codes} heavy={heavy} built={built} seconds={time.perf_counter() - t0:.3f}", file=sys.stderr)
 """
 
 
-def _probe(tmp_path, *arg_lists, shipped=True, columns="100"):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LITCPT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": columns}
+def _probe(tmp_path, *arg_lists, shipped=True, columns="100", root=REPO):
+    """``shipped``: True (the package's), False (none), or a directory to read them from."""
+    env = {**os.environ, "PYTHONPATH": str(root), "LITCPT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": columns}
     env.pop("LITCPT_NO_CLI_CACHE", None)
-    if not shipped:
-        env["PROBE_NO_SHIPPED"] = "1"
+    if shipped is not True:
+        env["PROBE_NO_SHIPPED"] = str(shipped or tmp_path / "nonexistent")
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(arg_lists)], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=600)
     return proc, proc.stdout.split("\0")[:-1]
@@ -54,9 +61,141 @@ def test_shipped_answers_are_made_from_these_sources():
     from litcpt.cli import help_cache as cli_cache
     from litcpt.cli.parser import COMMANDS
 
-    stale = cli_cache.stale_keys()
-    assert not stale, f"litcpt/assets/cli is stale for {stale}: run `{cli_cache.REGENERATE}` and commit the files"
+    stale = cli_cache.stale()
+    assert not stale, f"litcpt/assets/cli is stale: {stale}; run `{cli_cache.REGENERATE}` and commit the files"
     assert sorted(p.stem for p in cli_cache.SHIPPED_DIR.glob("*.json")) == sorted(COMMANDS)
+
+
+# --- edits of a copy of the package: which keep the shipped answers, which do not --------------------------------
+
+
+def _copy(tmp_path, assets=False) -> Path:
+    """A copy of the package (its ``.py`` files; ``assets``: with the shipped answers and data)."""
+    ignore = shutil.ignore_patterns("__pycache__", *(() if assets else ("assets",)))
+    return Path(shutil.copytree(REPO / "litcpt", tmp_path / "litcpt", ignore=ignore))
+
+
+def _function(package: Path, module: str, name: str, owner: str | None = None):
+    """``(path, tree, node)`` of function ``name`` (a method of class ``owner``) in ``module``, following
+    ``from x import name`` (a command re-exported from where it is defined)."""
+    for _ in range(5):
+        path = package.parent / f"{module.replace('.', '/')}.py"
+        path = path if path.exists() else path.with_suffix("") / "__init__.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        body = tree.body if owner is None else next(
+            n.body for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == owner)
+        found = [n for n in body if isinstance(n, ast.FunctionDef) and n.name == name]
+        if found:
+            return path, tree, found[0]
+        imports = [n for n in tree.body
+                   if isinstance(n, ast.ImportFrom) and name in [a.asname or a.name for a in n.names]]
+        assert imports and owner is None, f"no {name} in {path}"
+        module, name = imports[0].module, next(a.name for a in imports[0].names if (a.asname or a.name) == name)
+    raise AssertionError(f"{name}: too many re-exports")
+
+
+def _command_function(package: Path, command: str):
+    from litcpt.cli.parser import COMMANDS
+
+    return _function(package, *COMMANDS[command].split(":"))
+
+
+def _class_file(package: Path, command: str, name: str) -> tuple[Path, ast.Module, ast.ClassDef]:
+    """``(path, tree, node)`` of class ``name`` among the modules ``command``'s shipped answers were made from."""
+    for rel in _shipped(command)["modules"]:
+        tree = ast.parse((package / rel).read_text(encoding="utf-8"))
+        found = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+        if found:
+            return package / rel, tree, found[0]
+    raise AssertionError(f"no class {name} in the modules of {command}")
+
+
+def _insert_statement(path: Path, node: ast.FunctionDef, statement: str) -> None:
+    """Put ``statement`` first in the body of ``node`` (after its docstring), in the text of ``path``."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = node.body[1] if len(node.body) > 1 and isinstance(node.body[0], ast.Expr) else node.body[0]
+    lines.insert(first.lineno - 1, " " * first.col_offset + statement + "  # an edit\n")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _usable(package: Path) -> dict[str, bool]:
+    from litcpt.cli import help_cache as cli_cache
+    from litcpt.cli.parser import COMMANDS
+
+    return {c: (cli_cache.usable(_shipped(c), package) or {"partial": True}).get("partial") is None for c in COMMANDS}
+
+
+def test_comments_layout_and_function_bodies_do_not_make_the_answers_stale(tmp_path):
+    """Every module rewritten without its comments and in another layout (``ast.unparse``), a comment added to
+    each, a statement added to the body of every command function: every shipped answer is still used."""
+    from litcpt.cli.parser import COMMANDS
+
+    package = _copy(tmp_path)
+    assert all(_usable(package).values())
+    for path in package.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(f"# a new comment\n{ast.unparse(ast.parse(text))}\n# another\n", encoding="utf-8")
+    for command in COMMANDS:
+        path, _, node = _command_function(package, command)
+        _insert_statement(path, node, f"print({command!r})")
+    assert _usable(package) == dict.fromkeys(COMMANDS, True)
+
+
+@pytest.mark.parametrize("edit", ["new key", "docstring line", "field default", "post_init body", "deleted module"])
+def test_what_changes_a_cli_makes_its_answers_stale(tmp_path, edit):
+    """A new key, a docstring line shown in --help, a dataclass default, a body that runs when the defaults are made
+    (``__post_init__``), a module gone: the command's answers are no longer used, those of others still are."""
+    from litcpt.cli.parser import COMMANDS
+
+    package = _copy(tmp_path)
+    command = "report" if edit in ("new key", "deleted module") else "pretrain"
+    if edit == "new key":
+        path, tree, node = _command_function(package, command)
+        node.args.kwonlyargs.append(ast.arg(arg="new_key", annotation=ast.Name("int")))
+        node.args.kw_defaults.append(ast.Constant(0))
+        path.write_text(ast.unparse(tree), encoding="utf-8")
+    elif edit == "docstring line":
+        path, tree, node = _command_function(package, command)
+        node.body[0].value.value += "\n\nOne more line of help.\n"
+        path.write_text(ast.unparse(tree), encoding="utf-8")
+    elif edit == "field default":
+        path, tree, node = _class_file(package, command, "TrainArgs")
+        field = next(n for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.value, ast.Constant)
+                     and type(n.value.value) is int)
+        field.value.value += 1
+        path.write_text(ast.unparse(tree), encoding="utf-8")
+    elif edit == "post_init body":
+        path, _, node = _class_file(package, command, "TrainArgs")
+        _insert_statement(path, next(n for n in node.body if getattr(n, "name", "") == "__post_init__"), "pass")
+    else:
+        path = package / next(m for m in _shipped(command)["modules"] if m.startswith("report/"))
+        path.unlink()
+    usable, edited = _usable(package), path.relative_to(package).as_posix()
+    assert usable[command] is False
+    others = [c for c in COMMANDS if edited not in _shipped(c)["modules"]]  # their parsers never read that file
+    assert others and all(usable[c] for c in others), usable
+
+
+def test_after_an_edit_that_changes_a_cli_the_real_parser_answers(tmp_path):
+    """An edited checkout: ``litcpt report`` gains a key. Its shipped answers are not used: the real parser answers
+    (the new key is in --help and accepted), its answers go to the per-user cache and the next call is served from
+    there. A comment edit elsewhere in the same checkout still leaves the other commands' shipped answers in use."""
+    package = _copy(tmp_path, assets=True)
+    path, tree, node = _command_function(package, "report")
+    node.args.kwonlyargs.append(ast.arg(arg="new_key", annotation=ast.Name("int")))
+    node.args.kw_defaults.append(ast.Constant(0))
+    path.write_text(ast.unparse(tree), encoding="utf-8")
+    pretrain, _, node = _command_function(package, "pretrain")
+    _insert_statement(pretrain, node, "pass")
+    args = [["report", "--help"], ["report", "out/a", "--new_key", "3", "--print_config"], ["pretrain", "--help"]]
+    first, outs = _probe(tmp_path, *args, root=package.parent)
+    assert "PROBE codes=[0, 0, 0] heavy=[] built=['litcpt.commands.report']" in first.stderr, first.stderr[-2000:]
+    assert "--new_key NEW_KEY" in outs[0] and "new_key: 3" in outs[1] and outs[2] == _shipped("pretrain")["help"]
+    (cached,) = (tmp_path / "cache" / "cli").glob("report-*.json")
+    second, again = _probe(tmp_path, ["report", "--help"], ["report", "--new_kye", "3"], root=package.parent)
+    assert "PROBE codes=[0, 2] heavy=[] built=[]" in second.stderr, second.stderr[-2000:]
+    assert again[0] == outs[0] and "unknown key '--new_kye' (did you mean '--new_key'?)" in second.stderr
+    assert json.loads(cached.read_text())["help"] == outs[0]
 
 
 def test_first_call_on_a_fresh_install_answers_from_the_shipped_answers(tmp_path):
@@ -65,7 +204,7 @@ def test_first_call_on_a_fresh_install_answers_from_the_shipped_answers(tmp_path
     helps = [[command, "--help"] for command in COMMANDS]
     proc, outs = _probe(tmp_path, *helps, ["pretrain", "--print_config"], ["pretrain", "--train.max_tokns", "5"],
                         ["pretrain", "--train.max_steps", "abc"], ["report", "out/a", "-h"], columns="60")
-    assert f"PROBE codes={[0] * (len(COMMANDS) + 1) + [2, 2, 0]} heavy=[]" in proc.stderr, proc.stderr[-2000:]
+    assert f"PROBE codes={[0] * (len(COMMANDS) + 1) + [2, 2, 0]} heavy=[] built=[]" in proc.stderr, proc.stderr[-2000:]
     for command, out in zip(COMMANDS, outs):
         assert out == _shipped(command)["help"] and f"usage: litcpt {command}" in out
     assert outs[len(COMMANDS)] == _shipped("pretrain")["print_config"] and "max_tokens: 1000000" in outs[-4]
@@ -89,7 +228,7 @@ def test_help_and_unknown_keys_come_from_the_user_cache_when_the_shipped_answers
     assert "--train.max_tokens" in help_first
     second, outs = _probe(tmp_path, ["pretrain", "--help"], ["pretrain", "--train.max_tokns", "5"],
                           ["pretrain", "--train.max_steps", "abc"], ["pretrain", "--print_config"], shipped=False)
-    assert "PROBE codes=[0, 2, 2, 0] heavy=[]" in second.stderr, second.stderr[-2000:]
+    assert "PROBE codes=[0, 2, 2, 0] heavy=[] built=[]" in second.stderr, second.stderr[-2000:]
     assert outs[0] == help_first == _shipped("pretrain")["help"]  # the same text as shipped: fixed width
     assert outs[3] == _shipped("pretrain")["print_config"]
     line = [ln for ln in second.stderr.splitlines() if "unknown key" in ln][0]
@@ -104,28 +243,6 @@ def test_help_and_unknown_keys_come_from_the_user_cache_when_the_shipped_answers
     deep = ["--lr_schedule", "litcpt.callbacks.WarmupCosineLR", "--lr_schedule.init_args.warmup", "1.5",
             "--data.init_args.fraction", "2", "--model_config.n_layer", "2", "--optimizer.init_args.lr", "x"]
     assert unknown_key(deep, entry) is None and bad_value(deep, entry) is None
-
-
-def test_keys_follow_the_source_content_not_mtimes(tmp_path):
-    from litcpt.cli import help_cache as cli_cache
-
-    package = tmp_path / "litcpt"
-    (package / "commands").mkdir(parents=True)
-    (package / "cli.py").write_text("x = 1\n")
-    (package / "commands" / "a.py").write_text("def a(n: int = 1): ...\n")
-    (package / "notes.txt").write_text("not a source")
-    before = cli_cache.source_digest(package)
-    os.utime(package / "cli.py", ns=(1, 1))
-    (package / "notes.txt").write_text("changed")
-    assert cli_cache.source_digest(package) == before
-    (package / "cli.py").write_text("x = 1\r\n")  # a Windows checkout of the same file
-    assert cli_cache.source_digest(package) == before
-    (package / "commands" / "a.py").write_text("def a(n: int = 2): ...\n")
-    assert cli_cache.source_digest(package) != before
-    (package / "commands" / "a.py").write_text("def a(n: int = 1): ...\n")
-    (package / "commands" / "b.py").write_text("")
-    assert cli_cache.source_digest(package) != before
-    assert cli_cache.fingerprint("dpo") != cli_cache.fingerprint("pretrain")
 
 
 def test_help_is_the_same_in_every_terminal(monkeypatch):
@@ -144,41 +261,92 @@ def test_help_is_the_same_in_every_terminal(monkeypatch):
     assert max(len(line) for line in texts[0].splitlines()) <= HELP_WIDTH < len("word " * 60)
 
 
-def test_stale_shipped_answers_are_not_served(tmp_path, monkeypatch):
+def test_answers_are_used_only_where_they_hold(tmp_path, monkeypatch):
+    """Other sources: not used. Other versions: only the parts that do not depend on them (pretrain's help lists
+    Lightning's callbacks, its defaults torch's AdamW arguments; its option strings depend on jsonargparse only).
+    A complete per-user entry is preferred to a partial shipped one."""
     from litcpt.cli import help_cache as cli_cache
 
     shipped = dict(_shipped("pretrain"))
     monkeypatch.setattr(cli_cache, "SHIPPED_DIR", tmp_path)
     monkeypatch.setenv("LITCPT_CACHE_DIR", str(tmp_path / "user"))
-    (tmp_path / "pretrain.json").write_text(json.dumps(shipped))
-    assert cli_cache.load("pretrain")["help"] == shipped["help"]
-    (tmp_path / "pretrain.json").write_text(json.dumps({**shipped, "versions": {"torch": "0.1"}}))
-    entry = cli_cache.load("pretrain")  # other torch: AdamW's defaults may differ, the rest is still right
-    assert entry["help"] == shipped["help"] and entry["print_config"] is None
-    (tmp_path / "pretrain.json").write_text(json.dumps({**shipped, "key": "0" * 24}))
-    assert cli_cache.load("pretrain") is None
-    (tmp_path / "pretrain.json").write_text(json.dumps(shipped))
+
+    def served(entry):
+        (tmp_path / "pretrain.json").write_text(json.dumps(entry))
+        return cli_cache.load("pretrain")
+
+    assert served(shipped) == shipped
+    entry = served({**shipped, "versions": {**shipped["versions"], "torch": "0.1"}})
+    assert entry["help"] is None and entry["print_config"] is None and entry["partial"]
+    assert entry["options"] == shipped["options"] and entry["kinds"] == shipped["kinds"]
+    entry = served({**shipped, "versions": {**shipped["versions"], "lightning": "0.1"}})
+    assert entry["help"] is None and entry["print_config"] == shipped["print_config"]
+    assert served({**shipped, "versions": {**shipped["versions"], "jsonargparse": "0.1"}}) is None
+    module = sorted(shipped["modules"])[-1]
+    assert served({**shipped, "modules": {**shipped["modules"], module: "0" * 16}}) is None
+    assert served({**shipped, "modules": {**shipped["modules"], "gone.py": "0" * 16}}) is None
+    assert served({k: v for k, v in shipped.items() if k != "modules"}) is None
+
+    cli_cache._user_path("pretrain").parent.mkdir(parents=True)
+    cli_cache._user_path("pretrain").write_text(json.dumps(shipped))
+    assert served({**shipped, "versions": {**shipped["versions"], "torch": "0.1"}}) == shipped
     monkeypatch.setenv("LITCPT_NO_CLI_CACHE", "1")
-    assert cli_cache.load("pretrain") is None
+    assert served(shipped) is None
+
+
+def test_parts_made_under_other_versions_are_left_to_the_real_parser(tmp_path):
+    """Shipped answers whose help was made under another docstring-parser: an unknown key is still answered from
+    them, --help by the real parser (then cached per user, and the next --help is served from there)."""
+    (tmp_path / "shipped").mkdir()
+    report = _shipped("report")
+    report["versions"]["docstring-parser"] = "0.1"
+    (tmp_path / "shipped" / "report.json").write_text(json.dumps(report))
+    first, _ = _probe(tmp_path, ["report", "out/a", "--bogus", "1"], shipped=tmp_path / "shipped")
+    assert "PROBE codes=[2] heavy=[] built=[]" in first.stderr and "unknown key '--bogus'" in first.stderr
+    second, (built,) = _probe(tmp_path, ["report", "--help"], shipped=tmp_path / "shipped")
+    assert "PROBE codes=[0] heavy=[] built=['litcpt.commands.report']" in second.stderr, second.stderr[-2000:]
+    third, (cached,) = _probe(tmp_path, ["report", "--help"], shipped=tmp_path / "shipped")
+    assert "PROBE codes=[0] heavy=[] built=[]" in third.stderr, third.stderr[-2000:]
+    assert built == cached == _shipped("report")["help"]
 
 
 @pytest.mark.slow
 def test_shipped_answers_are_what_a_fresh_parser_says(tmp_path):
-    """Regenerating from another directory and terminal width gives the shipped files (deterministic: no paths, no
-    terminal width, no machine-dependent defaults)."""
+    """For every command, the shipped answers say what its parser, freshly built in another directory and terminal
+    width, says (part by part: help, --print_config, options and types), and were made from these sources; nothing
+    in them depends on a path or the terminal."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "60"}
-    proc = subprocess.run([sys.executable, "-m", "litcpt.cli.help_cache", "--check", "pretrain", "report"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "litcpt.cli.help_cache", "--check"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=580)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for command in ("pretrain", "report"):
-        text = json.dumps(_shipped(command))
+    for path in (REPO / "litcpt/assets/cli").glob("*.json"):
+        text = path.read_text(encoding="utf-8")
         assert str(REPO) not in text and str(tmp_path) not in text and os.path.expanduser("~") not in text
+
+
+def test_check_compares_the_content_part_by_part():
+    """``--check`` names what differs: other sources, other versions, or another text where the versions agree."""
+    from litcpt.cli.help_cache import _compare
+
+    fresh = _shipped("pretrain")
+    assert _compare("pretrain", fresh, fresh) == []
+    module = sorted(fresh["modules"])[0]
+    assert _compare("pretrain", {**fresh, "modules": {**fresh["modules"], module: "x"}}, fresh) == [
+        f"pretrain: made from other sources ({module} changed)"]
+    assert _compare("pretrain", {**fresh, "help": "other"}, fresh) == [
+        "pretrain: help differ from a freshly built parser"]
+    assert _compare("pretrain", {**fresh, "kinds": {}}, fresh) == [
+        "pretrain: kinds differ from a freshly built parser"]
+    old = {**fresh, "help": "other", "versions": {**fresh["versions"], "lightning": "0.1"}}
+    assert _compare("pretrain", old, fresh) == [
+        f"pretrain: help made under other versions: lightning 0.1 (here {fresh['versions']['lightning']})"]
 
 
 def test_simple_values_are_checked_from_the_cache_and_doubt_is_left_to_the_parser():
     from typing import Literal
 
-    from litcpt.cli.help_cache import bad_value, simple_kind
+    from litcpt.cli.answers import simple_kind
+    from litcpt.cli.help_cache import bad_value
 
     assert simple_kind(int | None) == {"types": ["int", "null"], "choices": []}
     assert simple_kind(Literal["auto", "ddp"]) == {"types": [], "choices": ["auto", "ddp"]}
