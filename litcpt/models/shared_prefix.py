@@ -270,116 +270,138 @@ def pair_hidden_states(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Ten
         ``[wanted.sum(), n_embd]`` in the order of ``wanted.nonzero()`` (row-major), like ``hidden[wanted]`` of a
         plain forward. Call under ``torch.no_grad()`` / ``torch.inference_mode()``.
     """
-    rows, T = input_ids.shape
+    group_of, first_row, groups_count = _groups(input_ids, shared, groups)
+    if shared.shape != (groups_count,) or lengths.shape != (input_ids.shape[0],) or wanted.shape != input_ids.shape:
+        raise ValueError(f"shared [B], lengths [2B], wanted [2B, T]: got {tuple(shared.shape)}, "
+                         f"{tuple(lengths.shape)}, {tuple(wanted.shape)} for input_ids {tuple(input_ids.shape)}")
+    if rows_per_forward is not None and rows_per_forward < 1:
+        raise ValueError(f"rows_per_forward: expected a positive integer or None, got {rows_per_forward}")
+    device = input_ids.device
+    lengths, shared, wanted = lengths.to(device), shared.to(device).long(), wanted.to(device)
+    _check_lengths(gpt, input_ids, lengths, shared, wanted, group_of)
+    plan = _Plan(input_ids, lengths, shared, wanted, group_of, first_row, rows_per_forward or input_ids.shape[0])
+    if plan.r.numel() == 0:
+        return gpt.transformer.wte.weight.new_zeros((0, gpt.config.n_embd))
+    autocast = torch.is_autocast_enabled(plan.device.type) if plan.device.type in ("cpu", "cuda") else True
+    dtype = None if autocast else gpt.transformer.wte.weight.dtype
+    tail_chunks = _chunks(torch.argsort(plan.tails, descending=True, stable=True), plan.per, plan.tails)
+    scratch = max(chunk.numel() * int(plan.tails[chunk].max()) for chunk in tail_chunks)
+    with _recording(gpt, int(shared.sum()), scratch) as caches:
+        _prompt_phase(gpt, plan, caches)
+        _tail_phase(gpt, plan, caches, tail_chunks, dtype)
+    assert plan.hidden is not None
+    return plan.hidden
+
+
+def _groups(input_ids: Tensor, shared: Tensor, groups: Tensor | None) -> tuple[Tensor, Tensor, int]:
+    """``(group_of [R], first_row [G], G)``: the prompt of each row, a row holding each prompt, and the number of
+    prompts (pairs by default)."""
+    rows = input_ids.shape[0]
     device = input_ids.device
     if groups is None:
         half = rows // 2
         if rows != 2 * half or half == 0:
             raise ValueError(f"input_ids: expected 2B rows (chosen then rejected), got {rows}")
-        group_of = torch.arange(rows, device=device) % half
-        first_row = torch.arange(half, device=device)              # a row holding each prompt
-    else:
-        half = int(shared.shape[0]) if shared.dim() == 1 else -1
-        group_of = groups.to(device).long()
-        if rows == 0 or group_of.shape != (rows,) or bool(((group_of < 0) | (group_of >= half)).any()):
-            raise ValueError(f"groups: expected [R] prompt indices in [0, {half}) for {rows} rows")
-        first_row = torch.zeros(half, dtype=torch.long, device=device)
-        first_row[group_of] = torch.arange(rows, device=device)
-    if shared.shape != (half,) or lengths.shape != (rows,) or wanted.shape != input_ids.shape:
-        raise ValueError(f"shared [B], lengths [2B], wanted [2B, T]: got {tuple(shared.shape)}, "
-                         f"{tuple(lengths.shape)}, {tuple(wanted.shape)} for input_ids {tuple(input_ids.shape)}")
-    if rows_per_forward is not None and rows_per_forward < 1:
-        raise ValueError(f"rows_per_forward: expected a positive integer or None, got {rows_per_forward}")
-    lengths, shared, wanted = lengths.to(device), shared.to(device).long(), wanted.to(device)
-    start = shared[group_of]                                      # [2B] first tail position of each row
-    tails = lengths - start
-    if bool((tails < 1).any()) or bool((shared < 0).any()):
+        return torch.arange(rows, device=device) % half, torch.arange(half, device=device), half
+    half = int(shared.shape[0]) if shared.dim() == 1 else -1
+    group_of = groups.to(device).long()
+    if rows == 0 or group_of.shape != (rows,) or bool(((group_of < 0) | (group_of >= half)).any()):
+        raise ValueError(f"groups: expected [R] prompt indices in [0, {half}) for {rows} rows")
+    first_row = torch.zeros(half, dtype=torch.long, device=device)
+    first_row[group_of] = torch.arange(rows, device=device)
+    return group_of, first_row, half
+
+
+def _check_lengths(gpt: GPT, input_ids: Tensor, lengths: Tensor, shared: Tensor, wanted: Tensor,
+                   group_of: Tensor) -> None:
+    """One-line errors for lengths that :func:`pair_hidden_states` cannot run."""
+    T = input_ids.shape[1]
+    if bool((lengths - shared[group_of] < 1).any()) or bool((shared < 0).any()):
         raise ValueError("shared: expected 0 <= shared < the length of both rows of the pair")
     if int(lengths.max()) > gpt.max_seq_length:
         raise ValueError(f"input_ids: rows of up to {int(lengths.max())} tokens exceed the model's max_seq_length "
                          f"{gpt.max_seq_length}")
-    if bool((wanted & (torch.arange(T, device=device) >= lengths.unsqueeze(1))).any()):
+    if bool((wanted & (torch.arange(T, device=input_ids.device) >= lengths.unsqueeze(1))).any()):
         raise ValueError("wanted: positions past a row's length")
-    per = rows_per_forward or rows
 
-    # Where each wanted output is computed: a position < shared is the same in both rows of its pair and comes
-    # from phase 1 (one prompt row per pair), the rest from phase 2 (the row's tail).
-    r, c = wanted.nonzero(as_tuple=True)
-    if r.numel() == 0:
-        return gpt.transformer.wte.weight.new_zeros((0, gpt.config.n_embd))
-    in_prefix = c < start[r]
-    pair_of = group_of[r]
-    hidden: Tensor | None = None
 
-    def put(index: Tensor, values: Tensor) -> None:
-        nonlocal hidden
-        if hidden is None:
-            hidden = values.new_empty((r.shape[0], values.shape[-1]))
-        hidden[index] = values
+class _Plan:
+    """Where each wanted output of :func:`pair_hidden_states` is computed, and the buffer it is written to: a position
+    before its row's ``shared`` prefix is the same in every row of its group and comes from phase 1 (one prompt row
+    per group), the rest from phase 2 (the row's tail)."""
 
-    autocast = torch.is_autocast_enabled(device.type) if device.type in ("cpu", "cuda") else True
-    dtype = None if autocast else gpt.transformer.wte.weight.dtype
-    total = int(shared.sum())
-    offset = torch.cumsum(shared, 0) - shared                     # first store row of each pair's prompt
-    tail_rows = torch.argsort(tails, descending=True, stable=True)
-    tail_chunks = _chunks(tail_rows, per, tails)
-    scratch = max(chunk.numel() * int(tails[chunk].max()) for chunk in tail_chunks)
-    with _recording(gpt, total, scratch) as caches:
-        # phase 1: prompts, longest first, causal (no mask; right padding after each prompt), positions 0..P-1
-        prompt_pairs = torch.argsort(shared, descending=True, stable=True)
-        prompt_pairs = prompt_pairs[shared[prompt_pairs] > 0]
-        row_of = torch.full((half,), -1, dtype=torch.long, device=device)
-        for pairs in _chunks(prompt_pairs, per, shared):
-            n, width = pairs.numel(), int(shared[pairs].max())
-            steps = torch.arange(width, device=device)
-            valid = steps.unsqueeze(0) < shared[pairs].unsqueeze(1)
-            src = (torch.arange(n, device=device).unsqueeze(1) * width + steps)[valid]
-            dst = (offset[pairs].unsqueeze(1) + steps)[valid]
-            for cache in caches:
-                cache.mode = ("record", src, dst)
-            row_of[pairs] = torch.arange(n, device=device)
-            mine = in_prefix & (row_of[pair_of] >= 0)
-            keep, inverse = torch.unique(row_of[pair_of[mine]] * width + c[mine], return_inverse=True)
-            row_of[pairs] = -1
-            out = _run(
-                gpt,
-                input_ids[first_row[pairs], :width],
-                gpt.cos[:width].unsqueeze(0),
-                gpt.sin[:width].unsqueeze(0),
-                None,
-                steps,
-                keep,
-            )
-            if keep.numel():
-                put(mine.nonzero(as_tuple=True)[0], out[inverse])
-        # phase 2: tails, longest first; each attends to its pair's stored prompt K/V (valid positions only) and
-        # causally to itself, at its absolute positions start + j
-        row_of = torch.full((rows,), -1, dtype=torch.long, device=device)
-        for chunk in tail_chunks:
-            n, width = chunk.numel(), int(tails[chunk].max())
-            pairs = group_of[chunk]
-            prefix = int(shared[pairs].max())
-            before = torch.arange(prefix, device=device).unsqueeze(0)
-            prefix_ok = before < shared[pairs].unsqueeze(1)  # [n, prefix]
-            index = torch.where(prefix_ok, offset[pairs].unsqueeze(1) + before, total)
-            for cache in caches:
-                cache.mode = ("attend", index)
-            steps = torch.arange(width, device=device)
-            # padding columns repeat the row's last position: never read, and causality hides their keys
-            cols = torch.minimum(start[chunk].unsqueeze(1) + steps, (lengths[chunk] - 1).unsqueeze(1))
-            cos = gpt.cos.index_select(0, cols.reshape(-1)).view(n, width, *gpt.cos.shape[1:])
-            sin = gpt.sin.index_select(0, cols.reshape(-1)).view(n, width, *gpt.sin.shape[1:])
-            causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-            mask = torch.cat([prefix_ok.unsqueeze(1).expand(n, width, prefix), causal.expand(n, width, width)], 2)
-            row_of[chunk] = torch.arange(n, device=device)
-            mine = ~in_prefix & (row_of[r] >= 0)
-            rr = r[mine]
-            keep = row_of[rr] * width + (c[mine] - start[rr])
-            row_of[chunk] = -1
-            out = _run(
-                gpt, input_ids[chunk].gather(1, cols), cos, sin, _attention_mask(mask.unsqueeze(1), dtype), cols, keep
-            )
-            if keep.numel():
-                put(mine.nonzero(as_tuple=True)[0], out)
-    assert hidden is not None
-    return hidden
+    def __init__(self, input_ids: Tensor, lengths: Tensor, shared: Tensor, wanted: Tensor, group_of: Tensor,
+                 first_row: Tensor, per: int) -> None:
+        self.input_ids, self.lengths, self.shared, self.group_of, self.first_row = (input_ids, lengths, shared,
+                                                                                    group_of, first_row)
+        self.device, self.per = input_ids.device, per
+        self.start = shared[group_of]                               # [R] first tail position of each row
+        self.tails = lengths - self.start
+        self.offset = torch.cumsum(shared, 0) - shared               # first store row of each group's prompt
+        self.total = int(shared.sum())
+        self.r, self.c = wanted.nonzero(as_tuple=True)
+        self.in_prefix = self.c < self.start[self.r]
+        self.pair_of = group_of[self.r]
+        self.hidden: Tensor | None = None
+
+    def put(self, index: Tensor, values: Tensor) -> None:
+        if self.hidden is None:
+            self.hidden = values.new_empty((self.r.shape[0], values.shape[-1]))
+        self.hidden[index] = values
+
+
+def _prompt_phase(gpt: GPT, plan: _Plan, caches: list) -> None:
+    """Phase 1: the prompts, longest first, causal (no mask; right padding after each prompt), positions 0..P-1; their
+    keys and values are recorded in the caches' store."""
+    shared, device = plan.shared, plan.device
+    prompt_pairs = torch.argsort(shared, descending=True, stable=True)
+    prompt_pairs = prompt_pairs[shared[prompt_pairs] > 0]
+    row_of = torch.full((shared.shape[0],), -1, dtype=torch.long, device=device)
+    for pairs in _chunks(prompt_pairs, plan.per, shared):
+        n, width = pairs.numel(), int(shared[pairs].max())
+        steps = torch.arange(width, device=device)
+        valid = steps.unsqueeze(0) < shared[pairs].unsqueeze(1)
+        src = (torch.arange(n, device=device).unsqueeze(1) * width + steps)[valid]
+        dst = (plan.offset[pairs].unsqueeze(1) + steps)[valid]
+        for cache in caches:
+            cache.mode = ("record", src, dst)
+        row_of[pairs] = torch.arange(n, device=device)
+        mine = plan.in_prefix & (row_of[plan.pair_of] >= 0)
+        keep, inverse = torch.unique(row_of[plan.pair_of[mine]] * width + plan.c[mine], return_inverse=True)
+        row_of[pairs] = -1
+        out = _run(gpt, plan.input_ids[plan.first_row[pairs], :width], gpt.cos[:width].unsqueeze(0),
+                   gpt.sin[:width].unsqueeze(0), None, steps, keep)
+        if keep.numel():
+            plan.put(mine.nonzero(as_tuple=True)[0], out[inverse])
+
+
+def _tail_phase(gpt: GPT, plan: _Plan, caches: list, tail_chunks: list[Tensor], dtype: torch.dtype | None) -> None:
+    """Phase 2: the tails, longest first; each attends to its group's stored prompt K/V (valid positions only) and
+    causally to itself, at its absolute positions ``start + j``."""
+    device, shared = plan.device, plan.shared
+    row_of = torch.full((plan.input_ids.shape[0],), -1, dtype=torch.long, device=device)
+    for chunk in tail_chunks:
+        n, width = chunk.numel(), int(plan.tails[chunk].max())
+        pairs = plan.group_of[chunk]
+        prefix = int(shared[pairs].max())
+        before = torch.arange(prefix, device=device).unsqueeze(0)
+        prefix_ok = before < shared[pairs].unsqueeze(1)  # [n, prefix]
+        index = torch.where(prefix_ok, plan.offset[pairs].unsqueeze(1) + before, plan.total)
+        for cache in caches:
+            cache.mode = ("attend", index)
+        steps = torch.arange(width, device=device)
+        # padding columns repeat the row's last position: never read, and causality hides their keys
+        cols = torch.minimum(plan.start[chunk].unsqueeze(1) + steps, (plan.lengths[chunk] - 1).unsqueeze(1))
+        cos = gpt.cos.index_select(0, cols.reshape(-1)).view(n, width, *gpt.cos.shape[1:])
+        sin = gpt.sin.index_select(0, cols.reshape(-1)).view(n, width, *gpt.sin.shape[1:])
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        mask = torch.cat([prefix_ok.unsqueeze(1).expand(n, width, prefix), causal.expand(n, width, width)], 2)
+        row_of[chunk] = torch.arange(n, device=device)
+        mine = ~plan.in_prefix & (row_of[plan.r] >= 0)
+        rr = plan.r[mine]
+        keep = row_of[rr] * width + (plan.c[mine] - plan.start[rr])
+        row_of[chunk] = -1
+        out = _run(gpt, plan.input_ids[chunk].gather(1, cols), cos, sin, _attention_mask(mask.unsqueeze(1), dtype),
+                   cols, keep)
+        if keep.numel():
+            plan.put(mine.nonzero(as_tuple=True)[0], out)
