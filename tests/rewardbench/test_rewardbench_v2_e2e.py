@@ -177,6 +177,7 @@ def _rank_worker(rank, world_size, port, out_file):
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_two_ranks_score_every_prompt_exactly_once(tmp_path):
     import torch.multiprocessing as mp
 
