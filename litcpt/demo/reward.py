@@ -28,7 +28,7 @@ def run_reward_part(backbone: Path, out_dir: Path, *, steps: int = 120, seed: in
     from litcpt.data import Preference
     from litcpt.runtime.checkpoint import load_config
     from litcpt.training.args import EvalArgs, TrainArgs
-    from litcpt.training.reward import setup
+    from litcpt.training.reward import run
 
     block = load_config(backbone).block_size
     results: dict[str, Any] = {"backbone": str(backbone), "steps": steps, "heads": {}}
@@ -42,12 +42,16 @@ def run_reward_part(backbone: Path, out_dir: Path, *, steps: int = 120, seed: in
 
             context = quiet_run(log_file)
         with context:
-            setup(backbone, out_dir=run_dir, data=data, head=head, seed=seed, accelerator="cpu",
-                  train=TrainArgs(global_batch_size=16, micro_batch_size=8, max_steps=steps, save_interval=None,
-                                  log_interval=10),
-                  eval=EvalArgs(interval=steps, max_iters=25, initial_validation=True),
-                  lr_schedule=WarmupCosineLR(warmup=0.05, min_lr_ratio=0.1),
-                  optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": lr, "weight_decay": 0.0}})
+            run(checkpoint_dir=backbone, out_dir=run_dir, precision=None, resume=False, data=data, head=head,
+                head_token=None, head_token_id=None, loss_type="bradley_terry", center_coefficient=0.0,
+                use_margin=True, share_prompt=False,
+                train=TrainArgs(global_batch_size=16, micro_batch_size=8, max_steps=steps, save_interval=None,
+                                log_interval=10),
+                eval=EvalArgs(interval=steps, max_iters=25, initial_validation=True),
+                lr_schedule=WarmupCosineLR(warmup=0.05, min_lr_ratio=0.1),
+                optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": lr, "weight_decay": 0.0}},
+                devices="auto", num_nodes=1, strategy="auto", logger_name="csv", seed=seed, accelerator="cpu",
+                dry_run=False)
         before, after = _first_last(run_dir, "val/accuracy")
         results["heads"][head] = {"val_accuracy_before": before, "val_accuracy_after": after,
                                   "held_out_pairs": len(data.test_dataset or []), "checkpoint": str(run_dir / "final"),
