@@ -7,8 +7,8 @@ import json
 import pytest
 
 from litcpt.cli.parser import command_parser
-from litcpt.commands.demo import build_scenarios
 from litcpt.demo.runtime import instantiate
+from litcpt.demo.scenarios import build_scenarios
 from tests.helpers import REPO, run_litcpt
 
 RECIPES = [
