@@ -6,12 +6,14 @@ accumulator are resident: memory stays at about one model whatever the number of
 For every floating-point tensor the result is ``sum_i w_i x_i / sum_i w_i``, accumulated in float64 and rounded once
 to the checkpoint's dtype. With uniform weights over two float32 checkpoints this is bit-for-bit ``(a + b) / 2``
 (both round the exact sum once; halving is exact). Integer/bool tensors must be equal in every checkpoint.
+``litcpt merge`` runs :func:`merge_checkpoints`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,10 +21,16 @@ from pathlib import Path
 import torch
 import yaml
 
-from litcpt.runtime.checkpoint import TOKENIZER_FILES, check_checkpoint_dir, load_state_dict
+from litcpt.runtime.checkpoint import (
+    TOKENIZER_FILES,
+    check_checkpoint_dir,
+    load_config,
+    load_state_dict,
+    save_litgpt_dir,
+)
 
 __all__ = ["average_checkpoints", "check_out_dir", "check_same_model", "check_same_tokenizer", "last_checkpoints",
-           "normalize_weights", "weighted_mean"]
+           "merge_checkpoints", "normalize_weights", "weighted_mean"]
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -159,3 +167,37 @@ def check_out_dir(out_dir: Path, inputs: Sequence[Path]) -> None:
         if other:
             raise ValueError(f"out_dir: {str(out)!r} exists and holds {other[:3]}: it would be replaced; give a new "
                              "dir or an earlier merge's")
+
+
+def merge_checkpoints(*, checkpoint_dirs: list[Path], out_dir: Path, weights: list[float] | None,
+                      last: int | None) -> Path:
+    """Average LitGPT checkpoints of the same model (uniformly or weighted) into the LitGPT dir ``out_dir``, written
+    atomically with ``merge.json`` (sources and normalised weights) and the ``config.yaml`` the CLI wrote there.
+
+    The arguments are ``litcpt merge``'s (:func:`litcpt.commands.merge.main`: its signature holds their defaults, its
+    docstring what each means); every one is given, by name.
+
+    Returns: ``out_dir``.
+    """
+    if not checkpoint_dirs:
+        raise ValueError("checkpoint_dirs: give the LitGPT checkpoint dirs to average (litcpt merge DIR DIR ... "
+                         "--out_dir OUT)")
+    if last is not None:
+        dirs = [d for run in checkpoint_dirs for d in last_checkpoints(Path(run), int(last))]
+    else:
+        dirs = [Path(d) for d in checkpoint_dirs]
+    weights = normalize_weights(weights, len(dirs))
+    for d in dirs:
+        check_checkpoint_dir(d, field="checkpoint_dirs")
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, dirs)
+    state = average_checkpoints(dirs, weights)
+    total = sum(weights)
+    record = {"sources": [str(d.resolve()) for d in dirs], "weights": [w / total for w in weights]}
+    config_yaml = out_dir / "config.yaml"  # written by the CLI (the merge's own arguments): kept in the result
+    save_litgpt_dir(state, load_config(dirs[0]), out_dir, tokenizer_dir=dirs[0],
+                    extra_files=[config_yaml] if config_yaml.is_file() else [], extra_objects={"merge.json": record})
+    if os.environ.get("RANK", "0") == "0":
+        shown = ", ".join(f"{w / total:.4g}" for w in weights)
+        print(f"litcpt merge: {len(dirs)} checkpoints -> {out_dir} (weights {shown})")
+    return out_dir

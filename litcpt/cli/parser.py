@@ -66,3 +66,11 @@ def build_parser(command: str, function: Callable):
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML recipe; later flags override its keys")
     parser.add_function_arguments(function, as_group=False, fail_untyped=False)
     return parser
+
+
+def command_parser(command: str):
+    """The parser of the registered ``command`` (its signature is the schema): how code below the commands reads a
+    command's recipe (e.g. :func:`litcpt.training.recipe.pretrain_parser`) without importing the command itself."""
+    if command not in COMMANDS:
+        raise ValueError(f"command: {command!r} is not a litcpt command (one of {', '.join(COMMANDS)})")
+    return build_parser(command, load_command(COMMANDS[command]))

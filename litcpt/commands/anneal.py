@@ -189,8 +189,9 @@ def setup(
     Returns: the path of the annealed LitGPT checkpoint dir (``out_dir/final``).
     """
     from litcpt.runtime.ranks import is_global_zero
+    from litcpt.training.carry import CarryArgs
     from litcpt.training.harness import find_resume_checkpoint
-    from litcpt.training.pretrain import setup as pretrain_setup
+    from litcpt.training.pretrain import run as pretrain_run
 
     _check_arguments(anneal_steps, anneal_tokens, shape, const_lr, min_lr)
     from_checkpoint = const_lr == "checkpoint"
@@ -268,7 +269,8 @@ def setup(
     with warnings.catch_warnings():
         for pattern in _EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
-        return pretrain_setup(
+        return pretrain_run(
+            model_name=None,
             model_config=config if source.kind == "lightning" else None,
             out_dir=out_dir,
             precision=precision if precision is not None else run.get("precision"),
@@ -287,4 +289,5 @@ def setup(
             seed=seed if seed is not None else run["seed"],
             accelerator=accelerator if accelerator is not None else run["accelerator"],
             callbacks=run.get("callbacks"),  # the run's EMA, SkipSpikes ...: the branch trains as the run did
+            carry=CarryArgs(), dry_run=False,
         )

@@ -10,11 +10,11 @@ arXiv 2505.12082): the average of the last k checkpoints of a constant-LR phase,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from litcpt.averaging.merge import average_checkpoints, check_out_dir, last_checkpoints, normalize_weights
-from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config, save_litgpt_dir
+from litcpt.averaging.merge import merge_checkpoints
+
+__all__ = ["main", "cli_positional"]
 
 cli_positional = "checkpoint_dirs"
 
@@ -32,25 +32,4 @@ def main(checkpoint_dirs: list[Path], out_dir: Path, weights: list[float] | None
 
     Returns: ``out_dir``.
     """
-    if not checkpoint_dirs:
-        raise ValueError("checkpoint_dirs: give the LitGPT checkpoint dirs to average (litcpt merge DIR DIR ... "
-                         "--out_dir OUT)")
-    if last is not None:
-        dirs = [d for run in checkpoint_dirs for d in last_checkpoints(Path(run), int(last))]
-    else:
-        dirs = [Path(d) for d in checkpoint_dirs]
-    weights = normalize_weights(weights, len(dirs))
-    for d in dirs:
-        check_checkpoint_dir(d, field="checkpoint_dirs")
-    out_dir = Path(out_dir)
-    check_out_dir(out_dir, dirs)
-    state = average_checkpoints(dirs, weights)
-    total = sum(weights)
-    record = {"sources": [str(d.resolve()) for d in dirs], "weights": [w / total for w in weights]}
-    config_yaml = out_dir / "config.yaml"  # written by the CLI (the merge's own arguments): kept in the result
-    save_litgpt_dir(state, load_config(dirs[0]), out_dir, tokenizer_dir=dirs[0],
-                    extra_files=[config_yaml] if config_yaml.is_file() else [], extra_objects={"merge.json": record})
-    if os.environ.get("RANK", "0") == "0":
-        shown = ", ".join(f"{w / total:.4g}" for w in weights)
-        print(f"litcpt merge: {len(dirs)} checkpoints -> {out_dir} (weights {shown})")
-    return out_dir
+    return merge_checkpoints(checkpoint_dirs=checkpoint_dirs, out_dir=out_dir, weights=weights, last=last)

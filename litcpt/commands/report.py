@@ -9,28 +9,15 @@ Reads each run's ``logs/version_*/metrics.csv`` (all versions: resumed runs are 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from litcpt.report.files import write_report
-from litcpt.report.runs import all_sources, load_runs, markdown_table, table_rows, to_json
+from litcpt.report.build import build_report
 
 __all__ = ["main", "cli_positional"]
 
 cli_positional = "runs"
 """Name of the parameter that bare command-line arguments fill (``litcpt report RUN_DIR ...``)."""
-
-
-def _parse_titles(titles: Sequence[str] | None) -> dict[str, str]:
-    out = {}
-    for item in titles or []:
-        name, sep, title = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"titles: expected NAME=TITLE (e.g. en=D1), got {item!r}")
-        out[name] = title
-    return out
 
 
 def main(
@@ -55,19 +42,12 @@ def main(
 
     Returns: the JSON summary.
     """
-    if not runs:
-        raise ValueError("runs: give at least one run directory")
-    loaded = load_runs(runs, labels, chain=chain)
-    titles_dict = _parse_titles(titles)
-    chosen = list(sources) if sources else all_sources(loaded)
-    missing = [s for s in chosen if not any(s in r.val for r in loaded)]
-    if missing:
-        raise ValueError(f"sources: {missing} not logged by any run (found {all_sources(loaded)})")
-    paths = write_report(loaded, out_dir, sources=chosen, titles=titles_dict)
-    summary = to_json(loaded, chosen)
-    if format == "json":
-        print(json.dumps(summary, indent=2))
-    else:
-        print(markdown_table(table_rows(loaded, chosen), titles_dict))
-        print(f"\nreport: {paths['markdown']}")
-    return summary
+    return build_report(
+        runs=runs,
+        out_dir=out_dir,
+        labels=labels,
+        sources=sources,
+        titles=titles,
+        format=format,
+        chain=chain,
+    )

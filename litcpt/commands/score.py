@@ -1,77 +1,15 @@
-"""``litcpt score``: score prompt/response rows or preference pairs with a reward model."""
+"""``litcpt score``: score prompt/response rows or preference pairs with a reward model.
+
+The run itself is :func:`litcpt.rewardbench.score.score_file`.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import torch
+from litcpt.rewardbench.score import score_file
 
-from litcpt.runtime.atomic import write_lines
-from litcpt.runtime.checkpoint import check_checkpoint_dir
-
-
-def _rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict]]:
-    """``(line number, row)`` of a jsonl file (read by :mod:`litcpt.data.rows`, like every data source), with the
-    line of each bad row (bad JSON or bytes) in the error."""
-    from litcpt.data.rows import BadRow, iter_file_rows
-
-    rows = []
-    for where, row in iter_file_rows(path, encoding):
-        if isinstance(row, BadRow):
-            raise ValueError(f"{path}:{where.number}: {row.message}")
-        rows.append((where.number, row))
-    if not rows:
-        raise ValueError(f"{path}: no rows")
-    return rows
-
-
-def scores_file_name(data: Path) -> str:
-    """``<data name without .jsonl/.jsonl.gz/.json>.scores.jsonl``: the whole stem, dots included."""
-    name = Path(data).name
-    for suffix in (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".gz"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return f"{name}.scores.jsonl"
-
-
-def tokenize_texts(tokenizer, texts: list[tuple[str, str]], max_length: int | None) -> list[tuple[torch.Tensor, int]]:
-    """``(ids, prompt length)`` of each (prompt, response), tokenised and truncated as training does for each
-    sequence of a pair (:func:`litcpt.data.preference.pair_tokens.encode_group` /
-    :func:`~litcpt.data.preference.pair_tokens.fit_group`,
-    ``truncation="left"``: the prompt loses its start after BOS, a response still too long loses its end)."""
-    from litcpt.data.preference.pair_tokens import encode_group, fit_group
-
-    out = []
-    for prompt, response in texts:
-        prompt_ids, keep_first, responses = encode_group(tokenizer, prompt, [response])
-        ((p, r),) = fit_group(prompt_ids, responses, max_length, "left", keep_first)
-        out.append((torch.tensor(p + r, dtype=torch.long), len(p)))
-    return out
-
-
-@torch.no_grad()
-def score_texts(model, tokenizer, texts: list[tuple[str, str]], *, batch_size: int = 8,
-                max_length: int | None = None) -> list[float]:
-    """Reward of each (prompt, response), read at the last real token: tokenised by :func:`tokenize_texts`, batched
-    as the Preference DataModule's evaluation batches
-    (:class:`~litcpt.data.preference.batching.LengthBucketBatchSampler`
-    unshuffled, :func:`~litcpt.data.preference.batching.pad_rows` right-padded with
-    :func:`~litcpt.data.preference.batching.pad_id_of`)."""
-    from litcpt.data.preference.batching import LengthBucketBatchSampler, pad_id_of, pad_rows
-
-    encoded = tokenize_texts(tokenizer, texts, max_length)
-    sampler = LengthBucketBatchSampler(
-        batch_size=batch_size, lengths=[len(ids) for ids, _ in encoded], shuffle=False, num_replicas=1, rank=0
-    )
-    scores = [0.0] * len(encoded)
-    device = next(model.parameters()).device
-    for chunk in sampler.global_batches():
-        batch = pad_rows([encoded[i][0] for i in chunk], [encoded[i][1] for i in chunk], pad_id=pad_id_of(tokenizer))
-        for i, value in zip(chunk, model(batch["input_ids"].to(device), batch["last_index"].to(device)).tolist()):
-            scores[i] = float(value)
-    return scores
+__all__ = ["main"]
 
 
 def main(
@@ -105,51 +43,13 @@ def main(
 
     Every output row carries ``index`` (0-based position among the data rows) and ``line`` (its line in ``data``).
     """
-    from litgpt import Tokenizer
-
-    from litcpt.data.preference.pair_loading import load_preference_pairs
-    from litcpt.models.reward import load_reward_model
-    from litcpt.rewardbench import pair_accuracy
-
-    checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
-    data = Path(data)
-    if not data.is_file():
-        raise FileNotFoundError(f"data: {str(data)!r} does not exist")
-    model = load_reward_model(checkpoint_dir, device=device)
-    tokenizer = Tokenizer(checkpoint_dir)
-    max_length = max_length or model.config.block_size
-    numbered = _rows(data, encoding)
-    lines, rows = [n for n, _ in numbered], [row for _, row in numbered]
-    out_file = Path(out_file) if out_file else Path(out_dir or "out/score") / scores_file_name(data)
-    summary: dict = {"checkpoint_dir": str(checkpoint_dir), "data": str(data), "rows": len(rows)}
-    if all("response" in row for row in rows):
-        for line_no, row in enumerate(rows, 1):
-            if not isinstance(row.get("prompt", ""), str) or not isinstance(row["response"], str):
-                raise ValueError(f"{data}: row {line_no}: fields 'prompt' and 'response' must be strings")
-        scores = score_texts(
-            model,
-            tokenizer,
-            [(r.get("prompt", ""), r["response"]) for r in rows],
-            batch_size=batch_size,
-            max_length=max_length,
-        )
-        records = [
-            {"index": i, "line": line, **row, "score": s} for i, (line, row, s) in enumerate(zip(lines, rows, scores))
-        ]
-    else:
-        from litcpt.rewardbench.engine import score_pairs
-
-        pairs = load_preference_pairs(data, encoding=encoding)
-        # the same tokenisation and truncation as training (shared prompt, "left" truncation) and as rewardbench
-        scored = score_pairs(model, pairs, tokenizer, batch_size, max_length=max_length, device=device)
-        chosen, rejected = [c for c, _ in scored], [r for _, r in scored]
-        records = [
-            {"index": i, "line": line, "id": p.id, "subset": p.subset, "score_chosen": c, "score_rejected": r}
-            for i, (line, p, c, r) in enumerate(zip(lines, pairs, chosen, rejected))
-        ]
-        summary["accuracy"] = pair_accuracy(chosen, rejected, ties="half")
-        summary["pairs"] = len(pairs)
-    write_lines(out_file, [json.dumps(record) for record in records])
-    summary["scores"] = str(out_file)
-    print(json.dumps(summary, indent=2))
-    return summary
+    return score_file(
+        checkpoint_dir=checkpoint_dir,
+        data=data,
+        out_dir=out_dir,
+        out_file=out_file,
+        batch_size=batch_size,
+        max_length=max_length,
+        device=device,
+        encoding=encoding,
+    )

@@ -126,8 +126,13 @@ def runs_dir_of(out_dir: Path | str, name: str) -> tuple[Path, Path]:
 
 
 def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -> Path:
-    """Run one scenario into ``runs_dir/<name>`` (replacing an earlier run there); returns its run dir."""
-    from litcpt.training.pretrain import setup
+    """Run one scenario into ``runs_dir/<name>`` (replacing an earlier run there); returns its run dir.
+
+    The recipe (with ``out_dir`` and, for a continued run, ``initial_checkpoint_dir``) is written to the run's
+    ``config.yaml`` and read by ``litcpt pretrain``'s own parser (:func:`litcpt.training.recipe.pretrain_parser`:
+    the command's signature is the schema, its defaults fill the keys the recipe leaves out), then run."""
+    from litcpt.training.pretrain import run
+    from litcpt.training.recipe import pretrain_parser
 
     out = runs_dir / scenario.name
     if out.exists():
@@ -137,25 +142,12 @@ def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -
     if scenario.parent is not None:
         recipe["initial_checkpoint_dir"] = str(runs_dir / scenario.parent / "final")
     write_yaml(out / "config.yaml", recipe)
-    kwargs = dict(recipe)  # the optimizer stays a {class_path, init_args} dict, as `setup` expects
-    kwargs["data"], kwargs["lr_schedule"] = instantiate(recipe["data"]), instantiate(recipe["lr_schedule"])
-    if "callbacks" in kwargs:
-        kwargs["callbacks"] = instantiate(recipe["callbacks"])
-    if "carry" in kwargs:
-        from litcpt.training.carry import CarryArgs
-
-        kwargs["carry"] = CarryArgs(**recipe["carry"])
-    if "model_config" in kwargs:
-        from litgpt import Config
-
-        kwargs["model_config"] = Config(**kwargs["model_config"])
-    from litcpt.training.args import EvalArgs, TrainArgs
-
-    kwargs["train"], kwargs["eval"] = TrainArgs(**kwargs["train"]), EvalArgs(**kwargs["eval"])
-    kwargs["out_dir"] = Path(kwargs["out_dir"])
-    if "initial_checkpoint_dir" in kwargs:
-        kwargs["initial_checkpoint_dir"] = Path(kwargs["initial_checkpoint_dir"])
+    parser = pretrain_parser()
+    args = {k: v for k, v in parser.instantiate_classes(parser.parse_object(recipe)).items() if k != "config"}
+    # the optimizer as the recipe's {class_path, init_args} dict (not the parser's callable): the run saves it in the
+    # checkpoint's hyperparameters, as the demo's runs always have
+    args["optimizer"] = recipe["optimizer"]
     context = contextlib.nullcontext() if verbose else quiet_run(out / "train.log")
     with context:
-        setup(**kwargs)
+        run(**args)
     return out

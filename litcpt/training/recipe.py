@@ -22,10 +22,9 @@ __all__ = ["lr_callback", "peak_lr", "pretrain_parser", "read_recipe", "resolve_
 @functools.lru_cache(maxsize=1)
 def pretrain_parser():
     """``litcpt pretrain``'s parser (built once: it takes a moment; parsing does not change it)."""
-    from litcpt.cli.parser import build_parser
-    from litcpt.training.pretrain import setup
+    from litcpt.cli.parser import command_parser
 
-    return build_parser("pretrain", setup)
+    return command_parser("pretrain")
 
 
 def read_recipe(path: Path | str, *, parser: Any = None, data: bool = True) -> dict[str, Any]:

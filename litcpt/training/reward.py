@@ -1,5 +1,5 @@
-"""A reward-model run: ``litcpt reward`` (one-score head on a litgpt backbone, trained on preference pairs), also run
-by ``litcpt demo --part reward``."""
+"""A reward-model run: what ``litcpt reward`` runs (:func:`run`: a one-score head on a litgpt backbone, trained on
+preference pairs), also run by ``litcpt demo --part reward``."""
 
 from __future__ import annotations
 
@@ -43,60 +43,38 @@ def default_steps(data: DataModule, global_batch_size: int) -> int:
     return max(1, math.ceil(pairs / global_batch_size))
 
 
-def setup(
+def run(
+    *,
     checkpoint_dir: Path,
-    out_dir: Path = Path("out/reward"),
-    precision: str | None = None,
-    resume: bool | Literal["auto"] | Path = False,
-    data: DataModule | None = None,
-    head: Literal["linear", "logit"] = "linear",
-    head_token: str | None = None,
-    head_token_id: int | None = None,
-    loss_type: Literal["bradley_terry", "logistic", "plackett_luce"] = "bradley_terry",
-    center_coefficient: float = 0.0,
-    use_margin: bool = True,
-    share_prompt: bool = False,
-    train: TrainArgs = TrainArgs(global_batch_size=16, micro_batch_size=4, save_interval=200, max_norm=1.0),
-    eval: EvalArgs = EvalArgs(interval=50, max_iters=25),
-    lr_schedule: Callback | None = None,
-    optimizer: OptimizerArg = "AdamW",
-    devices: int | str = "auto",
-    num_nodes: int = 1,
-    strategy: StrategyName = "auto",
-    logger_name: LoggerName = "csv",
-    seed: int = 42,
-    accelerator: str = "auto",
-    dry_run: bool = False,
+    out_dir: Path,
+    precision: str | None,
+    resume: bool | Literal["auto"] | Path,
+    data: DataModule | None,
+    head: Literal["linear", "logit"],
+    head_token: str | None,
+    head_token_id: int | None,
+    loss_type: Literal["bradley_terry", "logistic", "plackett_luce"],
+    center_coefficient: float,
+    use_margin: bool,
+    share_prompt: bool,
+    train: TrainArgs,
+    eval: EvalArgs,
+    lr_schedule: Callback | None,
+    optimizer: OptimizerArg,
+    devices: int | str,
+    num_nodes: int,
+    strategy: StrategyName,
+    logger_name: LoggerName,
+    seed: int,
+    accelerator: str,
+    dry_run: bool,
 ) -> Path:
     """Train a reward model on preference pairs with the Bradley–Terry (or pointwise logistic) loss.
 
-    Args:
-        checkpoint_dir: LitGPT checkpoint dir of the backbone (e.g. ``out/tiny/pretrain/final``).
-        out_dir: run directory; ``final/`` is a LitGPT dir plus ``reward_head.pth`` and ``reward_model.json``.
-        precision: Lightning precision (default: ``bf16-mixed`` on GPU, ``32-true`` on CPU).
-        resume: ``true`` / ``auto`` / a ``.ckpt`` path, as for ``litcpt pretrain``.
-        data: a preference DataModule (default: ``litcpt.data.Preference`` on the bundled HH-RLHF pairs).
-            ``train.micro_batch_size`` and ``train.global_batch_size`` count pairs.
-        head: ``linear`` (new ``Linear(n_embd, 1)``) or ``logit`` (repurpose one logit of the LM head).
-        head_token: for ``head: logit``, the token (text) whose logit is the reward (default: EOS).
-        head_token_id: the same by id.
-        loss_type: ``bradley_terry`` (``-log σ(r_c - r_r - margin)``; with ``litcpt.data.Listwise`` data: its mean over
-            each prompt's rejected completions), ``logistic`` (BCE, chosen 1 / rejected 0) or ``plackett_luce``
-            (the full ranking of ``Listwise(ranked=true)`` data; on pairs it equals ``bradley_terry``).
-        center_coefficient: reward-centering weight ``c·(r_c + r_r)²``.
-        use_margin: use the data's per-pair ``margin`` column in the Bradley–Terry loss.
-        share_prompt: with ``litcpt.data.Listwise`` data, compute each prompt once for all its completions (one
-            device or DDP; a plain forward otherwise). Off by default (slower to train on CPU, see
-            ``docs/benchmarks.md``).
-        train: training-loop arguments; without ``max_steps``/``max_tokens``, one epoch of the pairs.
-        eval: validation arguments (held-out pairs).
-        lr_schedule: LR callback (default: ``WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)``).
-        optimizer: LitGPT-style optimizer spec (``AdamW`` with torch defaults, or ``{class_path, init_args: {lr:
-        ...}}``;
-            recipes set a small lr, e.g. 1e-5 for billion-parameter backbones).
-        devices, num_nodes, strategy, logger_name, seed, accelerator: as for ``litcpt pretrain``.
-        dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
-            activations at the micro-batch) for this world size and strategy, then exit without building the model.
+    The arguments are ``litcpt reward``'s (:func:`litcpt.commands.reward.setup`: its signature holds their defaults,
+    its docstring what each means); every one is given, by name.
+
+    Returns: the path of the final checkpoint dir (a LitGPT dir plus ``reward_head.pth`` and ``reward_model.json``).
     """
     from litcpt.data import Preference
     from litcpt.models.reward import RewardModel

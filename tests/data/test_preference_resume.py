@@ -62,8 +62,8 @@ def _dpo(tmp_path, name, policy, data, steps, resume):
 
 
 def _reward(tmp_path, name, policy, data, steps, resume):
+    from litcpt.commands.reward import setup
     from litcpt.data.preference.datamodule import Preference
-    from litcpt.training.reward import setup
 
     setup(policy, out_dir=tmp_path / name, data=Preference(train_data_path=data, val_data_path=data),
           train=TrainArgs(global_batch_size=2, micro_batch_size=2, max_steps=steps, save_interval=1, log_interval=1),

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from litcpt.cli.parser import build_parser
-from litcpt.commands.demo import build_scenarios
+from litcpt.cli.parser import command_parser
 from litcpt.demo.runtime import instantiate
+from litcpt.demo.scenarios import build_scenarios
 from tests.helpers import REPO, run_litcpt
 
 RECIPES = [
@@ -29,9 +29,7 @@ RECIPES = [
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_parses_and_instantiates(recipe):
     """Every key is known to ``litcpt pretrain`` and every class (data modules, LR callbacks) imports and builds."""
-    from litcpt.training.pretrain import setup
-
-    parser = build_parser("pretrain", setup)
+    parser = command_parser("pretrain")
     cfg = parser.parse_args(["--config", str(REPO / recipe)])
     init = parser.instantiate_classes(cfg)
     assert init.data is not None and init.lr_schedule is not None

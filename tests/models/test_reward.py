@@ -76,10 +76,10 @@ def test_load_reward_model_rejects_plain_lm_checkpoint(tiny_checkpoint):
 @pytest.mark.parametrize("head", ["linear", "logit"])
 def test_reward_training_learns_pairs_and_exports(tmp_path, head):
     """A few CPU steps on 16 pairs raise pairwise accuracy; the export loads as a GPT and as a reward model."""
+    from litcpt.commands.reward import setup
     from litcpt.data import Preference
     from litcpt.data.preference.pair_loading import load_preference_pairs
     from litcpt.training.args import EvalArgs, TrainArgs
-    from litcpt.training.reward import setup
 
     ckpt = make_checkpoint(tmp_path / "base", tiny_config(block_size=128))
     pairs = load_preference_pairs(__import__("litcpt.assets", fromlist=["x"]).preference_file())[:16]

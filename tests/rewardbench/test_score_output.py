@@ -8,7 +8,7 @@ import json
 import pytest
 
 from litcpt.commands.score import main as score
-from litcpt.commands.score import scores_file_name
+from litcpt.rewardbench.score import scores_file_name
 
 
 def test_scores_file_name_keeps_the_full_stem():

@@ -67,7 +67,7 @@ def branched(tmp_path, monkeypatch):
 
     pretrain_parser()  # built (and cached) from the real pretrain signature before the run is replaced
     seen: dict = {}
-    monkeypatch.setattr(litcpt.training.pretrain, "setup", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(litcpt.training.pretrain, "run", lambda **kwargs: seen.update(kwargs))
     main(["anneal", "--checkpoint", str(ckpt), "--anneal_steps", "4", "--out_dir", str(tmp_path / "branch"),
           "--train.micro_batch_size", "4"])
     return seen

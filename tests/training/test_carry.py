@@ -26,8 +26,8 @@ BATCH = 8
 
 
 def run(tmp_path, name, steps, lr_schedule, *, initial=None, carry=CarryArgs(), cache=None):
+    from litcpt.commands.pretrain import setup
     from litcpt.data import TextFiles
-    from litcpt.training.pretrain import setup
 
     data = TextFiles(train_data_path=REPO / "litcpt/assets/data/pretrain/en", name="en",
                      cache_dir=cache or tmp_path / "cache")
