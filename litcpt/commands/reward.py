@@ -11,6 +11,7 @@ from typing import Literal
 from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
+from litcpt.losses.reward import RewardLossName
 from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
 from litcpt.training.args import EvalArgs, TrainArgs
@@ -29,7 +30,7 @@ def setup(
     head: Literal["linear", "logit"] = "linear",
     head_token: str | None = None,
     head_token_id: int | None = None,
-    loss_type: Literal["bradley_terry", "logistic", "plackett_luce"] = "bradley_terry",
+    loss_type: RewardLossName = "bradley_terry",
     center_coefficient: float = 0.0,
     use_margin: bool = True,
     share_prompt: bool = False,

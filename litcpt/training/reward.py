@@ -10,6 +10,7 @@ from typing import Literal
 from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
+from litcpt.losses.reward import REWARD_LOSSES, RewardLossName
 from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config
 from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
@@ -53,7 +54,7 @@ def run(
     head: Literal["linear", "logit"],
     head_token: str | None,
     head_token_id: int | None,
-    loss_type: Literal["bradley_terry", "logistic", "plackett_luce"],
+    loss_type: RewardLossName,
     center_coefficient: float,
     use_margin: bool,
     share_prompt: bool,
@@ -94,8 +95,8 @@ def run(
         print_dry_run(config, spec, kind="reward", seq_length=train.max_seq_length or config.block_size)
         return spec.out_dir / "final"
     data = data if data is not None else Preference()
-    if loss_type == "plackett_luce" and not getattr(data, "ranked", False):
-        raise ValueError("loss_type: plackett_luce needs ranked data (data: litcpt.data.Listwise with ranked: true, "
+    if REWARD_LOSSES[loss_type].ranked and not getattr(data, "ranked", False):
+        raise ValueError(f"loss_type: {loss_type} needs ranked data (data: litcpt.data.Listwise with ranked: true, "
                          "rejected ordered best first)")
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size,
                  max_seq_length=train.max_seq_length or config.block_size)

@@ -63,15 +63,12 @@ def _name_lists(source: str, names: set[str]) -> list[int]:
 
 # Files another change is rewriting, which still spell the names out: their annotation is to import the registry's
 # Literal (litcpt.losses.reward.RewardLossName). Remove an entry once its file does.
-PENDING = {"reward": {"litcpt/training/reward.py"}}
 
 
 @pytest.mark.parametrize("registry", [DPO_LOSSES, F_DIVERGENCES, REWARD_LOSSES], ids=["dpo", "f_div", "reward"])
-def test_no_other_list_of_the_names_in_the_package(request, registry):
+def test_no_other_list_of_the_names_in_the_package(registry):
     names = set(registry)
-    pending = PENDING.get(request.node.callspec.id, set())
     found = [f"{path.relative_to(PACKAGE.parent)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
-             if str(path.relative_to(PACKAGE.parent)) not in pending
              for line in _name_lists(path.read_text(encoding="utf-8"), names)]
     assert not found, f"a second list of the loss names (use the registry): {found}"
 
