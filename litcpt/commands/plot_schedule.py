@@ -6,8 +6,9 @@
 
 Each recipe is one stage (one ``litcpt pretrain`` run); stages are drawn one after the other on a cumulative
 tokens (or optimizer steps) axis, each on its own clock, exactly as the stage's LR callback resolves its schedule at
-``on_fit_start``: the callback is built from the recipe's ``lr_schedule`` (default ``WarmupCosineLR(warmup=0.01,
-min_lr_ratio=0.1)``, as ``litcpt pretrain``), its peak LR is ``optimizer.init_args.lr`` (or the callback's
+``on_fit_start`` (:func:`litcpt.training.recipe.recipe_schedule`): the callback is built from the recipe's
+``lr_schedule`` (default ``WarmupCosineLR(warmup=0.01, min_lr_ratio=0.1)``, as ``litcpt pretrain``), its peak LR is
+``optimizer.init_args.lr`` (or the callback's
 ``max_lr``), the stage lasts ``train.max_steps`` or ``train.max_tokens // (global_batch_size x seq_len)`` optimizer
 steps, with ``seq_len = train.max_seq_length`` or the model's ``block_size``.
 """
@@ -22,14 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from litcpt.schedules.formulas import Schedule
-from litcpt.training.recipe import (
-    lr_callback,
-    peak_lr,
-    pretrain_parser,
-    read_recipe,
-    resolve_callback_schedule,
-    seq_length_of,
-)
+from litcpt.training.recipe import lr_callback, pretrain_parser, read_recipe, recipe_schedule, seq_length_of
 
 __all__ = [
     "RecipeStage",
@@ -94,16 +88,13 @@ def recipe_stage(args: dict[str, Any], *, name: str, recipe: Path, seq_length: i
     if seq is None:
         raise ValueError(f"{where}: cannot tell the sequence length: set train.max_seq_length or model_config "
                          "(or model_name, or an existing initial_checkpoint_dir)")
-    train = args["train"]
     try:
-        steps = train.resolve_max_steps(seq)
-        schedule = resolve_callback_schedule(callback, steps=steps, tokens_per_step=train.global_batch_size * seq,
-                                             peak_lr=peak_lr(args, callback, where=where), seq_length=seq)
+        schedule, steps, tokens_per_step = recipe_schedule(args, callback, seq_length=seq, where=where)
     except ValueError as err:
         message = str(err)
         raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
     return RecipeStage(name=name, recipe=Path(recipe), schedule=schedule, unit=callback.unit, steps=steps,
-                       tokens_per_step=train.global_batch_size * seq, callback=type(callback).__name__)
+                       tokens_per_step=tokens_per_step, callback=type(callback).__name__)
 
 
 def _as_paths(recipes: Sequence[Path | str] | Path | str) -> list[Path]:

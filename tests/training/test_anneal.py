@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from litcpt.commands.anneal import anneal_callback, check_out_dir, setup
+from litcpt.schedules.config import StageFacts
 from litcpt.schedules.formulas import ANNEAL_SHAPES, Infinite, WarmupCosine
 from litcpt.training.anneal_source import infinite_phase, read_source
-from litcpt.training.recipe import resolve_callback_schedule
 from tests.helpers import read_metrics, run_litcpt, series, tiny_recipe
 
 # The source run: 20 steps of 8 x 64 tokens; InfiniteLR: warmup 2 steps, cosine cooldown 6 steps, then constant
@@ -65,7 +65,7 @@ def test_infinite_phase_boundaries():
 def test_anneal_callback_is_the_closed_form(shape):
     steps = 7
     callback = anneal_callback(steps, const_lr=CONST_LR, min_lr=MIN_LR, shape=shape)
-    schedule = resolve_callback_schedule(callback, steps=steps, tokens_per_step=512, peak_lr=MAX_LR)
+    schedule = callback.resolve(StageFacts(steps=steps, tokens_per_step=512, peak_lr=MAX_LR))
     lrs = [schedule(k) for k in range(steps)]
     assert lrs == [closed_form(k, steps, shape) for k in range(steps)]
     assert lrs[0] == CONST_LR and lrs[-1] == MIN_LR

@@ -152,7 +152,7 @@ def lr_phase_starts(trainer: Any, *, position: int, samples_per_step: int) -> Ca
     stage_start = callback.state_dict().get("stage_start_step")
     stage_start = global_step if stage_start is None else int(stage_start)  # a new stage starts at this step
     module = trainer.lightning_module
-    schedule = callback.schedule or callback.resolve(trainer, module, stage_start_step=stage_start)
+    schedule = callback.schedule or callback._resolve_for(trainer, module, stage_start)
     t_per_step = 1.0
     if callback.unit == "tokens":
         tps = callback.tokens_per_step or getattr(module, "tokens_per_step", None)
