@@ -263,3 +263,25 @@ def test_cooldown_checkpoint_is_refused_by_the_cli(source_run):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("litcpt anneal: error: checkpoint:") and "cooldown phase" in line
     assert not (source_run / "anneal-00000005").exists()
+
+
+@pytest.mark.slow
+def test_anneal_hands_its_stage_to_lr_phases(source_run, tmp_path):
+    """An anneal is a new stage from the source checkpoint's global step: a data phase triggered by the LR starts at
+    the first anneal step whose LR is below the threshold, counted from there (not from step 0)."""
+    from litcpt.data import Replay, TextFiles
+    from litcpt.schedules import LRStage
+    from tests.helpers import REPO
+
+    steps, k = 6, 3
+    threshold = (closed_form(k - 1, steps, "exponential") + closed_form(k, steps, "exponential")) / 2
+    pretrain = REPO / "litcpt/assets/data/pretrain"
+    data = Replay(new=TextFiles(pretrain / "en", name="en"), replay=TextFiles(pretrain / "fr", name="fr"), fraction=0.0,
+                  phases=[{"lr_below": threshold, "fraction": 0.5}], cache_dir=tmp_path / "cache")
+    setup(checkpoint=source_run / "checkpoints" / "step-00000010.ckpt", anneal_steps=steps, data=data,
+          out_dir=tmp_path / "anneal")
+    expected = Infinite(warmup=0, cooldown=0, constant=0, anneal=steps - 1, max_lr=CONST_LR, const_lr=CONST_LR,
+                        min_lr=MIN_LR)
+    assert data.lr_stage == LRStage(expected, first_step=10)
+    per_step, at_10 = 8, data._resume[0] + (10 - data._resume[1]) * 8  # the stream position at the branch's start
+    assert data.mixer().starts == [0, at_10 + k * per_step]  # step 10 + k: the anneal's k-th step
