@@ -10,9 +10,10 @@ import pytest
 import torch
 import yaml
 
-from litcpt.commands.anneal import anneal_callback, check_out_dir, setup
+from litcpt.commands.anneal import setup
 from litcpt.schedules.config import StageFacts
 from litcpt.schedules.formulas import ANNEAL_SHAPES, Infinite, WarmupCosine
+from litcpt.training.anneal import anneal_callback, check_out_dir
 from litcpt.training.anneal_source import infinite_phase, read_source
 from tests.helpers import read_metrics, run_litcpt, series, tiny_recipe
 
