@@ -333,8 +333,9 @@ class LRScheduleCallback(Callback):
         # the stage's tokens per step is the module's (the tokens_per_step argument overrides it in resolve)
         tps = self._module_tokens_per_step(pl_module, check=self.tokens_per_step is None)
         peak_lr = None if self.max_lr is not None else self._base_lr_of(trainer)
-        return self.resolve(StageFacts(steps=steps, tokens_per_step=tps, peak_lr=peak_lr,
-                                       seq_length=getattr(pl_module, "seq_length", None)))
+        seq = getattr(pl_module, "seq_length", None)  # only PowerLR's default batch size reads it
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else None
+        return self.resolve(StageFacts(steps=steps, tokens_per_step=tps, peak_lr=peak_lr, seq_length=seq))
 
     def lr_stage(self, *, max_steps: int, peak_lr: Optional[float] = None, tokens_per_step: Optional[float] = None,
                  seq_length: Optional[int] = None, ckpt_path: str | Path | None = None) -> LRStage:
