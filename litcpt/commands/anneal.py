@@ -75,6 +75,6 @@ def setup(
 
     Returns: the path of the annealed LitGPT checkpoint dir (``out_dir/final``).
     """
-    return anneal(checkpoint, anneal_steps=anneal_steps, anneal_tokens=anneal_tokens, shape=shape, const_lr=const_lr,
-                  min_lr=min_lr, data=data, out_dir=out_dir, train=train, resume=resume, devices=devices,
-                  strategy=strategy, precision=precision, accelerator=accelerator, seed=seed)
+    return anneal(checkpoint=checkpoint, anneal_steps=anneal_steps, anneal_tokens=anneal_tokens, shape=shape,
+                  const_lr=const_lr, min_lr=min_lr, data=data, out_dir=out_dir, train=train, resume=resume,
+                  devices=devices, strategy=strategy, precision=precision, accelerator=accelerator, seed=seed)

@@ -40,4 +40,4 @@ def main(
 
     Returns: the path of the PNG.
     """
-    return plot_schedule(recipes, out, x=x, labels=labels, title=title)
+    return plot_schedule(recipes=recipes, out=out, x=x, labels=labels, title=title)
