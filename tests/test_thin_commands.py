@@ -11,10 +11,6 @@ import pytest
 
 COMMANDS_DIR = Path(__file__).resolve().parent.parent / "litcpt" / "commands"
 
-NOT_YET_THIN = {"anneal", "plot_schedule", "dpo"}
-"""Commands whose setups are still being moved below (issue 22); the others must stay thin."""
-
-
 def thin_problems(source: str, function: str) -> list[str]:
     """What keeps ``function`` of a command module from being thin: a body other than one ``return f(a=a, ...)``,
     or module-level statements other than imports, ``__all__``, ``cli_positional`` and docstrings."""
@@ -47,7 +43,7 @@ def _registered() -> list[tuple[str, str]]:
     return [(target.partition(":")[0].rpartition(".")[2], target.partition(":")[2]) for target in COMMANDS.values()]
 
 
-@pytest.mark.parametrize("module,function", [m for m in _registered() if m[0] not in NOT_YET_THIN])
+@pytest.mark.parametrize("module,function", _registered())
 def test_command_is_its_signature_and_one_call(module, function):
     problems = thin_problems((COMMANDS_DIR / f"{module}.py").read_text(), function)
     assert not problems, f"litcpt/commands/{module}.py is not thin:\n" + "\n".join(problems)

@@ -14,9 +14,14 @@ optimizer before each **optimizer** step, following one of the schedules of
 * :class:`LinearDecayLR` -- linear warmup + linear decay to ``min_lr`` (0 by default: D2Z).
 * :class:`PowerLR` -- the Power scheduler (LR a power law of the tokens seen; optional final decay).
 
-They share :class:`LRScheduleCallback`, which handles units (optimizer steps or
-tokens), lengths given as fractions of the stage or as absolute values, per-group
-LR scaling, logging and exact resume through ``state_dict``/``load_state_dict``.
+They share :class:`LRScheduleCallback`, which handles per-group LR scaling, logging and exact resume through
+``state_dict``/``load_state_dict``. What a schedule *is* (units, lengths given as fractions of the stage or as
+absolute values, LRs as ratios of the peak, defaults, checks) is its configuration in :mod:`litcpt.schedules.config`:
+each callback builds one in ``__init__`` (so bad arguments fail there, once) and resolves it with the pure
+:func:`litcpt.schedules.config.resolve`, given what it reads from the Trainer (stage length, tokens per step, the
+optimizer's LR). :meth:`LRScheduleCallback.resolve` does the same without a Trainer, and
+:meth:`LRScheduleCallback.lr_stage` tells, before ``fit``, which stage a ``fit`` will train with (a checkpoint's, a
+carried one, or a new one).
 
 Example::
 
@@ -30,10 +35,10 @@ is ``schedule(k)`` (unit ``"steps"``) or ``schedule(tokens seen before step k)``
 every micro-batch but only changes when ``trainer.global_step`` (which counts
 optimizer steps) advances, so accumulation never stretches the schedule.
 
-Why one module of this size: the base class holds all the machinery (units, lengths, resume, logging) and each
-schedule's callback is a thin, explicitly typed constructor over it -- explicit because a callback's signature is
-its recipe schema (jsonargparse reads it), so the similar-looking ``__init__`` signatures are the schema, not
-duplicated logic. Splitting them into one file each would scatter one small class hierarchy.
+Why one module of this size: the base class holds the Lightning machinery (hooks, resume, logging) and each
+schedule's callback is a thin, explicitly typed constructor over its configuration -- explicit because a callback's
+signature is its recipe schema (jsonargparse reads it), so the similar-looking ``__init__`` signatures are the schema,
+not duplicated logic. Splitting them into one file each would scatter one small class hierarchy.
 
 Callback order does not matter: in ``setup`` the callback moves itself to the front
 of ``trainer.callbacks``, so its ``on_train_batch_start`` sets the LR before any other
@@ -44,6 +49,7 @@ step's LR when listed first) reads it.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
@@ -52,109 +58,35 @@ from lightning.pytorch.callbacks.callback import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from litcpt.schedules.formulas import (
-    ANNEAL_SHAPES,
-    COOLDOWN_SHAPES,
-    DECAY_SHAPES,
-    WSD,
-    AnnealShape,
-    Constant,
-    CooldownShape,
-    DecayShape,
-    Infinite,
-    LinearDecay,
-    Power,
-    Schedule,
-    WarmupCosine,
-    check_fits,
-    check_shape,
-    fractions_to_lengths,
-    schedule_from_dict,
+from litcpt.schedules.config import (
+    ConstantConfig,
+    InfiniteConfig,
+    Length,
+    LinearDecayConfig,
+    PowerConfig,
+    ScheduleConfig,
+    StageFacts,
+    Unit,
+    WarmupCosineConfig,
+    WSDConfig,
+    need_tokens_per_step,
+    optional_number,
+    resolve,
 )
+from litcpt.schedules.formulas import AnnealShape, CooldownShape, DecayShape, Schedule, schedule_from_dict
+from litcpt.schedules.stage import LRStage
 
 __all__ = ["LRScheduleCallback", "WarmupCosineLR", "InfiniteLR", "WSDLR", "ConstantLR", "LinearDecayLR", "PowerLR"]
 
-Unit = Literal["steps", "tokens"]
-_UNITS = ("steps", "tokens")
 _STATE_VERSION = 1
-
-
-def _opt_number(name: str, value: Any, *, positive: bool = False) -> Optional[float]:
-    """Validate an optional non-negative (or positive) finite number."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name}={value!r} must be {'> 0' if positive else '>= 0'}")
-    return float(value)
-
-
-def _ratio(name: str, value: Any) -> Optional[float]:
-    v = _opt_number(name, value)
-    if v is not None and v > 1:
-        raise ValueError(f"{name}={value!r} must be in [0, 1]")
-    return v
-
-
-class _LengthSpec:
-    """A phase length given as a fraction of the stage, in steps or in tokens (at most one)."""
-
-    __slots__ = ("name", "fraction", "steps", "tokens", "default")
-
-    def __init__(
-        self,
-        name: str,
-        fraction: Optional[float],
-        steps: Optional[float],
-        tokens: Optional[float],
-        default: Optional[float],
-    ) -> None:
-        candidates = ((name, fraction), (f"{name}_steps", steps), (f"{name}_tokens", tokens))
-        given = [(k, v) for k, v in candidates if v is not None]
-        if len(given) > 1:
-            raise ValueError(
-                "give at most one of " + ", ".join(f"{k}={v!r}" for k, v in given) + f" (length of the {name} phase)"
-            )
-        _ratio(name, fraction)
-        _opt_number(f"{name}_steps", steps)
-        _opt_number(f"{name}_tokens", tokens)
-        self.name, self.fraction, self.steps, self.tokens, self.default = name, fraction, steps, tokens, default
-
-    @property
-    def is_set(self) -> bool:
-        return self.fraction is not None or self.steps is not None or self.tokens is not None
-
-    def resolve(self, *, total: float, unit: str, tokens_per_step: Optional[float]) -> Optional[float]:
-        """Length in ``unit`` (``None`` if unset and without default)."""
-        if self.steps is not None:
-            if unit == "steps":
-                return float(self.steps)
-            return float(self.steps) * _need_tps(tokens_per_step, f"{self.name}_steps")
-        if self.tokens is not None:
-            if unit == "tokens":
-                return float(self.tokens)
-            return float(self.tokens) / _need_tps(tokens_per_step, f"{self.name}_tokens")
-        fraction = self.fraction if self.fraction is not None else self.default
-        return None if fraction is None else float(fraction) * total
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"fraction": self.fraction, "steps": self.steps, "tokens": self.tokens}
-
-
-def _need_tps(tps: Optional[float], why: str) -> float:
-    if tps is None:
-        raise ValueError(
-            f"tokens_per_step is needed to convert {why} between steps and tokens: pass tokens_per_step= "
-            "or set `pl_module.tokens_per_step`"
-        )
-    return tps
 
 
 class LRScheduleCallback(Callback):
     r"""Base class: sets every param group's LR from a :mod:`litcpt.schedules.formulas` schedule.
 
-    Subclasses implement :meth:`_build_schedule`. The group LR is
+    Each subclass turns its constructor arguments into a :mod:`litcpt.schedules.config` configuration
+    (:attr:`config`, validated once, in ``__init__``); the schedule is ``resolve(config, stage facts)``, with the
+    stage facts read from the Trainer (:meth:`resolve` without one). The group LR is
 
     .. code-block:: text
 
@@ -185,7 +117,11 @@ class LRScheduleCallback(Callback):
     the stage started and the token counter, so resuming from a ``.ckpt`` replays
     exactly the LR sequence of an uninterrupted run (the resolved schedule of the
     checkpoint wins over the constructor arguments; a warning is shown if they differ).
+    :meth:`lr_stage` says, before ``fit``, which stage a ``fit`` will train with.
     """
+
+    config: ScheduleConfig
+    """The schedule's configuration, built from the constructor arguments."""
 
     def __init__(
         self,
@@ -199,45 +135,43 @@ class LRScheduleCallback(Callback):
         log_name: str = "lr",
         stage_name: Optional[str] = None,
     ) -> None:
-        check_shape("unit", unit, _UNITS)
-        if total_steps is not None and total_tokens is not None:
-            raise ValueError(f"give at most one of total_steps={total_steps!r}, total_tokens={total_tokens!r}")
-        self.unit: str = unit
-        self.total_steps = _opt_number("total_steps", total_steps, positive=True)
-        self.total_tokens = _opt_number("total_tokens", total_tokens, positive=True)
-        self.tokens_per_step = _opt_number("tokens_per_step", tokens_per_step, positive=True)
-        self.max_lr = _opt_number("max_lr", max_lr, positive=True)
+        self._stage_arguments = {"unit": unit, "total_steps": total_steps, "total_tokens": total_tokens,
+                                 "tokens_per_step": tokens_per_step, "max_lr": max_lr}
         self.log_lr = bool(log_lr)
         self.log_name = str(log_name)
         self.stage_name = stage_name
-        self._lengths: dict[str, _LengthSpec] = {}
         self._reset_progress()
 
-    # ------------------------------------------------------------------ #
-    # to be implemented by subclasses
-    # ------------------------------------------------------------------ #
-    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
-        """Build the schedule from resolved phase lengths (in ``unit``), stage ``total`` and peak LR."""
-        raise NotImplementedError
+    def _configure(self, kind: type, **arguments: Any) -> None:
+        """Build :attr:`config` (which validates every argument) from the base arguments and the subclass's."""
+        stage = dict(self._stage_arguments)
+        if kind is PowerConfig:
+            del stage["unit"]  # always tokens (PowerLR checks its unit argument itself)
+        self.config = kind(**stage, **arguments)
+        del self._stage_arguments
 
-    def _add_length(
-        self,
-        name: str,
-        fraction: Optional[float],
-        steps: Optional[float],
-        tokens: Optional[float],
-        default: Optional[float],
-    ) -> None:
-        self._lengths[name] = _LengthSpec(name, fraction, steps, tokens, default)
+    @property
+    def unit(self) -> str:
+        """``"steps"`` or ``"tokens"``: the unit of the schedule's progress."""
+        return self.config.unit
 
-    def _check_fractions(self) -> None:
-        """Fail early (in ``__init__``) if the phases given as fractions exceed the stage."""
-        fractions = {n: s.fraction if s.is_set else s.default for n, s in self._lengths.items()}
-        fractions_to_lengths(1.0, **{n: f for n, f in fractions.items() if f})
+    @property
+    def total_steps(self) -> Optional[float]:
+        return self.config.total_steps
 
-    def _needs_total(self) -> bool:
-        """Whether the schedule needs the stage length (``ConstantLR`` only does for a fractional warmup)."""
-        return True
+    @property
+    def total_tokens(self) -> Optional[float]:
+        return self.config.total_tokens
+
+    @property
+    def tokens_per_step(self) -> Optional[float]:
+        """The ``tokens_per_step`` argument (``None``: the module's)."""
+        return self.config.tokens_per_step
+
+    @property
+    def max_lr(self) -> Optional[float]:
+        """The ``max_lr`` argument (``None``: the optimizer's configured LR)."""
+        return self.config.max_lr
 
     # ------------------------------------------------------------------ #
     # state
@@ -291,21 +225,28 @@ class LRScheduleCallback(Callback):
             "step_tokens": self._step_tokens,
         }
 
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the stage's progress; ignored (new stage) if ``stage_name`` differs."""
+    def _is_own_state(self, state_dict: dict[str, Any]) -> bool:
+        """Whether a saved state continues this callback's stage (``False``: another ``stage_name``). Raises for a
+        state of a newer litcpt or in another unit."""
         version = state_dict.get("version", 1)
         if not isinstance(version, int) or version > _STATE_VERSION:
             raise ValueError(f"{type(self).__name__}: the checkpoint's LR-schedule state has version {version!r}, "
                              f"this litcpt reads up to {_STATE_VERSION}: resume with the litcpt that wrote it")
         if state_dict.get("stage_name") != self.stage_name:
+            return False
+        if state_dict.get("unit") != self.unit:
+            raise ValueError(f"unit={self.unit!r} differs from the checkpoint's unit={state_dict.get('unit')!r}")
+        return True
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the stage's progress; ignored (new stage) if ``stage_name`` differs."""
+        if not self._is_own_state(state_dict):
             rank_zero_info(
                 f"{type(self).__name__}: checkpoint is from stage {state_dict.get('stage_name')!r}, this is stage "
                 f"{self.stage_name!r}: starting a new stage"
             )
             return
-        if state_dict.get("unit") != self.unit:
-            raise ValueError(f"unit={self.unit!r} differs from the checkpoint's unit={state_dict.get('unit')!r}")
         restored = None if state_dict.get("schedule") is None else schedule_from_dict(state_dict["schedule"])
         if restored is not None and self._schedule is not None and restored != self._schedule:
             rank_zero_warn(
@@ -323,46 +264,53 @@ class LRScheduleCallback(Callback):
     # ------------------------------------------------------------------ #
     # resolution
     # ------------------------------------------------------------------ #
+    def resolve(self, stage: StageFacts) -> Schedule:
+        """This callback's schedule for a stage with these facts, without a Trainer:
+        :func:`litcpt.schedules.config.resolve` of :attr:`config`, what the callback runs in ``on_fit_start`` with the
+        facts it reads from the Trainer.
+
+        Raises:
+            ValueError: one line, prefixed with the class name, for inconsistent lengths, LRs or a missing fact.
+        """
+        try:
+            return resolve(self.config, stage)
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}: {err}") from None
+
+    def _needs_stage_steps(self) -> bool:
+        """Whether resolving needs the stage length from the run (no ``total_steps`` / ``total_tokens`` given)."""
+        return self.config.needs_length and self.config.total_steps is None and self.config.total_tokens is None
+
+    def _stage_steps(self, total: Any, start: int, *, max_steps: Any) -> tuple[Optional[float], str]:
+        """Optimizer steps of a stage that starts at global step ``start`` in a run of ``total`` steps, or ``None``
+        and why not."""
+        if total is None or not math.isfinite(total) or total <= 0:
+            return None, (f"trainer.max_steps={max_steps!r} gives no stage length: set Trainer(max_steps=...) or pass "
+                          f"total_steps= / total_tokens= to {type(self).__name__}")
+        stage = float(total) - start
+        if stage <= 0:
+            return None, f"trainer.max_steps={total!r} leaves no steps for a stage starting at global_step={start}"
+        return stage, ""
+
     def _read_tokens_per_step(self, pl_module: pl.LightningModule) -> Optional[float]:
+        """The ``tokens_per_step`` argument, else the module's (checked)."""
         if self.tokens_per_step is not None:
             return self.tokens_per_step
+        return self._module_tokens_per_step(pl_module)
+
+    @staticmethod
+    def _module_tokens_per_step(pl_module: pl.LightningModule, *, check: bool = True) -> Optional[float]:
+        """``pl_module.tokens_per_step`` (``check``: a one-line error if it is not a positive number; else ``None``
+        then)."""
         tps = getattr(pl_module, "tokens_per_step", None)
-        if tps is None:
-            return None
         if isinstance(tps, torch.Tensor):
             tps = tps.item()
-        return _opt_number("pl_module.tokens_per_step", tps, positive=True)
-
-    def _stage_steps(self, trainer: pl.Trainer, stage_start_step: int) -> float:
-        max_steps = trainer.max_steps
-        if max_steps is not None and max_steps > 0:
-            total = max_steps
-        else:
-            total = trainer.estimated_stepping_batches
-            if not math.isfinite(total) or total <= 0:
-                raise ValueError(
-                    f"trainer.max_steps={max_steps!r} gives no stage length: set Trainer(max_steps=...) or pass "
-                    f"total_steps= / total_tokens= to {type(self).__name__}"
-                )
-        stage = float(total) - stage_start_step
-        if stage <= 0:
-            raise ValueError(
-                f"trainer.max_steps={total!r} leaves no steps for a stage starting at global_step={stage_start_step}"
-            )
-        return stage
-
-    def _stage_total(self, trainer: pl.Trainer, stage_start_step: int, tps: Optional[float]) -> float:
-        """Stage length in ``unit``."""
-        if self.unit == "steps":
-            if self.total_steps is not None:
-                return self.total_steps
-            if self.total_tokens is not None:
-                return self.total_tokens / _need_tps(tps, "total_tokens")
-            return self._stage_steps(trainer, stage_start_step)
-        if self.total_tokens is not None:
-            return self.total_tokens
-        steps = self.total_steps if self.total_steps is not None else self._stage_steps(trainer, stage_start_step)
-        return steps * _need_tps(tps, "the stage length (unit='tokens')")
+        try:
+            return optional_number("pl_module.tokens_per_step", tps, positive=True)
+        except ValueError:
+            if check:
+                raise
+            return None
 
     def _base_lr_of(self, trainer: pl.Trainer) -> float:
         if not trainer.optimizers:
@@ -375,29 +323,58 @@ class LRScheduleCallback(Callback):
             raise ValueError(f"{type(self).__name__}: the first optimizer's configured lr={lr!r} must be > 0")
         return float(lr)
 
-    def resolve(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage_start_step: int = 0
-    ) -> Schedule:
-        """Resolve lengths and LRs against the trainer/module and build the schedule.
+    def _resolve_for(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage_start_step: int) -> Schedule:
+        """The schedule of a stage starting at ``stage_start_step``, with the facts read from the trainer/module."""
+        max_steps = trainer.max_steps
+        total = max_steps if max_steps is not None and max_steps > 0 else trainer.estimated_stepping_batches
+        steps, why = self._stage_steps(total, stage_start_step, max_steps=max_steps)
+        if steps is None and self._needs_stage_steps():
+            raise ValueError(why)
+        # the stage's tokens per step is the module's (the tokens_per_step argument overrides it in resolve)
+        tps = self._module_tokens_per_step(pl_module, check=self.tokens_per_step is None)
+        peak_lr = None if self.max_lr is not None else self._base_lr_of(trainer)
+        seq = getattr(pl_module, "seq_length", None)  # only PowerLR's default batch size reads it
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else None
+        return self.resolve(StageFacts(steps=steps, tokens_per_step=tps, peak_lr=peak_lr, seq_length=seq))
+
+    def lr_stage(self, *, max_steps: int, peak_lr: Optional[float] = None, tokens_per_step: Optional[float] = None,
+                 seq_length: Optional[int] = None, ckpt_path: str | Path | None = None) -> LRStage:
+        """The stage ``Trainer(max_steps=max_steps).fit(..., ckpt_path=ckpt_path)`` will train with, known before
+        ``fit`` and without a Trainer: the schedule, the global step it starts at and the tokens per step.
+
+        * No ``ckpt_path``: the stage this callback continues (its state restored with :meth:`load_state_dict`, as
+          ``carry.schedule`` does), else a new stage from step 0.
+        * ``ckpt_path``: the checkpoint's state of this callback (same ``state_key``, i.e. same class and
+          ``stage_name``), else a new stage from the checkpoint's global step (``litcpt anneal``). The file is read
+          with ``torch.load(weights_only=True, mmap=True)``: no object is unpickled, no tensor is read.
+
+        A new stage is resolved (:meth:`resolve`) with ``peak_lr`` (the optimizer's configured LR), ``tokens_per_step``
+        and ``seq_length`` of the run; those given to the callback win, as in training.
 
         Raises:
-            ValueError: for inconsistent lengths, LRs or a missing stage length.
+            ValueError: one line, for a missing fact, an unreadable checkpoint or a schedule that does not fit.
         """
-        tps = self._read_tokens_per_step(pl_module)
-        try:
-            total = self._stage_total(trainer, stage_start_step, tps)
-        except ValueError:
-            if self._needs_total():
-                raise
-            total = math.inf
-        lengths = {
-            n: spec.resolve(total=total, unit=self.unit, tokens_per_step=tps) for n, spec in self._lengths.items()
-        }
-        max_lr = self.max_lr if self.max_lr is not None else self._base_lr_of(trainer)
-        try:
-            return self._build_schedule(lengths, total, max_lr)
-        except ValueError as err:
-            raise ValueError(f"{type(self).__name__}: {err}") from None
+        schedule, start = (self._schedule, self._stage_start_step) if self._stage_ready else (None, None)
+        new_start = 0
+        if ckpt_path is not None:
+            from litcpt.runtime.checkpoint import load_lightning_checkpoint
+
+            ckpt = load_lightning_checkpoint(ckpt_path, field="ckpt_path", safe=True)
+            new_start = int(ckpt["global_step"])
+            state = (ckpt.get("callbacks") or {}).get(self.state_key)
+            if state and self._is_own_state(state):  # what Lightning's restore will load into this callback
+                saved = state.get("schedule")
+                schedule, start = (None if saved is None else schedule_from_dict(saved)), state.get("stage_start_step")
+        if schedule is None or start is None:
+            start = new_start
+            steps, why = self._stage_steps(max_steps, start, max_steps=max_steps)
+            if steps is None and self._needs_stage_steps():
+                raise ValueError(why)
+            schedule = self.resolve(StageFacts(steps=steps, tokens_per_step=tokens_per_step, seq_length=seq_length,
+                                               peak_lr=None if self.max_lr is not None else peak_lr))
+        tps = self.tokens_per_step if self.tokens_per_step is not None else tokens_per_step
+        t_per_step = 1.0 if self.unit == "steps" else need_tokens_per_step(tps, "the progress (unit='tokens')")
+        return LRStage(schedule, first_step=int(start), t_per_step=float(t_per_step))
 
     # ------------------------------------------------------------------ #
     # hooks
@@ -422,10 +399,10 @@ class LRScheduleCallback(Callback):
                 "they will fight over param_group['lr']"
             )
         if not self._stage_ready:
-            self._schedule = self.resolve(trainer, pl_module, stage_start_step=trainer.global_step)
+            self._schedule = self._resolve_for(trainer, pl_module, trainer.global_step)
             return
         try:  # resumed: the checkpoint's schedule wins, but tell the user if the arguments now say otherwise
-            fresh: Optional[Schedule] = self.resolve(trainer, pl_module, stage_start_step=self._stage_start_step or 0)
+            fresh: Optional[Schedule] = self._resolve_for(trainer, pl_module, self._stage_start_step or 0)
         except ValueError:
             fresh = None
         if fresh is not None and fresh != self._schedule:
@@ -439,7 +416,7 @@ class LRScheduleCallback(Callback):
         """Fix the stage start after checkpoint restore (``global_step`` is final here)."""
         if not self._stage_ready:
             start = trainer.global_step
-            self._schedule = self.resolve(trainer, pl_module, stage_start_step=start)
+            self._schedule = self._resolve_for(trainer, pl_module, start)
             self._stage_start_step = start
             self._last_step = start
             self._tokens_seen = 0.0
@@ -474,7 +451,8 @@ class LRScheduleCallback(Callback):
                 self._tokens_seen += (step - last) * (self._step_tokens or 0.0)
             self._last_step = step
             if self.unit == "tokens":
-                self._step_tokens = _need_tps(self._read_tokens_per_step(pl_module), "progress (unit='tokens')")
+                tokens = self._read_tokens_per_step(pl_module)
+                self._step_tokens = need_tokens_per_step(tokens, "progress (unit='tokens')")
             else:
                 self._step_tokens = 0.0
             self._last_lr = self._schedule(self.progress)
@@ -518,16 +496,6 @@ def _should_log(trainer: pl.Trainer) -> bool:
 # ---------------------------------------------------------------------- #
 # Concrete schedules
 # ---------------------------------------------------------------------- #
-def _min_lr(min_lr: Optional[float], min_lr_ratio: Optional[float], max_lr: float) -> float:
-    return float(min_lr) if min_lr is not None else float(min_lr_ratio) * max_lr  # type: ignore[arg-type]
-
-
-def _check_min(min_lr: Optional[float], min_lr_ratio: Optional[float]) -> tuple[Optional[float], Optional[float]]:
-    if min_lr is not None and min_lr_ratio is not None:
-        raise ValueError(f"give at most one of min_lr={min_lr!r}, min_lr_ratio={min_lr_ratio!r}")
-    return _opt_number("min_lr", min_lr), _ratio("min_lr_ratio", min_lr_ratio)
-
-
 class WarmupCosineLR(LRScheduleCallback):
     r"""Linear warmup then cosine decay to ``min_lr`` over the stage (paper Eq. 1-2).
 
@@ -558,20 +526,8 @@ class WarmupCosineLR(LRScheduleCallback):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._add_length("warmup", warmup, warmup_steps, warmup_tokens, default=0.01)
-        self.min_lr, self.min_lr_ratio = _check_min(min_lr, min_lr_ratio)
-        if self.min_lr is None and self.min_lr_ratio is None:
-            self.min_lr_ratio = 0.1
-        self._check_fractions()
-
-    @override
-    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
-        return WarmupCosine(
-            warmup=lengths["warmup"] or 0.0,
-            total=total,
-            max_lr=max_lr,
-            min_lr=_min_lr(self.min_lr, self.min_lr_ratio, max_lr),
-        )
+        self._configure(WarmupCosineConfig, warmup=Length.of(warmup, warmup_steps, warmup_tokens), min_lr=min_lr,
+                        min_lr_ratio=min_lr_ratio)
 
 
 class InfiniteLR(LRScheduleCallback):
@@ -626,63 +582,12 @@ class InfiniteLR(LRScheduleCallback):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_shape("stage_start", stage_start, ("warmup", "constant"))
-        check_shape("cooldown_shape", cooldown_shape, COOLDOWN_SHAPES)
-        check_shape("anneal_shape", anneal_shape, ANNEAL_SHAPES)
-        self.stage_start = stage_start
-        later = stage_start == "constant"
-        self._add_length("warmup", warmup, warmup_steps, warmup_tokens, default=0.0 if later else 0.01)
-        self._add_length("cooldown", cooldown, cooldown_steps, cooldown_tokens, default=0.0 if later else 0.6)
-        self._add_length("constant", constant, constant_steps, constant_tokens, default=None)
-        self._add_length("anneal", anneal, anneal_steps, anneal_tokens, default=0.0)
-        if later:
-            for name in ("warmup", "cooldown"):
-                spec = self._lengths[name]
-                for v in (spec.fraction, spec.steps, spec.tokens):
-                    if v:
-                        raise ValueError(f"{name}={v!r} must be 0 with stage_start='constant' (a later stage)")
-        if const_lr is not None and const_lr_ratio is not None:
-            raise ValueError(f"give at most one of const_lr={const_lr!r}, const_lr_ratio={const_lr_ratio!r}")
-        self.const_lr = _opt_number("const_lr", const_lr)
-        self.const_lr_ratio = _ratio("const_lr_ratio", const_lr_ratio)
-        if self.const_lr is None and self.const_lr_ratio is None:
-            self.const_lr_ratio = 0.55
-        self.min_lr, self.min_lr_ratio = _check_min(min_lr, min_lr_ratio)
-        if self.min_lr is None and self.min_lr_ratio is None:
-            self.min_lr_ratio = 0.1
-        self.cooldown_shape = cooldown_shape
-        self.alpha = alpha
-        self.anneal_shape = anneal_shape
-        self._check_fractions()
-
-    @override
-    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
-        warmup = lengths["warmup"] or 0.0
-        cooldown = lengths["cooldown"] or 0.0
-        anneal = lengths["anneal"] or 0.0
-        constant = lengths["constant"]
-        parts = {"warmup": warmup, "cooldown": cooldown, "anneal": anneal}
-        if constant is None:
-            check_fits(parts, total)
-            constant = max(0.0, total - warmup - cooldown - anneal)
-        else:
-            check_fits({**parts, "constant": constant}, total)
-        if self.const_lr is not None:
-            const_lr = self.const_lr
-        else:
-            const_lr = float(self.const_lr_ratio) * max_lr  # type: ignore[arg-type]
-        return Infinite(
-            warmup=warmup,
-            cooldown=cooldown,
-            constant=constant,
-            anneal=anneal,
-            max_lr=max_lr,
-            const_lr=const_lr,
-            min_lr=_min_lr(self.min_lr, self.min_lr_ratio, max_lr),
-            cooldown_shape=self.cooldown_shape,
-            alpha=self.alpha,
-            anneal_shape=self.anneal_shape,
-        )
+        self._configure(InfiniteConfig, warmup=Length.of(warmup, warmup_steps, warmup_tokens),
+                        cooldown=Length.of(cooldown, cooldown_steps, cooldown_tokens),
+                        constant=Length.of(constant, constant_steps, constant_tokens),
+                        anneal=Length.of(anneal, anneal_steps, anneal_tokens), const_lr=const_lr,
+                        const_lr_ratio=const_lr_ratio, min_lr=min_lr, min_lr_ratio=min_lr_ratio,
+                        cooldown_shape=cooldown_shape, alpha=alpha, anneal_shape=anneal_shape, stage_start=stage_start)
 
 
 class WSDLR(LRScheduleCallback):
@@ -716,25 +621,9 @@ class WSDLR(LRScheduleCallback):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_shape("decay_shape", decay_shape, DECAY_SHAPES)
-        self._add_length("warmup", warmup, warmup_steps, warmup_tokens, default=0.01)
-        self._add_length("decay", decay, decay_steps, decay_tokens, default=0.2)
-        self.min_lr, self.min_lr_ratio = _check_min(min_lr, min_lr_ratio)
-        if self.min_lr is None and self.min_lr_ratio is None:
-            self.min_lr_ratio = 0.1
-        self.decay_shape = decay_shape
-        self._check_fractions()
-
-    @override
-    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
-        return WSD(
-            warmup=lengths["warmup"] or 0.0,
-            total=total,
-            decay=lengths["decay"] or 0.0,
-            max_lr=max_lr,
-            min_lr=_min_lr(self.min_lr, self.min_lr_ratio, max_lr),
-            decay_shape=self.decay_shape,
-        )
+        self._configure(WSDConfig, warmup=Length.of(warmup, warmup_steps, warmup_tokens),
+                        decay=Length.of(decay, decay_steps, decay_tokens), min_lr=min_lr, min_lr_ratio=min_lr_ratio,
+                        decay_shape=decay_shape)
 
 
 class ConstantLR(LRScheduleCallback):
@@ -758,16 +647,7 @@ class ConstantLR(LRScheduleCallback):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._add_length("warmup", warmup, warmup_steps, warmup_tokens, default=0.0)
-
-    @override
-    def _needs_total(self) -> bool:
-        return self._lengths["warmup"].fraction is not None
-
-    @override
-    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
-        check_fits({"warmup": lengths["warmup"] or 0.0}, total)
-        return Constant(lr=max_lr, warmup=lengths["warmup"] or 0.0)
+        self._configure(ConstantConfig, warmup=Length.of(warmup, warmup_steps, warmup_tokens))
 
 
 class LinearDecayLR(LRScheduleCallback):
@@ -795,16 +675,8 @@ class LinearDecayLR(LRScheduleCallback):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._add_length("warmup", warmup, warmup_steps, warmup_tokens, default=0.01)
-        self.min_lr, self.min_lr_ratio = _check_min(min_lr, min_lr_ratio)
-        if self.min_lr is None and self.min_lr_ratio is None:
-            self.min_lr = 0.0
-        self._check_fractions()
-
-    @override
-    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
-        return LinearDecay(warmup=lengths["warmup"] or 0.0, total=total, max_lr=max_lr,
-                           min_lr=_min_lr(self.min_lr, self.min_lr_ratio, max_lr))
+        self._configure(LinearDecayConfig, warmup=Length.of(warmup, warmup_steps, warmup_tokens), min_lr=min_lr,
+                        min_lr_ratio=min_lr_ratio)
 
 
 class PowerLR(LRScheduleCallback):
@@ -852,39 +724,6 @@ class PowerLR(LRScheduleCallback):
         if unit != "tokens":
             raise ValueError(f"unit={unit!r}: PowerLR is defined in tokens (unit='tokens')")
         super().__init__(unit=unit, **kwargs)
-        check_shape("decay_shape", decay_shape, DECAY_SHAPES)
-        self._add_length("warmup", warmup, warmup_steps, warmup_tokens, default=0.0)
-        self._add_length("decay", decay, decay_steps, decay_tokens, default=0.0)
-        self.min_lr, self.min_lr_ratio = _check_min(min_lr, min_lr_ratio)
-        if self.min_lr is None and self.min_lr_ratio is None:
-            self.min_lr = 0.0
-        self.a, self.b = float(a), float(b)
-        self.batch_size = _opt_number("batch_size", batch_size, positive=True)
-        self.decay_shape = decay_shape
-        self._resolved_batch_size: Optional[float] = None
-        self._check_fractions()
-        Power(warmup=0.0, total=math.inf, decay=0.0, max_lr=1.0, a=self.a, b=self.b)  # validates a and b now
-
-    @override
-    def _needs_total(self) -> bool:
-        decay = self._lengths["decay"]
-        return bool(decay.fraction or decay.steps or decay.tokens) or self._lengths["warmup"].fraction is not None
-
-    @override
-    def resolve(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage_start_step: int = 0) -> Schedule:
-        batch_size = self.batch_size
-        if batch_size is None:
-            tps, seq = getattr(pl_module, "tokens_per_step", None), getattr(pl_module, "seq_length", None)
-            if not tps or not seq:
-                raise ValueError("PowerLR: batch_size is needed (sequences per optimizer step): pass batch_size= or "
-                                 "set pl_module.tokens_per_step and pl_module.seq_length")
-            batch_size = float(tps) / float(seq)
-        self._resolved_batch_size = batch_size
-        return super().resolve(trainer, pl_module, stage_start_step)
-
-    @override
-    def _build_schedule(self, lengths: dict[str, Optional[float]], total: float, max_lr: float) -> Schedule:
-        decay = lengths["decay"] or 0.0
-        return Power(warmup=lengths["warmup"] or 0.0, total=total, decay=decay, max_lr=max_lr, a=self.a, b=self.b,
-                     batch_size=float(self._resolved_batch_size or 1.0),
-                     min_lr=_min_lr(self.min_lr, self.min_lr_ratio, max_lr), decay_shape=self.decay_shape)
+        self._configure(PowerConfig, warmup=Length.of(warmup, warmup_steps, warmup_tokens),
+                        decay=Length.of(decay, decay_steps, decay_tokens), a=a, b=b, batch_size=batch_size,
+                        min_lr=min_lr, min_lr_ratio=min_lr_ratio, decay_shape=decay_shape)

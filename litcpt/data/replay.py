@@ -27,6 +27,7 @@ from litcpt.data.mixing.blend import Mixer, _as_fraction
 from litcpt.data.mixing.stream import BlockStream, StreamLoader
 from litcpt.data.text.blocks import RoundRobinBlocks, TokenBlocks
 from litcpt.data.text.datamodule import ResumableStreamMixin, TextFiles, load_tokenizer
+from litcpt.schedules.stage import LRStage
 
 __all__ = ["Replay"]
 
@@ -55,8 +56,9 @@ class Replay(ResumableStreamMixin, DataModule):
             ``sum_j f_j x tokens of phase j so far`` after every prefix, across boundaries
             (:mod:`litcpt.data.mixing.phases`).
             ``{lr_below: x, fraction: f}`` starts a phase at the first optimizer step from which the scheduled LR
-            stays below ``x`` (needs a Trainer with a litcpt LR-schedule callback and ``max_steps``): computed from
-            the pure schedule before the first batch, so it is a token count like the others.
+            stays below ``x`` (needs a Trainer with ``max_steps`` and the run's LR stage, :meth:`set_lr_stage`, which
+            ``litcpt pretrain`` gives): computed from the pure schedule before the first batch, so it is a token
+            count like the others.
         max_repetition: most epochs any source (a number) or the named sources (``{name: epochs}``) may be used in
             this run (known under a Trainer from ``max_steps``): more is an error (``on_repetition="warn"``: a warning).
 
@@ -138,6 +140,7 @@ class Replay(ResumableStreamMixin, DataModule):
         self._loader: StreamLoader | None = None
         self._resume = (0, 0)
         self._epochs_seen: list[int] = []
+        self.lr_stage: LRStage | None = None
 
     def _as_source(self, source: Any, what: str) -> TextFiles:
         if isinstance(source, TextFiles):
@@ -204,6 +207,28 @@ class Replay(ResumableStreamMixin, DataModule):
         if not self._ready:
             self.setup()
 
+    @property
+    def needs_lr_stage(self) -> bool:
+        """Whether a phase starts when the LR falls below a threshold (``lr_below``): then :meth:`set_lr_stage`."""
+        return bool(self.phases) and any("lr_below" in p for p in self.phases)
+
+    def set_lr_stage(self, stage: LRStage | None) -> None:
+        """Give the module the LR stage of the run it is trained in, before ``trainer.fit``: the resolved schedule,
+        the global step the stage starts at and the schedule units per step (:class:`~litcpt.schedules.LRStage`).
+        ``lr_below`` phases start at the first optimizer step from which that schedule stays below their threshold.
+
+        ``litcpt pretrain`` (and every run of the Trainer harness) calls it with the stage its LR callback will train
+        with, for a fresh run, a resumed one, a carried schedule or an anneal. Under your own ``Trainer``, call it
+        with the LR callback's :meth:`~litcpt.callbacks.LRScheduleCallback.lr_stage`::
+
+            data.set_lr_stage(lr.lr_stage(max_steps=1000, peak_lr=3e-4, ckpt_path=ckpt_path))
+            Trainer(max_steps=1000, callbacks=[lr]).fit(model, data, ckpt_path=ckpt_path)
+        """
+        if stage is not None and not isinstance(stage, LRStage):
+            raise ValueError(f"Replay: set_lr_stage expects a litcpt.schedules.LRStage or None, got "
+                             f"{type(stage).__name__}")
+        self.lr_stage = stage
+
     def replay_weights(self) -> list[float]:
         """Weights of the replay sources (user weights, else training-token counts), normalised."""
         self._ensure()
@@ -221,9 +246,11 @@ class Replay(ResumableStreamMixin, DataModule):
 
             lr_start = None
             trainer = getattr(self, "trainer", None)
-            if trainer is not None and any("lr_below" in p for p in self.phases):
+            if trainer is not None and self.lr_stage is not None and self.needs_lr_stage:
                 per_step = int(trainer.accumulate_grad_batches) * int(self.batch_size) * int(trainer.world_size)
-                lr_start = lr_phase_starts(trainer, position=self.stream_position(), samples_per_step=per_step)
+                lr_start = lr_phase_starts(self.lr_stage, global_step=int(trainer.global_step),
+                                           max_steps=int(trainer.max_steps or -1), position=self.stream_position(),
+                                           samples_per_step=per_step)
             schedule = parse_phases(
                 self.phases,
                 samples_per_token=Fraction(1, int(self.max_seq_length or 1)),

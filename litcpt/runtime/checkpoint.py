@@ -198,10 +198,12 @@ def _fsync_files(directory: Path) -> None:
     fsync_dir(directory)
 
 
-def load_lightning_checkpoint(path: str | Path, *, field: str = "checkpoint") -> dict[str, Any]:
+def load_lightning_checkpoint(path: str | Path, *, field: str = "checkpoint", safe: bool = False) -> dict[str, Any]:
     """A Lightning ``.ckpt`` as a dict on CPU, memory-mapped (only what is read is loaded); for a sharded checkpoint
-    directory, its ``meta.pt``. The safe loader first; Lightning's own objects need the full one. Anything that is not
-    a readable Lightning checkpoint is a one-line ``ValueError`` naming ``field`` and the file."""
+    directory, its ``meta.pt``. The safe loader first; Lightning's own objects need the full one, unless ``safe``:
+    then only ``torch.load(weights_only=True)`` (for plain entries such as callback states, in a file that may come
+    from someone else). Anything that is not a readable Lightning checkpoint is a one-line ``ValueError`` naming
+    ``field`` and the file."""
     import pickle
 
     path = Path(path)
@@ -210,6 +212,8 @@ def load_lightning_checkpoint(path: str | Path, *, field: str = "checkpoint") ->
         try:
             ckpt = torch.load(target, map_location="cpu", mmap=True, weights_only=True)
         except pickle.UnpicklingError:
+            if safe:
+                raise
             ckpt = torch.load(target, map_location="cpu", mmap=True, weights_only=False)
     except Exception as err:
         raise ValueError(

@@ -281,18 +281,15 @@ def merge_train(run_train: TrainArgs, given: Mapping[str, Any] | None) -> TrainA
 
 def resolve_litgpt_schedule(source: Source, run: dict[str, Any], config: Config) -> Source:
     """For a LitGPT dir of a litcpt run: the stage's schedule from the run config, at the dir's step."""
-    from litcpt.training.recipe import lr_callback, peak_lr, resolve_callback_schedule
+    from litcpt.training.recipe import lr_callback, recipe_schedule
 
     if source.config is None:
         return source
     train: TrainArgs = run["train"]
     seq = train.max_seq_length or config.block_size
-    tokens_per_step = train.global_batch_size * seq
     try:
         callback = lr_callback(run, where=str(source.config))  # the run's, or litcpt pretrain's default
-        steps = train.resolve_max_steps(seq)
-        schedule = resolve_callback_schedule(callback, steps=steps, tokens_per_step=tokens_per_step,
-                                             peak_lr=peak_lr(run, callback, where=str(source.config)), seq_length=seq)
+        schedule, steps, tokens_per_step = recipe_schedule(run, callback, seq_length=seq, where=str(source.config))
     except ValueError:
         return source
     step = source.step if source.step is not None else (steps if source.checkpoint.name == "final" else None)

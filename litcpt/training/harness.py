@@ -228,6 +228,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)
     warn_precision(spec.resolved_precision(), optimizer_lr(getattr(module, "optimizer_spec", None)))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
+    _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)
     trainer = build_trainer(spec, max_steps=max_steps)
     if spec.eval.initial_validation and ckpt_path is None:
         trainer.validate(module, datamodule=datamodule, verbose=False)
@@ -236,6 +237,32 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
         _validate_on_last_step_row(trainer, module, datamodule)
     return trainer
+
+
+def _hand_lr_stage(datamodule: Any, module: L.LightningModule, callbacks: list[Callback], *, max_steps: int,
+                   ckpt_path: Path | None) -> None:
+    """Give a data module whose phases start when the LR falls below a threshold (``Replay`` with ``lr_below``
+    phases) the run's LR stage, before ``fit``: the stage the run's LR callback (the first litcpt one) will train
+    with, from the facts of the run (``max_steps``, the module's optimizer LR, ``tokens_per_step`` and
+    ``seq_length``) and the checkpoint it resumes from: a fresh run starts a new stage at step 0, a resumed one
+    continues the checkpoint's, a carried schedule (``carry.schedule``) the carried one, and ``litcpt anneal`` (an LR
+    callback of another ``stage_name``) starts a new stage at the checkpoint's global step. No LR callback: ``None``,
+    which the data module refuses in one line."""
+    from litcpt.callbacks.lr_schedule import LRScheduleCallback
+    from litcpt.data.replay import Replay
+
+    if not (isinstance(datamodule, Replay) and datamodule.needs_lr_stage):
+        return
+    callback = next((c for c in callbacks if isinstance(c, LRScheduleCallback)), None)
+    if callback is None:
+        datamodule.set_lr_stage(None)
+        return
+    from litcpt.runtime.optim import optimizer_lr
+
+    datamodule.set_lr_stage(callback.lr_stage(
+        max_steps=max_steps, peak_lr=optimizer_lr(getattr(module, "optimizer_spec", None)),
+        tokens_per_step=getattr(module, "tokens_per_step", None), seq_length=getattr(module, "seq_length", None),
+        ckpt_path=ckpt_path))
 
 
 def _validate_on_last_step_row(trainer: L.Trainer, module: L.LightningModule, datamodule: Any) -> None:

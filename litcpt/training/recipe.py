@@ -1,8 +1,9 @@
 """Reading and resolving ``litcpt pretrain`` recipes (or a run's ``config.yaml``) outside a training run.
 
 Shared by ``litcpt plot-schedule`` (draw a recipe's LR schedule) and ``litcpt anneal`` (branch a run from its
-config): both parse a recipe with ``litcpt pretrain``'s own parser and resolve its LR callback's schedule exactly as
-the callback does at ``on_fit_start``, with stand-ins for the Trainer and the module.
+config): both parse a recipe with ``litcpt pretrain``'s own parser and resolve its LR callback's schedule with the
+pure :func:`litcpt.schedules.config.resolve`, exactly as the callback does at ``on_fit_start``, from the facts the
+recipe gives instead of a Trainer's (:func:`recipe_schedule`).
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from litcpt.cli.errors import error_line
+from litcpt.schedules.config import StageFacts
 from litcpt.schedules.formulas import Schedule
 
-__all__ = ["lr_callback", "peak_lr", "pretrain_parser", "read_recipe", "resolve_callback_schedule", "seq_length_of"]
+__all__ = ["lr_callback", "peak_lr", "pretrain_parser", "read_recipe", "recipe_schedule", "seq_length_of"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,15 +111,20 @@ def seq_length_of(args: dict[str, Any]) -> int | None:
     return None
 
 
-def resolve_callback_schedule(callback: Any, *, steps: int, tokens_per_step: float, peak_lr: float,
-                              seq_length: int | None = None) -> Schedule:
-    """Resolve an LR callback's schedule for a stage of ``steps`` optimizer steps, without a Trainer.
+def recipe_schedule(args: dict[str, Any], callback: Any, *, seq_length: int, where: str) -> tuple[Schedule, int, int]:
+    """The stage a recipe's arguments describe, without a Trainer: ``(schedule, steps, tokens_per_step)``.
 
-    Calls the callback's own :meth:`~litcpt.callbacks.LRScheduleCallback.resolve` (what it runs in
-    ``on_fit_start``) with stand-ins for the trainer (``max_steps``, the optimizer's configured ``lr``) and the module
-    (``tokens_per_step``), so lengths, fractions and units resolve exactly as in training.
+    The stage lasts ``train.max_steps`` (or ``train.max_tokens`` in optimizer steps of ``global_batch_size x
+    seq_length`` tokens); the schedule is the LR callback's (:func:`lr_callback`) resolved by
+    :meth:`~litcpt.callbacks.LRScheduleCallback.resolve` for a stage of that length, with the recipe's peak LR
+    (:func:`peak_lr`), tokens per step and sequence length: what the callback resolves at ``on_fit_start``.
+
+    Raises:
+        ValueError: one line (no stage length, no peak LR, phases that do not fit the stage ...).
     """
-    trainer = SimpleNamespace(max_steps=int(steps), estimated_stepping_batches=int(steps),
-                              optimizers=[SimpleNamespace(defaults={"lr": float(peak_lr)})])
-    module = SimpleNamespace(tokens_per_step=float(tokens_per_step), seq_length=seq_length)
-    return callback.resolve(trainer, module, stage_start_step=0)
+    train = args["train"]
+    steps = train.resolve_max_steps(seq_length)
+    tokens_per_step = train.global_batch_size * seq_length
+    schedule = callback.resolve(StageFacts(steps=steps, tokens_per_step=tokens_per_step, seq_length=seq_length,
+                                           peak_lr=peak_lr(args, callback, where=where)))
+    return schedule, steps, tokens_per_step

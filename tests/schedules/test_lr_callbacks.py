@@ -254,7 +254,7 @@ def test_configurable_with_jsonargparse():
     parser.add_class_arguments(InfiniteLR, "cb")
     cfg = parser.parse_args(["--cb.warmup_steps=10", "--cb.unit=tokens", "--cb.cooldown_shape=inv_sqrt"])
     cb = parser.instantiate_classes(cfg).cb
-    assert (cb.unit, cb.cooldown_shape, cb._lengths["warmup"].steps) == ("tokens", "inv_sqrt", 10)
+    assert (cb.unit, cb.config.cooldown_shape, cb.config.warmup.steps) == ("tokens", "inv_sqrt", 10)
 
 
 def test_public_names():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from litcpt.commands.plot_schedule import plot_recipe_schedules, recipe_curve, recipe_stages
 from litcpt.schedules.formulas import Infinite, WarmupCosine
+from litcpt.training.recipe_stages import plot_recipe_schedules, recipe_curve, recipe_stages
 from tests.helpers import REPO
 
 PRETRAIN = REPO / "recipes/tiny/pretrain.yaml"

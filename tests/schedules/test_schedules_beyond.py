@@ -107,8 +107,8 @@ def test_power_callback_resume_state_round_trip():
 
 @pytest.mark.parametrize("recipe", ["recipes/tiny/d2z.yaml", "recipes/tiny/power.yaml"])
 def test_recipes_parse_and_resolve(recipe):
-    from litcpt.commands.plot_schedule import recipe_stage
     from litcpt.training.recipe import read_recipe
+    from litcpt.training.recipe_stages import recipe_stage
     from tests.helpers import REPO
 
     args = read_recipe(REPO / recipe)

@@ -10,10 +10,11 @@ import pytest
 import torch
 import yaml
 
-from litcpt.commands.anneal import anneal_callback, check_out_dir, setup
+from litcpt.commands.anneal import setup
+from litcpt.schedules.config import StageFacts
 from litcpt.schedules.formulas import ANNEAL_SHAPES, Infinite, WarmupCosine
+from litcpt.training.anneal import anneal_callback, check_out_dir
 from litcpt.training.anneal_source import infinite_phase, read_source
-from litcpt.training.recipe import resolve_callback_schedule
 from tests.helpers import read_metrics, run_litcpt, series, tiny_recipe
 
 # The source run: 20 steps of 8 x 64 tokens; InfiniteLR: warmup 2 steps, cosine cooldown 6 steps, then constant
@@ -65,7 +66,7 @@ def test_infinite_phase_boundaries():
 def test_anneal_callback_is_the_closed_form(shape):
     steps = 7
     callback = anneal_callback(steps, const_lr=CONST_LR, min_lr=MIN_LR, shape=shape)
-    schedule = resolve_callback_schedule(callback, steps=steps, tokens_per_step=512, peak_lr=MAX_LR)
+    schedule = callback.resolve(StageFacts(steps=steps, tokens_per_step=512, peak_lr=MAX_LR))
     lrs = [schedule(k) for k in range(steps)]
     assert lrs == [closed_form(k, steps, shape) for k in range(steps)]
     assert lrs[0] == CONST_LR and lrs[-1] == MIN_LR
@@ -263,3 +264,25 @@ def test_cooldown_checkpoint_is_refused_by_the_cli(source_run):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("litcpt anneal: error: checkpoint:") and "cooldown phase" in line
     assert not (source_run / "anneal-00000005").exists()
+
+
+@pytest.mark.slow
+def test_anneal_hands_its_stage_to_lr_phases(source_run, tmp_path):
+    """An anneal is a new stage from the source checkpoint's global step: a data phase triggered by the LR starts at
+    the first anneal step whose LR is below the threshold, counted from there (not from step 0)."""
+    from litcpt.data import Replay, TextFiles
+    from litcpt.schedules import LRStage
+    from tests.helpers import REPO
+
+    steps, k = 6, 3
+    threshold = (closed_form(k - 1, steps, "exponential") + closed_form(k, steps, "exponential")) / 2
+    pretrain = REPO / "litcpt/assets/data/pretrain"
+    data = Replay(new=TextFiles(pretrain / "en", name="en"), replay=TextFiles(pretrain / "fr", name="fr"), fraction=0.0,
+                  phases=[{"lr_below": threshold, "fraction": 0.5}], cache_dir=tmp_path / "cache")
+    setup(checkpoint=source_run / "checkpoints" / "step-00000010.ckpt", anneal_steps=steps, data=data,
+          out_dir=tmp_path / "anneal")
+    expected = Infinite(warmup=0, cooldown=0, constant=0, anneal=steps - 1, max_lr=CONST_LR, const_lr=CONST_LR,
+                        min_lr=MIN_LR)
+    assert data.lr_stage == LRStage(expected, first_step=10)
+    per_step, at_10 = 8, data._resume[0] + (10 - data._resume[1]) * 8  # the stream position at the branch's start
+    assert data.mixer().starts == [0, at_10 + k * per_step]  # step 10 + k: the anneal's k-th step

@@ -161,3 +161,28 @@ def test_each_carry_key_acts_alone(stage1, tmp_path, optimizer, schedule, data):
     else:
         assert lrs(second)[:3] == pytest.approx([0.0, LR / 2, LR], rel=1e-12)  # ConstantLR re-warms over 2 steps
     assert consumed(second) == (20 if data else 10) * BATCH
+
+
+def test_a_carried_schedule_is_handed_to_lr_phases(stage1, tmp_path):
+    """``carry.schedule``: the stage continues from the checkpoint (it began at step -10 of the new run), and so do
+    the data phases triggered by the LR."""
+    from litcpt.data import Replay, TextFiles
+    from litcpt.schedules import LRStage
+    from litcpt.training.pretrain import setup
+
+    tmp, first, _, _ = stage1
+    ref = WarmupCosine(warmup=2, total=20, max_lr=LR, min_lr=0.1 * LR)
+    pretrain = REPO / "litcpt/assets/data/pretrain"
+    data = Replay(new=TextFiles(pretrain / "en", name="en"), replay=TextFiles(pretrain / "fr", name="fr"),
+                  fraction=0.0, phases=[{"lr_below": (ref(14) + ref(15)) / 2, "fraction": 0.5}],
+                  cache_dir=tmp / "cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        setup(initial_checkpoint_dir=first / "final", out_dir=tmp_path / "s2", data=data,
+              train=TrainArgs(global_batch_size=BATCH, micro_batch_size=4, max_steps=10, save_interval=10,
+                              log_interval=1),
+              eval=EvalArgs(interval=1000, max_iters=1, final_validation=False), lr_schedule=ConstantLR(),
+              optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": LR, "weight_decay": 0.1}},
+              accelerator="cpu", devices=1, seed=42, carry=CarryArgs(schedule=True))
+    assert data.lr_stage == LRStage(ref, first_step=-10)
+    assert data.mixer().starts == [0, 5 * BATCH]  # step 5 of this run is step 15 of the carried stage

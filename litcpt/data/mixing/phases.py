@@ -13,15 +13,15 @@ sources by the same static greedy blend as :class:`~litcpt.data.mixing.Mixer`.
 
 A phase starts at a token count (``{tokens: N, fraction: f}``) or when the learning rate falls below a threshold
 (``{lr_below: x, fraction: f}``, Parmar et al. 2024, "Reuse, Don't Retrain": switch to the final blend once the LR
-has decayed). The LR phase is *not* triggered by watching the LR during training: the LR-schedule callbacks
-(:mod:`litcpt.callbacks.lr_schedule`) follow pure functions of the stage's progress (:mod:`litcpt.schedules.formulas`),
-so the
-first optimizer step from which the LR stays below the threshold is known before the first batch
-(:func:`lr_crossing_step`), and the phase becomes an ordinary start sample (the first sample of that step). The
-stream then stays a pure function of the sample position: the same on every rank and dataloader worker (no LR to
-broadcast, no race between the optimizer step that lowers the LR and batches already prefetched), exact at every
-prefix, and the same after a resume (the schedule and stage start come back from the callback's checkpoint state,
-the stream position from the data module's), and the same stream as a ``tokens`` phase at that token count.
+has decayed). The LR phase is *not* triggered by watching the LR during training: the LR schedules are pure functions
+of the stage's progress (:mod:`litcpt.schedules.formulas`), so given the run's :class:`~litcpt.schedules.LRStage` (the
+resolved schedule, the global step the stage starts at, the schedule units per step; handed to the data module by the
+Trainer harness, :meth:`litcpt.data.Replay.set_lr_stage`), the first optimizer step from which the LR stays below the
+threshold is known before the first batch (:func:`lr_crossing_step`), and the phase becomes an ordinary start sample
+(the first sample of that step). The stream then stays a pure function of the sample position: the same on every rank
+and dataloader worker (no LR to broadcast, no race between the optimizer step that lowers the LR and batches already
+prefetched), exact at every prefix, and the same after a resume (the stage is the checkpoint's, the stream position
+the data module's), and the same stream as a ``tokens`` phase at that token count.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from litcpt.data.mixing.blend import GreedyBlend, _as_fraction
+from litcpt.schedules.stage import LRStage
 
 __all__ = ["PhasedMixer", "check_phases", "lr_crossing_step", "lr_phase_starts", "parse_phases"]
 
@@ -92,9 +93,10 @@ def parse_phases(phases: Sequence[dict], *, samples_per_token: Fraction, default
         if key == "tokens":
             start = int(Fraction(repr(value)) * samples_per_token)
         elif lr_start is None:
-            raise ValueError(f"Replay: phases[{i}].lr_below needs the run's LR schedule: train under a Lightning "
-                             f"Trainer with a litcpt LR-schedule callback (litcpt pretrain's lr_schedule), or give "
-                             f"the token count as phases[{i}].tokens")
+            raise ValueError(f"Replay: phases[{i}].lr_below needs the run's LR schedule, under a Lightning Trainer: "
+                             f"`litcpt pretrain` hands it over; with your own Trainer call data.set_lr_stage("
+                             f"lr_callback.lr_stage(max_steps=...)) before fit (docs/data.md), or give the token count "
+                             f"as phases[{i}].tokens")
         else:
             start = int(lr_start(i, value))
         if start < out[-1][0]:
@@ -132,47 +134,31 @@ def lr_crossing_step(schedule: Callable[[float], float], threshold: float, *, st
     return 0
 
 
-def lr_phase_starts(trainer: Any, *, position: int, samples_per_step: int) -> Callable[[int, float], int]:
-    """``lr_start(i, threshold) -> start sample`` for :func:`parse_phases`, from the trainer's litcpt LR-schedule
-    callback: the first sample of the first optimizer step from which the scheduled LR stays below ``threshold``.
+def lr_phase_starts(stage: LRStage, *, global_step: int, max_steps: int, position: int,
+                    samples_per_step: int) -> Callable[[int, float], int]:
+    """``lr_start(i, threshold) -> start sample`` for :func:`parse_phases`: the first sample of the first optimizer
+    step from which the LR of ``stage`` stays below ``threshold`` up to the run's last step ``max_steps - 1``.
 
-    ``position`` is the stream position (global samples) at the trainer's current ``global_step`` and
-    ``samples_per_step`` the global samples per optimizer step, so step ``g`` starts at sample
-    ``position + (g - global_step) * samples_per_step``. The schedule and the stage's first step are the callback's
-    (restored from a checkpoint on resume, so a resumed run finds the same sample).
+    ``position`` is the stream position (global samples) at the run's current ``global_step`` and ``samples_per_step``
+    the global samples per optimizer step, so step ``g`` starts at sample ``position + (g - global_step) *
+    samples_per_step``. ``stage`` gives the schedule and the global step it starts at (on resume the checkpoint's,
+    so a resumed run finds the same sample).
     """
-    from litcpt.callbacks.lr_schedule import LRScheduleCallback
-
-    callbacks = getattr(trainer, "callbacks", None) or []
-    callback = next((c for c in callbacks if isinstance(c, LRScheduleCallback)), None)
-    if callback is None:
-        raise ValueError("Replay: phases with lr_below need a litcpt LR-schedule callback (WarmupCosineLR, InfiniteLR, "
-                         "WSDLR, ...) in the Trainer: none found; give the phase's token count instead")
-    global_step = int(trainer.global_step)
-    stage_start = callback.state_dict().get("stage_start_step")
-    stage_start = global_step if stage_start is None else int(stage_start)  # a new stage starts at this step
-    module = trainer.lightning_module
-    schedule = callback.schedule or callback.resolve(trainer, module, stage_start_step=stage_start)
-    t_per_step = 1.0
-    if callback.unit == "tokens":
-        tps = callback.tokens_per_step or getattr(module, "tokens_per_step", None)
-        t_per_step = float(tps.item() if hasattr(tps, "item") else tps)
-    max_steps = int(trainer.max_steps or -1)
-    if max_steps <= stage_start:
+    if max_steps <= stage.first_step:
         raise ValueError(f"Replay: phases with lr_below need the run's length: set max_steps (got {max_steps}, stage "
-                         f"starting at step {stage_start})")
-    steps = max_steps - stage_start
+                         f"starting at step {stage.first_step})")
+    steps = max_steps - stage.first_step
 
     def lr_start(i: int, threshold: float) -> int:
-        k = lr_crossing_step(schedule, threshold, steps=steps, t_per_step=t_per_step)
+        k = lr_crossing_step(stage.schedule, threshold, steps=steps, t_per_step=stage.t_per_step)
         if k is None:
-            last = schedule((steps - 1) * t_per_step)
+            last = stage.schedule((steps - 1) * stage.t_per_step)
             raise ValueError(f"Replay: phases[{i}].lr_below={threshold:g}: the LR schedule never falls below it in "
-                             f"this run's {steps} steps (last step's LR {last:g}; {schedule})")
-        start = position + (stage_start + k - global_step) * samples_per_step
+                             f"this run's {steps} steps (last step's LR {last:g}; {stage.schedule})")
+        start = position + (stage.first_step + k - global_step) * samples_per_step
         if start < 0:
-            raise ValueError(f"Replay: phases[{i}].lr_below={threshold:g} is reached at step {stage_start + k}, before "
-                             f"the data stream's start (sample {start})")
+            raise ValueError(f"Replay: phases[{i}].lr_below={threshold:g} is reached at step {stage.first_step + k}, "
+                             f"before the data stream's start (sample {start})")
         return start
 
     return lr_start
