@@ -1,7 +1,8 @@
 """``litcpt dpo``: Direct Preference Optimization of a LitGPT checkpoint (the signature is the recipe schema).
 
-The run itself is :func:`litcpt.training.dpo.run`; the loss arguments become one
-:class:`litcpt.losses.preference.DPOLoss` (validated once, before anything is loaded).
+The run itself is :func:`litcpt.training.dpo.run`; it makes the loss arguments one
+:class:`litcpt.losses.preference.DPOLoss` (validated once, after the checkpoint is checked and before anything is
+loaded).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Optional, Union
 from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
-from litcpt.losses.preference import DEFAULT_BETA, DPOLoss, DPOLossName, FDivergenceName
+from litcpt.losses.preference import DEFAULT_BETA, DPOLossName, FDivergenceName
 from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
 from litcpt.training import dpo
@@ -107,13 +108,13 @@ def setup(
 
     Returns: the path of the final LitGPT checkpoint dir of the policy.
     """
-    loss = DPOLoss(loss_type=loss_type, loss_weights=loss_weights, beta=beta, label_smoothing=label_smoothing,
-                   simpo_gamma=simpo_gamma, discopop_tau=discopop_tau, f_divergence_type=f_divergence_type,
-                   f_alpha_divergence_coef=f_alpha_divergence_coef, use_weighting=use_weighting, ld_alpha=ld_alpha,
-                   average_logps=average_logps)
-    return dpo.run(loss, checkpoint_dir=checkpoint_dir, ref_checkpoint_dir=ref_checkpoint_dir, out_dir=out_dir,
-                   precompute_ref=precompute_ref, sync_ref_model=sync_ref_model,
-                   ref_model_mixup_alpha=ref_model_mixup_alpha, ref_model_sync_steps=ref_model_sync_steps, data=data,
-                   train=train, eval=eval, lr_schedule=lr_schedule, optimizer=optimizer, devices=devices,
-                   num_nodes=num_nodes, strategy=strategy, precision=precision, logger_name=logger_name, seed=seed,
+    return dpo.run(checkpoint_dir=checkpoint_dir, ref_checkpoint_dir=ref_checkpoint_dir, out_dir=out_dir, beta=beta,
+                   loss_type=loss_type, label_smoothing=label_smoothing, average_logps=average_logps,
+                   loss_weights=loss_weights, simpo_gamma=simpo_gamma, discopop_tau=discopop_tau,
+                   f_divergence_type=f_divergence_type, f_alpha_divergence_coef=f_alpha_divergence_coef,
+                   use_weighting=use_weighting, ld_alpha=ld_alpha, precompute_ref=precompute_ref,
+                   sync_ref_model=sync_ref_model, ref_model_mixup_alpha=ref_model_mixup_alpha,
+                   ref_model_sync_steps=ref_model_sync_steps, data=data, train=train, eval=eval,
+                   lr_schedule=lr_schedule, optimizer=optimizer, devices=devices, num_nodes=num_nodes,
+                   strategy=strategy, precision=precision, logger_name=logger_name, seed=seed,
                    accelerator=accelerator, resume=resume, dry_run=dry_run)

@@ -158,11 +158,21 @@ def _sequence_length(config: Config, train: TrainArgs) -> int:
 
 
 def run(
-    loss: DPOLoss,
     *,
     checkpoint_dir: Path,
     ref_checkpoint_dir: Path | None,
     out_dir: Path,
+    beta: float,
+    loss_type: Any,
+    label_smoothing: float,
+    average_logps: bool,
+    loss_weights: list[float] | None,
+    simpo_gamma: float,
+    discopop_tau: float,
+    f_divergence_type: str,
+    f_alpha_divergence_coef: float,
+    use_weighting: bool,
+    ld_alpha: float | None,
     precompute_ref: bool,
     sync_ref_model: bool,
     ref_model_mixup_alpha: float,
@@ -182,12 +192,16 @@ def run(
     resume: Resume,
     dry_run: bool,
 ) -> Path:
-    """Train a policy with ``loss`` (see :func:`litcpt.commands.dpo.setup` for the arguments, which have their
-    defaults there); returns the path of the final LitGPT checkpoint dir of the policy."""
+    """Train a policy with the DPO-family loss the arguments describe (see :func:`litcpt.commands.dpo.setup` for the
+    arguments, which have their defaults there); returns the path of the final LitGPT checkpoint dir of the policy."""
     from litcpt.callbacks.sync_reference import SyncReference
     from litcpt.models.dpo import DPOModel
 
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
+    loss = DPOLoss(loss_type=loss_type, loss_weights=loss_weights, beta=beta, label_smoothing=label_smoothing,
+                   simpo_gamma=simpo_gamma, discopop_tau=discopop_tau, f_divergence_type=f_divergence_type,
+                   f_alpha_divergence_coef=f_alpha_divergence_coef, use_weighting=use_weighting, ld_alpha=ld_alpha,
+                   average_logps=average_logps)  # the loss spec, validated once
     ref_checkpoint_dir = _check_reference_options(loss, checkpoint_dir, ref_checkpoint_dir,
                                                   precompute_ref=precompute_ref, sync_ref_model=sync_ref_model)
     sync = SyncReference(alpha=ref_model_mixup_alpha, sync_steps=ref_model_sync_steps) if sync_ref_model else None
