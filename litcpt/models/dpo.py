@@ -3,7 +3,7 @@ r"""Direct Preference Optimization: a trainable policy against a frozen referenc
 :class:`DPOModel` owns the policy (``self.model``, from ``checkpoint_dir``) and, unless reference log-probs were
 precomputed, a frozen reference (``self.ref_model``: a copy of the starting checkpoint or ``ref_checkpoint_dir``; eval
 mode, ``requires_grad_(False)``, run under ``no_grad``). Each batch holds ``B`` pairs as ``2B`` rows (chosen rows
-first, :func:`litcpt.data.preference.datamodule.collate_preference`); each model runs **one** forward over the ``2B``
+first, :func:`litcpt.data.preference.batching.collate_preference`); each model runs **one** forward over the ``2B``
 rows.
 The loss is a :class:`litcpt.losses.preference.DPOLoss` (any of TRL's DPO ``loss_type``\ s, reference-free
 ``simpo``, or a weighted list such as MPO; WPO weights, LD-DPO, f-divergences), built and validated once from the

@@ -54,7 +54,7 @@ def check_scorable(items: Sequence[Any], *, source: str = "data") -> None:
     """Raise a ``ValueError`` naming the first pair whose chosen or rejected sequence has no response token that
     can be scored (a response token at position 0 has no prediction: this happens only when truncation removed the
     whole prompt and left a single response token). ``items`` are
-    :class:`~litcpt.data.preference.datamodule.TokenizedPair`."""
+    :class:`~litcpt.data.preference.pair_tokens.TokenizedPair`."""
     for item in items:
         for name, ids, prompt_length in (
             ("chosen", item.chosen_ids, item.chosen_prompt_length),

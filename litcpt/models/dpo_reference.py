@@ -34,7 +34,7 @@ REF_LOGPS_FILE = "ref_logps.pt"
 
 
 def dataset_fingerprint(dataset: Any) -> str | None:
-    """sha256 of a :class:`~litcpt.data.preference.datamodule.PreferenceDataset`'s token ids (None for other
+    """sha256 of a :class:`~litcpt.data.preference.batching.PreferenceDataset`'s token ids (None for other
     datasets)."""
     items = getattr(dataset, "items", None)
     if items is None:

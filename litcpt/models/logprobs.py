@@ -12,7 +12,7 @@ model (same logits for positions ``0..T-2``, one position cheaper) and scores ``
 mask ``response_mask[:, 1:]``. Prompt and padding positions are excluded by the mask; a response token at position
 0 (an empty prompt) cannot be scored — :func:`scored_token_counts` lets callers detect rows with nothing to score.
 
-Batches follow :func:`litcpt.data.preference.datamodule.collate_preference`: right-padded rows, ``response_mask`` True
+Batches follow :func:`litcpt.data.preference.batching.collate_preference`: right-padded rows, ``response_mask`` True
 on the
 response tokens (EOS included). Left padding is not supported (litgpt's ``GPT`` takes no attention mask).
 

@@ -1,7 +1,7 @@
 """Per-row scores of a batch whose rows share prompts in groups: pairs (chosen/rejected) or N completions of a prompt.
 
 A *row batch* is right-padded ``input_ids [R, T]`` with ``lengths``, ``prompt_lengths``, ``response_mask`` and
-``last_index`` (the :func:`litcpt.data.preference.datamodule.collate_preference` fields) plus, for groups other than
+``last_index`` (the :func:`litcpt.data.preference.batching.collate_preference` fields) plus, for groups other than
 pairs,
 ``group [R]`` (the prompt of each row, ``0..G-1``) and ``shared [G]`` (the leading tokens every row of the group has
 in common inside its prompt, at most each row's length minus one:

@@ -6,7 +6,7 @@ sequences runs those tokens through the model twice; :func:`pair_hidden_states` 
     phase 1  prompts, one row per pair          causal attention (SDPA's fast path, no mask); K/V recorded
     phase 2  tails, one row per response        attends to [its pair's prompt K/V ; its own tail, causally]
 
-Row ``i`` (chosen) and row ``B + i`` (rejected) of a batch (:func:`litcpt.data.preference.datamodule.collate_preference`
+Row ``i`` (chosen) and row ``B + i`` (rejected) of a batch (:func:`litcpt.data.preference.batching.collate_preference`
 layout) both continue from prompt ``i``. The tail positions keep their absolute RoPE positions (``shared_i + j``),
 so every hidden state equals the one of a plain forward over the whole sequence up to float rounding (tested
 against ``GPT.forward`` for MHA/GQA/MQA, parallel residual, shared attention norm, QK norms, post-norms, partial

@@ -140,11 +140,10 @@ def rewardbench_sequences(tokenizer: Any, prompt: str, responses: Sequence[str],
 
 def tokenize_pairs_rewardbench(pairs: Sequence[Any], tokenizer: Any, *, kind: str = "dpo",
                                max_length: int = MAX_LENGTH, max_prompt_length: int = MAX_PROMPT_LENGTH) -> tuple:
-    """:func:`~litcpt.data.preference.datamodule.tokenize_pairs` under RewardBench's rules
-    (:func:`rewardbench_sequences`):
-    ``(items, stats)`` of :class:`~litcpt.data.preference.datamodule.TokenizedPair` (the chosen and rejected prompts may
-    differ
-    by the merged boundary token) and :class:`~litcpt.data.preference.datamodule.TokenizationStats`."""
+    """:func:`~litcpt.data.preference.pair_tokens.tokenize_pairs` under RewardBench's rules
+    (:func:`rewardbench_sequences`): ``(items, stats)`` of :class:`~litcpt.data.preference.pair_tokens.TokenizedPair`
+    (the chosen and rejected prompts may differ by the merged boundary token) and
+    :class:`~litcpt.data.preference.pair_tokens.TokenizationStats`."""
     from litcpt.data.preference.pair_tokens import TokenizationStats, TokenizedPair
 
     items, truncated = [], 0

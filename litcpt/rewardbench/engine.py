@@ -162,7 +162,7 @@ def score_tokenized(scorer: Scorer, items: Sequence[Any], *, batch_size: int = 8
                     device: torch.device | str | None = None, precision: str | None = None,
                     default_subset: str = DEFAULT_SUBSET, rank: int | None = None, world_size: int | None = None,
                     progress: bool = False, share_group: int = 16, trainer: Any = None) -> list[PairScore]:
-    """Score tokenised pairs (:class:`~litcpt.data.preference.datamodule.TokenizedPair`) and return one
+    """Score tokenised pairs (:class:`~litcpt.data.preference.pair_tokens.TokenizedPair`) and return one
     :class:`PairScore`
     per pair, in the order of ``items``, on every rank.
 
@@ -216,12 +216,12 @@ def score_pairs(model: torch.nn.Module | Scorer, pairs: Sequence[Any], tokenizer
     Args:
         model: a reward model (``forward(input_ids, last_index)``, wrapped in :class:`RewardModelScorer`) or any
             :class:`Scorer` (e.g. an :class:`ImplicitRewardScorer`).
-        pairs: :class:`~litcpt.data.preference.datamodule.PreferencePair` objects or rows any format of
-            :func:`~litcpt.data.preference.datamodule.parse_preference_row` accepts.
+        pairs: :class:`~litcpt.data.preference.pair_rows.PreferencePair` objects or rows any format of
+            :func:`~litcpt.data.preference.pair_rows.parse_preference_row` accepts.
         tokenizer: a ``litgpt.Tokenizer``.
         batch_size: pairs per forward pass.
         max_length: tokens per sequence (default: the model's ``block_size`` when it has a config).
-        truncation: ``left`` or ``keep_end`` (see :func:`~litcpt.data.preference.datamodule.truncate_sequence`).
+        truncation: ``left`` or ``keep_end`` (see :func:`~litcpt.data.preference.pair_tokens.truncate_sequence`).
         convention: ``litcpt`` or ``rewardbench``: tokenise as the official code does
             (:func:`~litcpt.rewardbench.conventions.tokenize_pairs_rewardbench`; ``max_length`` defaults to 2048 or
             the block size when smaller, ``max_prompt_length`` to 128 or half of it). For RewardBench's rewards, pass

@@ -28,7 +28,7 @@ __all__ = ["ImplicitRewardScorer", "RewardModelScorer", "Scorer"]
 
 
 class Scorer(Protocol):
-    """Scores a preference batch (:func:`litcpt.data.preference.datamodule.collate_preference` layout, chosen rows
+    """Scores a preference batch (:func:`litcpt.data.preference.batching.collate_preference` layout, chosen rows
     first).
 
     Returns ``{"chosen": [B], "rejected": [B]}`` plus any other per-pair ``[B]`` tensors to record. A scorer whose

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from functools import cache
 from pathlib import Path
@@ -24,7 +25,9 @@ def mentions(text: str) -> set[str]:
 
 @cache
 def resolves(name: str) -> bool:
-    """``name`` is a module, or an attribute (class, function, constant, method) of an importable prefix."""
+    """``name`` is a module, or an attribute (class, function, constant, method) of an importable prefix. A class or
+    function named through a plain module (not a package's public namespace) must be defined in that module: a name
+    that only works because the module happens to import it is stale."""
     parts = name.split(".")
     for cut in range(len(parts), 0, -1):
         try:
@@ -34,7 +37,10 @@ def resolves(name: str) -> bool:
         for attr in parts[cut:]:
             if not hasattr(obj, attr):
                 return False
-            obj = getattr(obj, attr)
+            parent, obj = obj, getattr(obj, attr)
+            if (inspect.ismodule(parent) and not hasattr(parent, "__path__")
+                    and (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ != parent.__name__):
+                return False
         return True
     return False
 
@@ -60,3 +66,4 @@ def test_the_check_can_fail():
     assert mentions("see `litcpt.data.TextFiles` and litcpt/data (a path)") == {"litcpt.data.TextFiles"}
     assert resolves("litcpt.data.TextFiles") and resolves("litcpt.schedules.formulas")
     assert not resolves("litcpt.data.NoSuchThing") and not resolves("litcpt.no_such_module")
+    assert not resolves("litcpt.models.dpo.DPOLoss")  # imported there, defined in litcpt.losses.preference

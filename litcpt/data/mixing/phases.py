@@ -8,8 +8,8 @@ samples is ``fraction`` (the first phase starts at 0). The *target* number of re
 (piecewise linear, slope in [0, 1)), and sample ``p`` is a replay sample iff ``ceil(T(p+1) - 1/2) > ceil(T(p) - 1/2)``.
 So the replay count after any prefix is ``ceil(T(p) - 1/2)``: within 1/2 of the target, for every prefix and across
 phase boundaries, in closed form (O(log phases) per position, any position, no replay of the stream). With one phase
-this is exactly :class:`~litcpt.data.mixing.Mixer`'s level-1 rule. The replay samples are split between replay
-sources by the same static greedy blend as :class:`~litcpt.data.mixing.Mixer`.
+this is exactly :class:`~litcpt.data.mixing.blend.Mixer`'s level-1 rule. The replay samples are split between replay
+sources by the same static greedy blend as :class:`~litcpt.data.mixing.blend.Mixer`.
 
 A phase starts at a token count (``{tokens: N, fraction: f}``) or when the learning rate falls below a threshold
 (``{lr_below: x, fraction: f}``, Parmar et al. 2024, "Reuse, Don't Retrain": switch to the final blend once the LR
@@ -166,7 +166,7 @@ def lr_phase_starts(stage: LRStage, *, global_step: int, max_steps: int, positio
 
 class PhasedMixer:
     """New source (id 0) + ``K`` replay sources whose replay share follows a phase schedule; duck-types
-    :class:`~litcpt.data.mixing.Mixer` (``num_sources``, ``counts_at``, ``locate``)."""
+    :class:`~litcpt.data.mixing.blend.Mixer` (``num_sources``, ``counts_at``, ``locate``)."""
 
     def __init__(self, phases: Sequence[tuple[int, Fraction | float]], replay_weights: Sequence[float] | None) -> None:
         if not phases or phases[0][0] != 0:

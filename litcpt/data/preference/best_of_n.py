@@ -118,7 +118,7 @@ def load_best_of_n_rows(source: Any, *, split: str | None = None, encoding: str 
 
 def tokenize_groups(rows: Sequence[BestOfNRow], tokenizer: Any, *,
                     max_length: int | None = None) -> tuple[list[TokenizedGroup], int]:
-    """litcpt's convention (as :func:`~litcpt.data.preference.datamodule.tokenize_pairs` with ``truncation="left"``):
+    """litcpt's convention (as :func:`~litcpt.data.preference.pair_tokens.tokenize_pairs` with ``truncation="left"``):
     the
     prompt with BOS as the tokenizer wants it, each completion encoded separately with EOS; when the prompt plus the
     longest completion exceed ``max_length``, the prompt loses its start (after BOS) for all completions alike, and a
@@ -138,7 +138,7 @@ def tokenize_groups(rows: Sequence[BestOfNRow], tokenizer: Any, *,
 
 def collate_groups(groups: Sequence[TokenizedGroup], *, pad_id: int = 0) -> dict[str, Any]:
     """All rows of ``groups`` as one right-padded batch: the fields of
-    :func:`~litcpt.data.preference.datamodule.collate_preference` (``input_ids``, ``attention_mask``, ``response_mask``,
+    :func:`~litcpt.data.preference.batching.collate_preference` (``input_ids``, ``attention_mask``, ``response_mask``,
     ``lengths``, ``prompt_lengths``, ``last_index``) plus ``group [R]`` (the group of each row, ``0..G-1``),
     ``shared [G]`` (:func:`group_shared_lengths`) and ``sizes`` (rows per group)."""
     from litcpt.data.preference.batching import pad_rows
