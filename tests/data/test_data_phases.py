@@ -235,8 +235,8 @@ def _pretrain(out_dir, phases, *, cache, resume=False, max_steps=12):
     import warnings
 
     from litcpt.callbacks import WarmupCosineLR
+    from litcpt.commands.pretrain import setup
     from litcpt.training.args import EvalArgs, TrainArgs
-    from litcpt.training.pretrain import setup
     from tests.conftest import tiny_config
 
     data = Replay(new=FR, replay=EN, fraction=0.0, phases=phases, cache_dir=cache)

@@ -704,7 +704,7 @@ if __name__ == "__main__":
 def test_ddp_evaluation_counts_every_pair_once(tmp_path):
     script = tmp_path / "ddp_preference.py"
     script.write_text(DDP_SCRIPT)
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300

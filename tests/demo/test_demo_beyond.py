@@ -6,6 +6,7 @@ import pytest
 
 from litcpt.demo.beyond import build_beyond, evaluate_checkpoint
 from litcpt.demo.runtime import instantiate
+from litcpt.schedules.config import StageFacts
 from litcpt.training.carry import CarryArgs
 from tests.conftest import make_checkpoint, tiny_config
 
@@ -22,7 +23,8 @@ def test_beyond_scenarios():
     (ema,) = instantiate(by_name["const"].recipe["callbacks"])
     assert ema.decay == 0.98
     schedule = instantiate(by_name["d1-d2z"].recipe["lr_schedule"])
-    assert type(schedule).__name__ == "LinearDecayLR" and schedule.min_lr == 0.0
+    assert type(schedule).__name__ == "LinearDecayLR"
+    assert schedule.resolve(StageFacts(steps=10, peak_lr=1e-3)).min_lr == 0.0  # D2Z: decays to zero
     with pytest.raises(ValueError, match="needs at least 8 optimizer steps of 1024 tokens on D1"):
         build_beyond(d1_tokens=7 * 1024, d2_tokens=65536, lr=3e-3, seed=1, quick=True, cache_dir=None)
 

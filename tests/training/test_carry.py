@@ -166,9 +166,9 @@ def test_each_carry_key_acts_alone(stage1, tmp_path, optimizer, schedule, data):
 def test_a_carried_schedule_is_handed_to_lr_phases(stage1, tmp_path):
     """``carry.schedule``: the stage continues from the checkpoint (it began at step -10 of the new run), and so do
     the data phases triggered by the LR."""
+    from litcpt.commands.pretrain import setup
     from litcpt.data import Replay, TextFiles
     from litcpt.schedules import LRStage
-    from litcpt.training.pretrain import setup
 
     tmp, first, _, _ = stage1
     ref = WarmupCosine(warmup=2, total=20, max_lr=LR, min_lr=0.1 * LR)

@@ -90,7 +90,7 @@ def test_litgpt_debug_recipe_trains_with_its_warmup_and_min_lr(tmp_path, monkeyp
     from litcpt.training.recipe import lr_callback
 
     callback = lr_callback(read_recipe(tmp_path / "out" / "config.yaml", data=False), where="config")
-    assert callback.min_lr == 4e-5  # plot-schedule and anneal read the same schedule from the run's config.yaml
+    assert callback.config.min_lr == 4e-5  # plot-schedule and anneal read the same schedule from the run's config.yaml
 
 
 @pytest.mark.parametrize("changes, status, message", [
