@@ -58,6 +58,7 @@ from lightning.pytorch.callbacks.callback import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from litcpt._private import logs_reach_loggers
 from litcpt.schedules.config import (
     ConstantConfig,
     InfiniteConfig,
@@ -466,7 +467,7 @@ class LRScheduleCallback(Callback):
                     group["lr"].fill_(value)
                 else:
                     group["lr"] = value
-        if self.log_lr and new_step and _should_log(trainer):
+        if self.log_lr and new_step and logs_reach_loggers(trainer):
             pl_module.log(
                 self.log_name,
                 torch.tensor(lr, dtype=torch.float64),  # a plain float would be logged as float32
@@ -476,21 +477,6 @@ class LRScheduleCallback(Callback):
                 logger=bool(trainer.loggers),
                 batch_size=1,
             )
-
-
-def _should_log(trainer: pl.Trainer) -> bool:
-    """Whether step metrics logged now reach the loggers (every ``log_every_n_steps``).
-
-    ``self.log`` costs ~1 ms in Lightning, so the LR is only logged when it will be
-    written; this is the same check :class:`~lightning.pytorch.callbacks.LearningRateMonitor` uses.
-    """
-    connector = getattr(trainer, "_logger_connector", None)
-    if connector is None:
-        return True
-    try:
-        return bool(connector.should_update_logs)
-    except Exception:  # pragma: no cover - private API changed: log every step
-        return True
 
 
 # ---------------------------------------------------------------------- #

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
+from litcpt._private import batches_that_stepped, logging_step_shifted
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
 from litcpt.callbacks.progress import StepProgressBar
 from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
@@ -268,10 +269,5 @@ def _hand_lr_stage(datamodule: Any, module: L.LightningModule, callbacks: list[C
 def _validate_on_last_step_row(trainer: L.Trainer, module: L.LightningModule, datamodule: Any) -> None:
     """Validate after fit with metrics logged on the row of the last optimizer step, where validation during fit
     logs them too (Lightning would use the next step's row: ``trainer.validate`` logs at ``_batches_that_stepped``)."""
-    loop = trainer.fit_loop.epoch_loop
-    shift = 1 if getattr(loop, "_batches_that_stepped", 0) > 0 else 0
-    loop._batches_that_stepped -= shift
-    try:
+    with logging_step_shifted(trainer, 1 if batches_that_stepped(trainer) > 0 else 0):
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    finally:
-        loop._batches_that_stepped += shift

@@ -39,7 +39,7 @@ def test_kill_before_the_rename_leaves_the_old_file_and_a_temporary_that_resume_
     """A SIGKILL inside the write (simulated with os._exit) keeps the old content; the leftover is named as
     litcpt.runtime.resume.clean_stale_saves expects, so the next start removes it."""
     path = atomic.write_text(tmp_path / "x.txt", "old")
-    code = (f"import os; from litcpt import atomic\n"
+    code = (f"import os; from litcpt.runtime import atomic\n"
             f"with atomic.atomic_file({str(path)!r}) as fp:\n"
             f"    fp.write('new'); fp.flush(); os._exit(9)\n")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 9
