@@ -41,25 +41,37 @@ def tiny_recipe(tmp_path: Path, **overrides) -> Path:
 
 def run_litcpt(*args: str, timeout: int = 600, check: bool = True, cwd: Path | None = None, fresh_process: bool = False,
                **popen) -> subprocess.CompletedProcess:
-    """``litcpt ARGS``: in this process (the CLI's own ``main``, with its output and exit status captured as a
-    subprocess's would be), unless ``fresh_process``, more than one device/node, or ``popen`` options ask for a process
-    of its own (Lightning launches the other ranks by re-running the command). A process costs ~5 s of imports."""
-    if fresh_process or popen or _launches_ranks(args):
+    """``litcpt ARGS`` as the tests run it, with its output and exit status as a subprocess's would be:
+
+    * in this process (the CLI's own ``main``), by default;
+    * with ``--devices 2``: in the two rank processes of :mod:`tests.rank_pool`, started once per test worker as
+      ``torchrun`` would start them;
+    * in a fresh process (``python -m litcpt``) if ``fresh_process``, ``popen`` options or other device / node counts
+      ask for one (Lightning then launches the other ranks itself). A process costs ~5 s of imports.
+    """
+    if fresh_process or popen or _launches_ranks(args) not in (None, 2):
         return _run_process(args, timeout=timeout, check=check, cwd=cwd, **popen)
-    code, out, err = run_in_process(list(args), cwd=cwd or REPO)
+    if _launches_ranks(args) == 2:
+        from tests.rank_pool import pool
+
+        code, out, err = pool().run(list(args), cwd=cwd or REPO, timeout=timeout)
+    else:
+        code, out, err = run_in_process(list(args), cwd=cwd or REPO)
     proc = subprocess.CompletedProcess(["litcpt", *args], code, out, err)
     if check and proc.returncode != 0:
         raise AssertionError(f"litcpt {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
 
 
-def _launches_ranks(args: tuple[str, ...]) -> bool:
-    for flag in ("--devices", "--num_nodes"):
-        if flag in args:
-            value = args[args.index(flag) + 1]
-            if value not in ("1", "auto"):
-                return True
-    return False
+def _launches_ranks(args: tuple[str, ...]) -> int | None:
+    """The number of processes the command runs on (``None``: one; ``-1``: an unusual request)."""
+    devices = args[args.index("--devices") + 1] if "--devices" in args else "1"
+    nodes = args[args.index("--num_nodes") + 1] if "--num_nodes" in args else "1"
+    if nodes != "1":
+        return -1
+    if devices in ("1", "auto"):
+        return None
+    return int(devices) if devices.isdigit() else -1
 
 
 def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, **popen) -> subprocess.CompletedProcess:
@@ -116,12 +128,16 @@ def _redirected_fds(out_file, err_file):
     sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(2), "wb"), write_through=True)
     handlers = _stream_handlers()  # logging handlers keep the stream they were made with (Lightning's: at import)
     for handler, stream in handlers:
-        handler.setStream(sys.stdout if stream in (saved_streams[0], sys.__stdout__) else sys.stderr)
+        handler.stream = sys.stdout if stream in (saved_streams[0], sys.__stdout__) else sys.stderr
+    ours = (sys.stdout, sys.stderr)
     try:
         yield
     finally:
         for handler, stream in handlers:
-            handler.setStream(stream)
+            handler.stream = stream
+        for handler, stream in _stream_handlers():  # made during the call: back to the streams of the process
+            if stream in ours:
+                handler.stream = saved_streams[0] if stream is ours[0] else saved_streams[1]
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
             stream.close()

@@ -36,7 +36,7 @@ def _run(strategy: str, out: Path) -> list[dict]:
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test worker, whatever the order of the tests
 def runs(tmp_path_factory) -> dict[str, list[dict]]:
     root = tmp_path_factory.mktemp("skip_ranks")
     return {s: _run(s, root / s) for s in ("ddp", "fsdp2")}
