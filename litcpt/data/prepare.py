@@ -28,38 +28,13 @@ from litgpt.data import DataModule
 
 from litcpt.data.text.sources import SourceRef, iter_documents, resolve_source
 from litcpt.data.text.token_cache import cache_entry, ensure_tokens
-from litcpt.data.text.token_files import ENCODE_BATCH_CHARS, DocumentCounter, encode_many, write_token_chunks
+from litcpt.data.text.token_files import ENCODE_BATCH_CHARS, DocumentCounter, write_token_chunks
+from litcpt.runtime.encoding import encode_batch, encode_many, init_worker
 from litcpt.runtime.ranks import world_size as job_world_size
 
 INLINE_LIMIT_BYTES = int(os.environ.get("LITCPT_INLINE_TOKENIZE_LIMIT", 1 << 30))
 """Source bytes above which a multi-process training job refuses to tokenise inline (env
 ``LITCPT_INLINE_TOKENIZE_LIMIT`` overrides; 1 GiB by default, minutes of single-process tokenising)."""
-
-_worker_tokenizer: Any = None
-
-
-def _init_worker(tokenizer_dir: str) -> None:
-    """A worker's tokenizer: the ``tokenizers`` library alone for ``tokenizer.json`` (fast to import), else litgpt's."""
-    global _worker_tokenizer
-    path = Path(tokenizer_dir) / "tokenizer.json"
-    if path.is_file():
-        from tokenizers import Tokenizer as Fast
-
-        _worker_tokenizer = Fast.from_file(str(path))
-    else:
-        from litgpt import Tokenizer
-
-        _worker_tokenizer = Tokenizer(tokenizer_dir)
-
-
-def _encode_batch(texts: list[str]) -> list[list[int]]:
-    """Raw ids without special tokens, as :func:`litcpt.data.text.token_files.encode_many` computes them."""
-    tok = _worker_tokenizer
-    if hasattr(tok, "encode_batch"):
-        fast = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
-        return [enc.ids for enc in fast(texts, add_special_tokens=False)]
-    return encode_many(tok, texts)
-
 
 def _batches(pieces: Iterable[tuple[str, bool]], batch_chars: int) -> Iterator[list[tuple[str, bool]]]:
     """The pieces grouped as the in-job tokeniser groups them (a batch closes once it holds >= batch_chars)."""
@@ -89,7 +64,7 @@ def parallel_token_chunks(pieces: Iterable[tuple[str, bool]], tokenizer: Any, to
     batches = _batches(pieces, batch_chars)
     pool = None
     if processes > 1:
-        pool = get_context("spawn").Pool(processes, initializer=_init_worker, initargs=(str(tokenizer_dir),))
+        pool = get_context("spawn").Pool(processes, initializer=init_worker, initargs=(str(tokenizer_dir),))
 
         def pairs() -> Iterator[tuple[list[tuple[str, bool]], list[list[int]]]]:
             # a bounded window of batches at a time: reading never runs ahead of encoding by more than that
@@ -97,10 +72,10 @@ def parallel_token_chunks(pieces: Iterable[tuple[str, bool]], tokenizer: Any, to
             for batch in batches:
                 window.append(batch)
                 if len(window) >= 2 * processes:
-                    yield from zip(window, pool.map(_encode_batch, [[t for t, _ in b] for b in window]))
+                    yield from zip(window, pool.map(encode_batch, [[t for t, _ in b] for b in window]))
                     window = []
             if window:
-                yield from zip(window, pool.map(_encode_batch, [[t for t, _ in b] for b in window]))
+                yield from zip(window, pool.map(encode_batch, [[t for t, _ in b] for b in window]))
     else:
         def pairs() -> Iterator[tuple[list[tuple[str, bool]], list[list[int]]]]:
             for batch in batches:

@@ -3,6 +3,10 @@ are refused inside multi-process jobs with the command to run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -60,3 +64,11 @@ def test_large_unprepared_corpus_is_refused_in_a_multi_process_job(tmp_path, tok
         check_prepared(corpus, tokenizer, world_size=8, **kwargs)
     ensure_tokens(corpus, tokenizer, tmp_path)
     check_prepared(corpus, tokenizer, world_size=8, **kwargs)  # prepared: fine
+
+
+def test_a_tokenising_worker_imports_no_torch():
+    """The module a ``spawn``-started worker imports stays light (torch + Lightning cost ~6 s per worker)."""
+    code = "import sys, litcpt.runtime.encoding; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:] + proc.stdout

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from litcpt.runtime.atomic import atomic_file, write_json
+from litcpt.runtime.encoding import encode_many
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ENCODE_BATCH_CHARS", "DocumentCounter", "TokenFile", "encode_many",
+__all__ = ["FORMAT", "FORMAT_VERSION", "ENCODE_BATCH_CHARS", "DocumentCounter", "TokenFile",
            "token_chunks",
            "tokenizer_fingerprint", "tokenizer_id_space", "write_token_chunks",
            "write_tokens"]
@@ -47,15 +48,6 @@ def tokenizer_id_space(tokenizer: Any) -> int:
     if tokenizer.backend == "huggingface":
         return int(tokenizer.processor.get_vocab_size(with_added_tokens=True))
     return int(tokenizer.vocab_size)
-
-
-def encode_many(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    """Raw ids of ``texts`` with no special tokens added."""
-    if tokenizer.backend == "huggingface":
-        processor = tokenizer.processor
-        fast = getattr(processor, "encode_batch_fast", None) or processor.encode_batch
-        return [enc.ids for enc in fast(texts, add_special_tokens=False)]
-    return [list(tokenizer.processor.encode(t)) for t in texts]
 
 
 def token_chunks(
