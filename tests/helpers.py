@@ -63,6 +63,19 @@ def run_litcpt(*args: str, timeout: int = 600, check: bool = True, cwd: Path | N
     return proc
 
 
+def run_litgpt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """LitGPT's own CLI (``litgpt ARGS``) in this process, as :func:`run_litcpt` runs litcpt's, with TorchDynamo off
+    (what ``TORCHDYNAMO_DISABLE=1`` does for a fresh process: ``litgpt pretrain`` compiles its model, and a first CPU
+    compile takes a minute). Fails with the output when it exits non-zero."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(disable=True):
+        code, out, err = run_in_process(list(args), cwd=cwd or REPO, program="litgpt")
+    if code != 0:
+        raise AssertionError(f"litgpt {' '.join(args)} failed ({code}):\n{out[-3000:]}{err[-3000:]}")
+    return subprocess.CompletedProcess(["litgpt", *args], code, out, err)
+
+
 def _launches_ranks(args: tuple[str, ...]) -> int | None:
     """The number of processes the command runs on (``None``: one; ``-1``: an unusual request)."""
     devices = args[args.index("--devices") + 1] if "--devices" in args else "1"
@@ -83,23 +96,34 @@ def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, **popen) 
     return proc
 
 
-def run_in_process(argv: list[str], *, cwd: Path = REPO) -> tuple[int, str, str]:
-    """``(exit status, stdout, stderr)`` of ``litcpt.cli.main.main(argv)`` run here, from ``cwd``, with file
-    descriptors 1 and 2 captured (what Lightning's log handlers and C code write too) and the process state the CLI
-    changes restored afterwards (working directory, ``sys.argv``, warning filters, environment)."""
+def run_in_process(argv: list[str], *, cwd: Path = REPO, program: str = "litcpt") -> tuple[int, str, str]:
+    """``(exit status, stdout, stderr)`` of ``litcpt.cli.main.main(argv)`` (``program="litgpt"``: LitGPT's own CLI,
+    which reads ``sys.argv``) run here, from ``cwd``, with file descriptors 1 and 2 captured (what Lightning's log
+    handlers and C code write too) and the process state a CLI changes restored afterwards (working directory,
+    ``sys.argv``, warning filters, environment, torch's float32 matmul precision)."""
     import contextlib
     import tempfile
     import traceback
     import warnings
 
-    from litcpt.cli.main import main
+    import torch
+
+    if program == "litgpt":
+        from litgpt.__main__ import main as litgpt_main
+
+        def main(_argv: list[str]) -> None:
+            litgpt_main()
+    else:
+        from litcpt.cli.main import main
 
     code = 0
+    precision = torch.get_float32_matmul_precision()
     with contextlib.ExitStack() as stack:
         out_file = stack.enter_context(tempfile.TemporaryFile(mode="w+b"))
         err_file = stack.enter_context(tempfile.TemporaryFile(mode="w+b"))
         stack.enter_context(warnings.catch_warnings())
-        stack.enter_context(_restored_process_state(cwd, ["litcpt", *argv]))
+        stack.enter_context(_restored_process_state(cwd, [program, *argv]))
+        stack.callback(torch.set_float32_matmul_precision, precision)
         with _redirected_fds(out_file, err_file):
             try:
                 main(argv)

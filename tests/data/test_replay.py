@@ -1,8 +1,5 @@
 """Greedy blend and the Replay data module: exact ratios, distributed/worker/resume semantics, validation, errors."""
 
-import os
-import subprocess
-import sys
 import types
 import warnings
 from fractions import Fraction
@@ -18,6 +15,7 @@ from litcpt.assets import data_dir, tokenizer_dir
 from litcpt.data import GreedyBlend, Replay, TextFiles, greedy_blend
 from litcpt.data.mixing.blend import Mixer
 from litcpt.data.mixing.stream import SourceExhaustedError
+from tests.helpers import run_litgpt
 
 EN = data_dir() / "pretrain" / "en"
 FR = data_dir() / "pretrain" / "fr"
@@ -692,8 +690,8 @@ eval:
 def test_litgpt_pretrain_with_replay_and_resume(tmp_path):
     """`litgpt pretrain --config recipe.yaml` trains with Replay and `--resume` continues the stream.
 
-    torch.compile is disabled through TORCHDYNAMO_DISABLE to keep the test fast (with it, the first
-    CPU compile takes ~1 min but works).
+    TorchDynamo is off (:func:`tests.helpers.run_litgpt`) to keep the test fast (with it, the first CPU compile takes
+    ~1 min but works).
     """
     cfg = tmp_path / "pretrain.yaml"
     cfg.write_text(
@@ -706,22 +704,12 @@ def test_litgpt_pretrain_with_replay_and_resume(tmp_path):
             max_tokens=4 * 2 * 32,  # 4 iterations: litgpt stops on max_tokens, not max_steps
         )
     )
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", TORCHDYNAMO_DISABLE="1")
-    litgpt = [sys.executable, "-m", "litgpt", "pretrain", "--config", str(cfg)]
-    run = subprocess.run(litgpt, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = run_litgpt("pretrain", "--config", str(cfg))
     assert "val loss" in run.stdout + run.stderr
     step4 = torch.load(tmp_path / "out" / "step-00000004" / "lit_model.pth", weights_only=False)
     assert step4["iter_num"] == 4 and step4["train_dataloader"] == {"consumed_samples": 8}
     assert (tmp_path / "out" / "logs" / "csv").exists()
-    run = subprocess.run(
-        litgpt + ["--resume", "true", "--train.max_tokens", str(6 * 2 * 32)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = run_litgpt("pretrain", "--config", str(cfg), "--resume", "true", "--train.max_tokens", str(6 * 2 * 32))
     assert "Resuming training from" in run.stdout + run.stderr
     step6 = torch.load(tmp_path / "out" / "step-00000006" / "lit_model.pth", weights_only=False)
     assert step6["iter_num"] == 6 and step6["train_dataloader"] == {"consumed_samples": 12}

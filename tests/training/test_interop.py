@@ -3,14 +3,11 @@ a `litcpt pretrain` stage."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import yaml
 
-from tests.helpers import REPO, read_metrics, run_litcpt, series, tiny_recipe
+from tests.helpers import REPO, read_metrics, run_litcpt, run_litgpt, series, tiny_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +27,7 @@ def test_litgpt_pretrain_checkpoint_continues_in_litcpt(tmp_path):
     }
     cfg = tmp_path / "litgpt.yaml"
     cfg.write_text(yaml.safe_dump(litgpt_cfg))
-    proc = subprocess.run([sys.executable, "-m", "litgpt", "pretrain", "--config", str(cfg)], capture_output=True,
-                          text=True, timeout=900, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
-                                                                 "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_litgpt("pretrain", "--config", str(cfg))
     final = tmp_path / "litgpt" / "final"
     raw = torch.load(final / "lit_model.pth", weights_only=False)
     assert "model" in raw  # litgpt pretrain wraps its state: the loader must unwrap it
