@@ -76,6 +76,24 @@ def run_litgpt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(["litgpt", *args], code, out, err)
 
 
+def run_script_on_two_ranks(script: Path, *args: str, cwd: Path | None = None,
+                            timeout: int = 600) -> subprocess.CompletedProcess:
+    """A Lightning script with ``devices=2`` run as ``__main__`` in the two rank processes of :mod:`tests.rank_pool`
+    (as ``torchrun --nproc_per_node 2 script.py ARGS`` would run it). Fails with the output when it exits non-zero."""
+    from tests.rank_pool import pool
+
+    code, out, err = pool().run(list(args), cwd=cwd or REPO, timeout=timeout, program=str(script))
+    if code != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({code}):\n{out[-3000:]}{err[-3000:]}")
+    return subprocess.CompletedProcess([str(script), *args], code, out, err)
+
+
+def run_function_on_two_ranks(target: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``FUNCTION(rank, world_size, master_port, *ARGS)`` of ``target="module:FUNCTION"`` on the two ranks of
+    :mod:`tests.rank_pool` (what ``torch.multiprocessing.spawn`` would do, without two interpreters' start-up)."""
+    return run_script_on_two_ranks(REPO / "tests" / "rank_function.py", target, *args, timeout=timeout)
+
+
 def _launches_ranks(args: tuple[str, ...]) -> int | None:
     """The number of processes the command runs on (``None``: one; ``-1``: an unusual request)."""
     devices = args[args.index("--devices") + 1] if "--devices" in args else "1"
@@ -97,10 +115,11 @@ def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, **popen) 
 
 
 def run_in_process(argv: list[str], *, cwd: Path = REPO, program: str = "litcpt") -> tuple[int, str, str]:
-    """``(exit status, stdout, stderr)`` of ``litcpt.cli.main.main(argv)`` (``program="litgpt"``: LitGPT's own CLI,
-    which reads ``sys.argv``) run here, from ``cwd``, with file descriptors 1 and 2 captured (what Lightning's log
-    handlers and C code write too) and the process state a CLI changes restored afterwards (working directory,
-    ``sys.argv``, warning filters, environment, torch's float32 matmul precision)."""
+    """``(exit status, stdout, stderr)`` of ``litcpt.cli.main.main(argv)`` (``program="litgpt"``: LitGPT's own CLI;
+    a path to a ``.py`` file: that script, run as ``__main__``; both read ``sys.argv``) run here, from ``cwd``, with
+    file descriptors 1 and 2 captured (what Lightning's log handlers and C code write too) and the process state a CLI
+    changes restored afterwards (working directory, ``sys.argv``, warning filters, environment, torch's float32 matmul
+    precision)."""
     import contextlib
     import tempfile
     import traceback
@@ -113,6 +132,11 @@ def run_in_process(argv: list[str], *, cwd: Path = REPO, program: str = "litcpt"
 
         def main(_argv: list[str]) -> None:
             litgpt_main()
+    elif program.endswith(".py"):
+        import runpy
+
+        def main(_argv: list[str]) -> None:
+            runpy.run_path(program, run_name="__main__")
     else:
         from litcpt.cli.main import main
 

@@ -1,4 +1,5 @@
-"""Two long-lived rank processes that run ``litcpt`` commands with ``--devices 2`` for the tests.
+"""Two long-lived rank processes that run ``litcpt`` commands with ``--devices 2`` (or Lightning scripts with
+``devices=2``) for the tests.
 
 A 2-rank command started the usual way costs two fresh interpreters (~5 s of imports each, one after the other:
 Lightning starts rank 1 once rank 0 has set up). Here both ranks are started once per test worker, as ``torchrun``
@@ -58,13 +59,13 @@ class RankPool:
             proc.wait()
         self.procs = []
 
-    def run(self, argv: list[str], *, cwd: Path, timeout: float) -> tuple[int, str, str]:
-        """``(exit status, stdout, stderr)`` of ``litcpt ARGV`` on both ranks (rank 0's output first; the status is
-        rank 0's, or rank 1's if rank 0 succeeded)."""
+    def run(self, argv: list[str], *, cwd: Path, timeout: float, program: str = "litcpt") -> tuple[int, str, str]:
+        """``(exit status, stdout, stderr)`` of ``litcpt ARGV`` (``program``: a script to run as ``__main__`` instead)
+        on both ranks (rank 0's output first; the status is rank 0's, or rank 1's if rank 0 succeeded)."""
         if not self.procs or any(p.poll() is not None for p in self.procs):
             self.stop()
             self._start()
-        line = json.dumps({"argv": argv, "cwd": str(cwd), "port": _free_port()}) + "\n"
+        line = json.dumps({"argv": argv, "cwd": str(cwd), "port": _free_port(), "program": program}) + "\n"
         for proc in self.procs:
             proc.stdin.write(line)
             proc.stdin.flush()
@@ -123,7 +124,7 @@ def _serve() -> None:
     for line in sys.stdin:
         command = json.loads(line)
         os.environ["MASTER_PORT"] = str(command["port"])
-        code, stdout, stderr = run_in_process(command["argv"], cwd=Path(command["cwd"]))
+        code, stdout, stderr = run_in_process(command["argv"], cwd=Path(command["cwd"]), program=command["program"])
         out.write(_RESULT + json.dumps({"code": code, "out": stdout, "err": stderr}) + "\n")
         out.flush()
 

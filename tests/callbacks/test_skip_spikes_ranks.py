@@ -3,15 +3,12 @@ ranks skip the same step, with the same loss / gradient-norm windows, the same l
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import REPO
+from tests.helpers import REPO, run_script_on_two_ranks
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -20,19 +17,7 @@ SPIKE_STEP, MAX_STEPS = 8, 12
 
 def _run(strategy: str, out: Path) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "TORCHELASTIC", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK",
-                                "WORLD_SIZE", "MASTER_"))}
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/callbacks/skip_spikes_ranks.py"), strategy, str(out)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_script_on_two_ranks(REPO / "tests/callbacks/skip_spikes_ranks.py", strategy, str(out))
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +27,7 @@ from litcpt.data.preference.datamodule import Preference
 from litcpt.data.preference.pair_loading import load_preference_pairs, load_preference_pairs_with_report, split_pairs
 from litcpt.data.preference.pair_rows import PreferencePair, parse_preference_row
 from litcpt.data.preference.pair_tokens import TokenizedPair, tokenize_pairs, truncate_sequence
+from tests.helpers import run_script_on_two_ranks
 
 # 1-based lines of the bundled file where chosen and rejected differ before the last reply.
 ODD_HH_LINES = (1255, 1689, 1951, 1953)
@@ -704,12 +702,7 @@ if __name__ == "__main__":
 def test_ddp_evaluation_counts_every_pair_once(tmp_path):
     script = tmp_path / "ddp_preference.py"
     script.write_text(DDP_SCRIPT)
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    result = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script_on_two_ranks(script, cwd=tmp_path, timeout=300)
     assert "RESULT True" in result.stdout, result.stdout[-3000:]
 
 

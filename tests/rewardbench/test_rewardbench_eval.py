@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from litgpt import GPT, Config, Tokenizer
 
@@ -22,7 +22,7 @@ from litcpt.rewardbench.results import format_table, results_json, summarize, wr
 from litcpt.rewardbench.scorers import ImplicitRewardScorer, RewardModelScorer
 from litcpt.runtime.checkpoint import load_weights, save_litgpt_dir
 from tests.conftest import make_checkpoint, tiny_config
-from tests.helpers import run_litcpt
+from tests.helpers import run_function_on_two_ranks, run_litcpt
 
 LONG, SHORT = " one two three four five six", " one"
 TIE_A, TIE_B = " Yes", " No"          # 3 tokens each (with EOS): equal length scores
@@ -396,6 +396,7 @@ def test_main_bad_inputs(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ 2 ranks
 def _rank_worker(rank, world_size, port, policy_dir, ref_dir, out_file):
+    policy_dir, ref_dir = Path(policy_dir), Path(ref_dir)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
@@ -414,8 +415,7 @@ def _rank_worker(rank, world_size, port, policy_dir, ref_dir, out_file):
 @pytest.mark.distributed
 def test_two_ranks_count_every_pair_exactly_once(tmp_path):
     policy, ref = _dpo_dirs(tmp_path)
-    port = 29500 + os.getpid() % 1000
-    mp.spawn(_rank_worker, args=(2, port, policy, ref, str(tmp_path / "scores")), nprocs=2, join=True)
+    run_function_on_two_ranks(f"{__name__}:_rank_worker", str(policy), str(ref), str(tmp_path / "scores"))
     rank0 = json.loads((tmp_path / "scores.0").read_text())
     rank1 = json.loads((tmp_path / "scores.1").read_text())
     assert rank0 == rank1  # every rank holds the gathered result

@@ -19,6 +19,7 @@ from litcpt.rewardbench.engine_v2 import score_groups, summarize_groups
 from litcpt.rewardbench.v2 import final_score, subset_scores
 from litcpt.runtime.checkpoint import save_litgpt_dir
 from tests.conftest import make_checkpoint, tiny_config
+from tests.helpers import run_function_on_two_ranks
 from tests.rewardbench.test_rewardbench_conventions import _gpt, logps_by_loop
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "reward-bench-2-tiny.jsonl"
@@ -179,10 +180,7 @@ def _rank_worker(rank, world_size, port, out_file):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_ranks_score_every_prompt_exactly_once(tmp_path):
-    import torch.multiprocessing as mp
-
-    port = 29500 + (os.getpid() + 7) % 1000
-    mp.spawn(_rank_worker, args=(2, port, str(tmp_path / "scores")), nprocs=2, join=True)
+    run_function_on_two_ranks(f"{__name__}:_rank_worker", str(tmp_path / "scores"))
     rank0, rank1 = (json.loads((tmp_path / f"scores.{r}").read_text()) for r in (0, 1))
     assert rank0 == rank1
     groups, _ = tokenize_groups(load_best_of_n_rows(FIXTURE), tokenizer())
