@@ -40,7 +40,7 @@ def tiny_recipe(tmp_path: Path, **overrides) -> Path:
 
 
 def run_litcpt(*args: str, timeout: int = 600, check: bool = True, cwd: Path | None = None, fresh_process: bool = False,
-               **popen) -> subprocess.CompletedProcess:
+               env: dict[str, str] | None = None, **popen) -> subprocess.CompletedProcess:
     """``litcpt ARGS`` as the tests run it, with its output and exit status as a subprocess's would be:
 
     * in this process (the CLI's own ``main``), by default;
@@ -48,15 +48,17 @@ def run_litcpt(*args: str, timeout: int = 600, check: bool = True, cwd: Path | N
       ``torchrun`` would start them;
     * in a fresh process (``python -m litcpt``) if ``fresh_process``, ``popen`` options or other device / node counts
       ask for one (Lightning then launches the other ranks itself). A process costs ~5 s of imports.
+
+    ``env``: environment variables set for the command only.
     """
-    if fresh_process or popen or _launches_ranks(args) not in (None, 2):
-        return _run_process(args, timeout=timeout, check=check, cwd=cwd, **popen)
+    if fresh_process or popen or _launches_ranks(args) not in (None, 2) or (env and _launches_ranks(args)):
+        return _run_process(args, timeout=timeout, check=check, cwd=cwd, env=env, **popen)
     if _launches_ranks(args) == 2:
         from tests.rank_pool import pool
 
         code, out, err = pool().run(list(args), cwd=cwd or REPO, timeout=timeout)
     else:
-        code, out, err = run_in_process(list(args), cwd=cwd or REPO)
+        code, out, err = run_in_process(list(args), cwd=cwd or REPO, env=env)
     proc = subprocess.CompletedProcess(["litcpt", *args], code, out, err)
     if check and proc.returncode != 0:
         raise AssertionError(f"litcpt {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -105,8 +107,10 @@ def _launches_ranks(args: tuple[str, ...]) -> int | None:
     return int(devices) if devices.isdigit() else -1
 
 
-def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, env: dict[str, str] | None = None,
+                 **popen) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+           **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "litcpt", *args], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=cwd or REPO, **popen)
     if check and proc.returncode != 0:
@@ -114,12 +118,13 @@ def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, **popen) 
     return proc
 
 
-def run_in_process(argv: list[str], *, cwd: Path = REPO, program: str = "litcpt") -> tuple[int, str, str]:
+def run_in_process(argv: list[str], *, cwd: Path = REPO, program: str = "litcpt",
+                   env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """``(exit status, stdout, stderr)`` of ``litcpt.cli.main.main(argv)`` (``program="litgpt"``: LitGPT's own CLI;
     a path to a ``.py`` file: that script, run as ``__main__``; both read ``sys.argv``) run here, from ``cwd``, with
     file descriptors 1 and 2 captured (what Lightning's log handlers and C code write too) and the process state a CLI
     changes restored afterwards (working directory, ``sys.argv``, warning filters, environment, torch's float32 matmul
-    precision)."""
+    precision); ``env``: variables set for the call only."""
     import contextlib
     import tempfile
     import traceback
@@ -146,7 +151,7 @@ def run_in_process(argv: list[str], *, cwd: Path = REPO, program: str = "litcpt"
         out_file = stack.enter_context(tempfile.TemporaryFile(mode="w+b"))
         err_file = stack.enter_context(tempfile.TemporaryFile(mode="w+b"))
         stack.enter_context(warnings.catch_warnings())
-        stack.enter_context(_restored_process_state(cwd, [program, *argv]))
+        stack.enter_context(_restored_process_state(cwd, [program, *argv], env))
         stack.callback(torch.set_float32_matmul_precision, precision)
         with _redirected_fds(out_file, err_file):
             try:
@@ -203,11 +208,15 @@ def _stream_handlers() -> list[tuple[logging.StreamHandler, object]]:
 
 
 @contextlib.contextmanager
-def _restored_process_state(cwd: Path, argv: list[str]):
-    old_cwd, old_argv, old_env = os.getcwd(), sys.argv, dict(os.environ)
+def _restored_process_state(cwd: Path, argv: list[str], env: dict[str, str] | None = None):
+    """``cwd``, ``sys.argv`` and the environment (plus ``env``; ``tempfile`` reads ``TMPDIR`` again) for the block."""
+    import tempfile
+
+    old_cwd, old_argv, old_env, old_tempdir = os.getcwd(), sys.argv, dict(os.environ), tempfile.tempdir
     os.chdir(cwd)
     sys.argv = argv
-    os.environ.update({"TOKENIZERS_PARALLELISM": "false"})
+    os.environ.update({"TOKENIZERS_PARALLELISM": "false", **(env or {})})
+    tempfile.tempdir = None
     try:
         yield
     finally:
@@ -215,6 +224,7 @@ def _restored_process_state(cwd: Path, argv: list[str]):
         sys.argv = old_argv
         os.environ.clear()
         os.environ.update(old_env)
+        tempfile.tempdir = old_tempdir
 
 
 def read_metrics(out_dir: Path) -> list[dict[str, str]]:

@@ -310,18 +310,13 @@ def test_parts_made_under_other_versions_are_left_to_the_real_parser(tmp_path):
     assert built == cached == _shipped("report")["help"]
 
 
-@pytest.mark.slow
-def test_shipped_answers_are_what_a_fresh_parser_says(tmp_path):
-    """For every command, the shipped answers say what its parser, freshly built in another directory and terminal
-    width, says (part by part: help, --print_config, options and types), and were made from these sources; nothing
-    in them depends on a path or the terminal."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "60"}
-    proc = subprocess.run([sys.executable, "-m", "litcpt.cli.help_cache", "--check"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=580)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_shipped_answers_name_no_path_of_the_machine_that_made_them():
+    """Nothing in the shipped answers depends on where they were made. (That they say what a freshly built parser
+    says, part by part, in another directory and terminal width, is ``python -m litcpt.cli.help_cache --check``: a
+    step of ``.ci/run``, as it builds every command's parser in a fresh process, a minute of CPU.)"""
     for path in (REPO / "litcpt/assets/cli").glob("*.json"):
         text = path.read_text(encoding="utf-8")
-        assert str(REPO) not in text and str(tmp_path) not in text and os.path.expanduser("~") not in text
+        assert str(REPO) not in text and os.path.expanduser("~") not in text and "/tmp/" not in text
 
 
 def test_check_compares_the_content_part_by_part():

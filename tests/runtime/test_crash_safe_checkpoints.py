@@ -89,14 +89,7 @@ def straight(tmp_path_factory) -> dict[str, torch.Tensor]:
 
 
 def _resume_and_compare(recipe: Path, tmpdir: Path, out: Path, straight: dict[str, torch.Tensor]) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "litcpt", "pretrain", "--config", str(recipe), "--resume", "auto"],
-        env=_env(tmpdir),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_litcpt("pretrain", "--config", str(recipe), "--resume", "auto", env={"TMPDIR": str(tmpdir)}, check=False)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     final = _final_weights(out)
     assert final.keys() == straight.keys()
