@@ -37,10 +37,16 @@ def _one_at_a_time(lock_path: Path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The ``distributed`` tests first (stable order otherwise): with ``--dist worksteal`` each worker starts with a
-    contiguous half of the tests and others steal from the end, so the first worker runs all of them in turn, with its
-    2-rank pool (:mod:`tests.rank_pool`) started once, while the other worker runs the rest."""
-    items.sort(key=lambda item: item.get_closest_marker("distributed") is None)
+    """The ``distributed`` tests first, then the other ``slow`` ones, then the rest (stable order otherwise). Under
+    ``--dist worksteal`` each worker starts with a contiguous half of the list and an idle worker steals from the end
+    of another's: the first worker runs every distributed test in turn, with its 2-rank pool
+    (:mod:`tests.rank_pool`) started once, and the long tests start early, so the run does not end on one of them."""
+    def rank(item) -> int:
+        if item.get_closest_marker("distributed") is not None:
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(hookwrapper=True)

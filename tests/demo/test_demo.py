@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from litcpt.cli.parser import command_parser
 from litcpt.demo.runtime import instantiate
 from litcpt.demo.scenarios import build_scenarios
+from litcpt.training.recipe import pretrain_parser
 from tests.helpers import REPO, run_litcpt
 
 RECIPES = [
@@ -29,7 +29,7 @@ RECIPES = [
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_parses_and_instantiates(recipe):
     """Every key is known to ``litcpt pretrain`` and every class (data modules, LR callbacks) imports and builds."""
-    parser = command_parser("pretrain")
+    parser = pretrain_parser()  # built once per test process
     cfg = parser.parse_args(["--config", str(REPO / recipe)])
     init = parser.instantiate_classes(cfg)
     assert init.data is not None and init.lr_schedule is not None
