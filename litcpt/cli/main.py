@@ -55,7 +55,7 @@ def _save_config(parser, cfg, command: str) -> None:
     out_dir = cfg.get("out_dir") if hasattr(cfg, "get") else None
     if out_dir is None or not is_global_zero():
         return
-    write_text(Path(str(out_dir)) / "config.yaml", parser.dump(cfg, skip_check=True))
+    write_text(Path(str(out_dir)) / "config.yaml", parser.dump(cfg, skip_validation=True))
 
 
 def _validate(command: str, function: Callable, kwargs: dict, args: list[str]) -> None:

@@ -50,7 +50,7 @@ def load_command(target: str) -> Callable:
 
 def build_parser(command: str, function: Callable):
     """The jsonargparse parser of one command (with ``--config`` and ``--print_config``)."""
-    from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, set_docstring_parse_options
+    from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, set_parsing_settings
 
     class FixedWidth(DefaultHelpFormatter):
         """Help wrapped at ``HELP_WIDTH`` columns whatever the terminal, so the answers shipped in
@@ -59,7 +59,7 @@ def build_parser(command: str, function: Callable):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **{**kwargs, "width": HELP_WIDTH})
 
-    set_docstring_parse_options(attribute_docstrings=True)
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
     parser = ArgumentParser(prog=f"litcpt {command}", description=(function.__doc__ or "").split("\n\n")[0],
                             exit_on_error=False, default_meta=False, allow_abbrev=False,  # no key prefixes
                             formatter_class=FixedWidth)
