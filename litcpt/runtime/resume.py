@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from litcpt.runtime.checkpoint import atomic_torch_save
+from litcpt.runtime.checkpoint import UntrustedFileError, atomic_torch_save, load_lightning_checkpoint
 
 _STEP_CKPT = re.compile(r"^step-(\d+)(?:-v\d+)?\.ckpt$")
 # What interrupted saves leave: atomic_torch_save's `.<name>.<8 random chars>.tmp` files (checkpoints, DPO's
@@ -86,15 +85,10 @@ def clean_stale_saves(out_dir: Path) -> list[Path]:
 
 
 def read_step(path: Path) -> int:
-    """Load a Lightning checkpoint (mmap, no tensor data read) and return its ``global_step``; raises on a
-    truncated or corrupt file. A sharded (FSDP) checkpoint is a directory: its ``meta.pt`` is read."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "meta.pt"
-    ckpt = torch.load(path, map_location="cpu", mmap=not path.name == "meta.pt", weights_only=False)
-    if not isinstance(ckpt, dict) or "global_step" not in ckpt:
-        raise ValueError("not a Lightning checkpoint (no global_step)")
-    return int(ckpt["global_step"])
+    """Load a Lightning checkpoint (mmap, no tensor data read, nothing unpickled but tensors and plain data:
+    :func:`litcpt.runtime.checkpoint.load_lightning_checkpoint`) and return its ``global_step``; raises on a
+    truncated, corrupt or untrusted file. A sharded (FSDP) checkpoint is a directory: its ``meta.pt`` is read."""
+    return int(load_lightning_checkpoint(path, field="resume")["global_step"])
 
 
 def _why(err: BaseException) -> str:
@@ -126,6 +120,8 @@ def pick_resume_checkpoint(ckpt_dir: Path) -> Path | None:
     for path in candidates:
         try:
             step = read_step(path)
+        except UntrustedFileError:
+            raise  # a file that would run code is refused, not skipped for an older one
         except Exception as err:
             bad.append(f"{path.name} ({_why(err)})")
             continue
@@ -139,6 +135,8 @@ def check_loadable(path: Path) -> Path:
     """``path`` if it loads as a Lightning checkpoint, else a one-line ``ValueError``."""
     try:
         read_step(path)
+    except UntrustedFileError:
+        raise
     except Exception as err:
         raise ValueError(f"resume: checkpoint {str(path)!r} cannot be loaded ({_why(err)})") from None
     return path

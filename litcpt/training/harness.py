@@ -24,6 +24,7 @@ from litcpt.callbacks.progress import StepProgressBar
 from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
 from litcpt.callbacks.summary import RunSummary
 from litcpt.report.metrics_csv import StepCSVLogger
+from litcpt.runtime.checkpoint import is_trusted
 from litcpt.runtime.quiet import quiet_third_party
 from litcpt.runtime.ranks import is_global_zero
 from litcpt.runtime.resume import (
@@ -60,12 +61,13 @@ class RunSpec:
     callbacks: list[Callback] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        """Checks only (no side effects): the batch sizes divide over the world size, so a run fails on that before
-        any data work."""
+        """Checks only (no side effects): the batch sizes divide over the world size and the checkpoint to resume
+        from exists and loads (an untrusted one is refused), so a run fails on that before any data work."""
         self.out_dir = Path(self.out_dir)
         if self.tokenizer_dir is not None:
             self.tokenizer_dir = Path(self.tokenizer_dir)
         self.train.accumulation(self.world_size)
+        find_resume_checkpoint(self.resume, self.out_dir)
 
     def seed_everything(self) -> None:
         """Seed every RNG with ``seed``: a run calls it before it builds its model, so fresh weights are the same on
@@ -233,7 +235,10 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     trainer = build_trainer(spec, max_steps=max_steps)
     if spec.eval.initial_validation and ckpt_path is None:
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    # weights_only explicitly (torch's default can be switched off by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD): Lightning's
+    # restore unpickles tensors and plain data only, unless the user trusted the file (LITCPT_TRUST_CHECKPOINTS)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                weights_only=not (ckpt_path and is_trusted(ckpt_path)))
     last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
     if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
         _validate_on_last_step_row(trainer, module, datamodule)

@@ -636,7 +636,7 @@ def test_lightning_resume_identical_sequence(cache, tmp_path):
     full = _fit(cache, tmp_path, 9)
     ckpt = tmp_path / "r.ckpt"
     part1 = _fit(cache, tmp_path, 4, ckpt_out=ckpt)
-    assert torch.load(ckpt, weights_only=False)["Replay"]["consumed_samples"] == 8
+    assert torch.load(ckpt, weights_only=True)["Replay"]["consumed_samples"] == 8
     part2 = _fit(cache, tmp_path, 9, ckpt_in=ckpt)
     assert torch.equal(torch.stack(part1 + part2), torch.stack(full))
 
@@ -706,10 +706,10 @@ def test_litgpt_pretrain_with_replay_and_resume(tmp_path):
     )
     run = run_litgpt("pretrain", "--config", str(cfg))
     assert "val loss" in run.stdout + run.stderr
-    step4 = torch.load(tmp_path / "out" / "step-00000004" / "lit_model.pth", weights_only=False)
+    step4 = torch.load(tmp_path / "out" / "step-00000004" / "lit_model.pth", weights_only=True)
     assert step4["iter_num"] == 4 and step4["train_dataloader"] == {"consumed_samples": 8}
     assert (tmp_path / "out" / "logs" / "csv").exists()
     run = run_litgpt("pretrain", "--config", str(cfg), "--resume", "true", "--train.max_tokens", str(6 * 2 * 32))
     assert "Resuming training from" in run.stdout + run.stderr
-    step6 = torch.load(tmp_path / "out" / "step-00000006" / "lit_model.pth", weights_only=False)
+    step6 = torch.load(tmp_path / "out" / "step-00000006" / "lit_model.pth", weights_only=True)
     assert step6["iter_num"] == 6 and step6["train_dataloader"] == {"consumed_samples": 12}

@@ -157,14 +157,14 @@ def test_killed_run_with_z_loss_skip_step_and_ema_resumes_exactly(tmp_path):
     for f in ("model_config.yaml", "tokenizer.json", "config.yaml"):
         assert (out / "final-ema" / f).is_file()
     # the Lightning checkpoint keeps the raw weights as the model; the average rides along
-    ckpt = torch.load(out / "checkpoints" / "step-00000010.ckpt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "step-00000010.ckpt", weights_only=True)
     step10 = torch.load(out / "step-00000010" / "lit_model.pth", weights_only=True)
     assert all(torch.equal(ckpt["state_dict"]["model." + k], v) for k, v in step10.items())
     ema10 = torch.load(out / "step-00000010-ema" / "lit_model.pth", weights_only=True)
     assert all(torch.equal(ckpt["averaged_state_dict"]["module.model." + k], v) for k, v in ema10.items())
 
     def skip_state(run):
-        ckpt = torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=False)
+        ckpt = torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=True)
         return next(v for k, v in ckpt["callbacks"].items() if k.startswith("SkipSpikes"))
 
     sa, sb = skip_state("a"), skip_state("b")

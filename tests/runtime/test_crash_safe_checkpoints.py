@@ -36,7 +36,7 @@ def _assert_all_ckpts_load(out: Path) -> None:
     ckpts = sorted((out / "checkpoints").glob("*.ckpt"))
     assert ckpts
     for path in ckpts:
-        torch.load(path, map_location="cpu", weights_only=False)  # raises on a truncated file
+        torch.load(path, map_location="cpu", weights_only=True)  # raises on a truncated file
 
 
 def _kill_in_save(recipe: Path, tmpdir: Path, nth: int, marker: Path) -> None:

@@ -70,5 +70,5 @@ def test_atomic_save_leaves_the_old_file_when_the_write_fails(tmp_path, monkeypa
     with pytest.raises(OSError):
         _ckpt(path, 2)
     monkeypatch.undo()
-    assert torch.load(path, weights_only=False)["global_step"] == 1
+    assert torch.load(path, weights_only=True)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
