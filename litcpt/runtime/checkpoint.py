@@ -280,7 +280,9 @@ def save_litgpt_dir(
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first and removed only after the swap."""
+    """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first (``.<name>.old-<hex>``) and removed only
+    after the swap. A kill between the two renames leaves no ``dst`` but its intact ``.old-`` copy:
+    :func:`restore_replaced_dirs` moves it back on the next start."""
     old = None
     if dst.exists():
         old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
@@ -288,6 +290,32 @@ def _replace_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_MOVED_ASIDE = re.compile(r"^\.(.+)\.old-[0-9a-f]{8}$")
+
+
+def restore_replaced_dirs(directory: Path | str) -> list[Path]:
+    """Put back each checkpoint dir of ``directory`` that a kill inside :func:`_replace_dir` left moved aside (its
+    ``.<name>.old-<hex>`` copy is whole; the new ``.tmp-`` one may not be): the newest copy becomes ``<name>`` again.
+    Returns the restored dirs. Call before removing stale ``.old-`` / ``.tmp-`` dirs."""
+    directory = Path(directory)
+    aside: dict[str, list[Path]] = {}
+    for child in directory.iterdir() if directory.is_dir() else ():
+        match = _MOVED_ASIDE.match(child.name)
+        if match and child.is_dir() and not child.is_symlink():
+            aside.setdefault(match.group(1), []).append(child)
+    restored = []
+    for name, copies in aside.items():
+        target = directory / name
+        if target.exists() or target.is_symlink():
+            continue  # the swap finished: the copies are stale
+        newest = max(copies, key=lambda path: path.stat().st_mtime_ns)
+        os.replace(newest, target)
+        restored.append(target)
+    if restored:
+        fsync_dir(directory)
+    return restored
 
 
 def _fsync_files(directory: Path) -> None:

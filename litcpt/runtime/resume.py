@@ -19,7 +19,12 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from litcpt.runtime.checkpoint import UntrustedFileError, atomic_torch_save, load_lightning_checkpoint
+from litcpt.runtime.checkpoint import (
+    UntrustedFileError,
+    atomic_torch_save,
+    load_lightning_checkpoint,
+    restore_replaced_dirs,
+)
 
 _STEP_CKPT = re.compile(r"^step-(\d+)(?:-v\d+)?\.ckpt$")
 # What interrupted saves leave: atomic_torch_save's `.<name>.<8 random chars>.tmp` files (checkpoints, DPO's
@@ -67,11 +72,15 @@ def _say(message: str) -> None:
 
 def clean_stale_saves(out_dir: Path) -> list[Path]:
     """Remove temporary files and directories that a killed save left in ``out_dir`` and ``out_dir/checkpoints``;
-    returns what was removed. Call on one process only, before training starts."""
+    returns what was removed. A LitGPT checkpoint dir that a kill left moved aside (between the two renames of
+    :func:`litcpt.runtime.checkpoint.save_litgpt_dir`) is put back first, never removed. Call on one process only,
+    before training starts."""
     removed: list[Path] = []
     for directory in (Path(out_dir), Path(out_dir) / "checkpoints"):
         if not directory.is_dir():
             continue
+        for restored in restore_replaced_dirs(directory):
+            _say(f"restored {restored} (an interrupted save had moved it aside)")
         for child in directory.iterdir():
             if child.is_dir() and not child.is_symlink() and _STALE_DIR.match(child.name):
                 shutil.rmtree(child, ignore_errors=True)
