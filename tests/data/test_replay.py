@@ -282,14 +282,11 @@ def test_jumps_equal_stepping(weights, chunk, step_max, queries):
     ],
 )
 def test_many_sources_jump_far_out(weights, p):
-    """Resume at position 1e7 (O(p mod period) vectorised work, well under a second) agrees with
-    stepping from a nearby position, and stays within the bound."""
-    import time
-
+    """Resume at position 1e7 (O(p mod period) vectorised work, ~0.3 s at 1e7 on one core, ~5x slower beyond
+    int64) agrees with stepping from a nearby position, and stays within the bound. No wall-clock assertion: the
+    suite runs on loaded machines."""
     blend = GreedyBlend(weights)
-    tic = time.perf_counter()
     counts = blend.counts_at(p)
-    assert time.perf_counter() - tic < 10  # ~0.3 s at 1e7 on one core (~5x slower beyond int64)
     assert sum(counts) == p
     w = [Fraction(x) for x in blend.weights]
     assert all(abs(c - wk * p) <= blend.bound for c, wk in zip(counts, w))
