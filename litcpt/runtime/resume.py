@@ -22,7 +22,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from litcpt.runtime.checkpoint import (
     UntrustedFileError,
     atomic_torch_save,
-    load_lightning_checkpoint,
+    check_sharded_metadata,
+    load_torch_file,
     restore_replaced_dirs,
 )
 
@@ -95,9 +96,16 @@ def clean_stale_saves(out_dir: Path) -> list[Path]:
 
 def read_step(path: Path) -> int:
     """Load a Lightning checkpoint (mmap, no tensor data read, nothing unpickled but tensors and plain data:
-    :func:`litcpt.runtime.checkpoint.load_lightning_checkpoint`) and return its ``global_step``; raises on a
+    :func:`litcpt.runtime.checkpoint.load_torch_file`) and return its ``global_step``; raises on a
     truncated, corrupt or untrusted file. A sharded (FSDP) checkpoint is a directory: its ``meta.pt`` is read."""
-    return int(load_lightning_checkpoint(path, field="resume")["global_step"])
+    path = Path(path)
+    if path.is_dir():
+        check_sharded_metadata(path, field="resume")
+        path = path / "meta.pt"
+    ckpt = load_torch_file(path, field="resume", mmap=path.name != "meta.pt")
+    if not isinstance(ckpt, dict) or "global_step" not in ckpt:
+        raise ValueError("not a Lightning checkpoint (no global_step)")
+    return int(ckpt["global_step"])
 
 
 def _why(err: BaseException) -> str:

@@ -59,6 +59,8 @@ class RunSpec:
     tokenizer_dir: Path | None = None
     accelerator: str = "auto"
     callbacks: list[Callback] = field(default_factory=list)
+    resume_checkpoint: Path | None = field(init=False, default=None)
+    """The checkpoint ``resume`` resolves to (:func:`find_resume_checkpoint`), found and checked at construction."""
 
     def __post_init__(self) -> None:
         """Checks only (no side effects): the batch sizes divide over the world size and the checkpoint to resume
@@ -67,7 +69,7 @@ class RunSpec:
         if self.tokenizer_dir is not None:
             self.tokenizer_dir = Path(self.tokenizer_dir)
         self.train.accumulation(self.world_size)
-        find_resume_checkpoint(self.resume, self.out_dir)
+        self.resume_checkpoint = find_resume_checkpoint(self.resume, self.out_dir)
 
     def seed_everything(self) -> None:
         """Seed every RNG with ``seed``: a run calls it before it builds its model, so fresh weights are the same on
@@ -228,7 +230,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     from litcpt.runtime.optim import optimizer_lr
     from litcpt.runtime.precision import warn_precision
 
-    ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)
+    ckpt_path = spec.resume_checkpoint
     warn_precision(spec.resolved_precision(), optimizer_lr(getattr(module, "optimizer_spec", None)))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)
