@@ -14,6 +14,36 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+PAUSE_IN_SAVE = REPO / "tests" / "runtime" / "pause_in_save.py"
+
+
+def patience(seconds: float) -> float:
+    """The limit of a watchdog for work that takes at most ``seconds`` on an idle machine, scaled by the load: the
+    load average per core (at least 1) times ``LITCPT_TEST_PATIENCE`` (default 3). A loaded machine is slow, not
+    hung: no test fails because other work shares the cores (the suite runs beside other jobs, load 10+ on 2 cores).
+    """
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        load = 1.0
+    return seconds * max(1.0, load) * float(os.environ.get("LITCPT_TEST_PATIENCE", "3"))
+
+
+def start_paused_at_save(nth: int, marker: Path, *args: str, env: dict[str, str]) -> subprocess.Popen:
+    """``python -m litcpt ARGS`` in a new process whose ``nth`` ``.ckpt`` save pauses before its rename (writing
+    ``marker``) until the test kills it: a kill "after step k" then never comes too late, however loaded the machine
+    (``tests/runtime/pause_in_save.py``)."""
+    return subprocess.Popen([sys.executable, str(PAUSE_IN_SAVE), str(marker), str(nth), *args], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, *, or_marker: Path | None = None, poll: float = 0.02) -> None:
+    """Wait until ``path`` (or ``or_marker``) exists or ``proc`` ended; no wall-clock limit (the process pauses at a
+    save, see :func:`start_paused_at_save`, or ends)."""
+    import time
+
+    while not path.exists() and not (or_marker and or_marker.exists()) and proc.poll() is None:
+        time.sleep(poll)
 
 
 def tiny_recipe(tmp_path: Path, **overrides) -> Path:
@@ -56,7 +86,7 @@ def run_litcpt(*args: str, timeout: int = 600, check: bool = True, cwd: Path | N
     if _launches_ranks(args) == 2:
         from tests.rank_pool import pool
 
-        code, out, err = pool().run(list(args), cwd=cwd or REPO, timeout=timeout)
+        code, out, err = pool().run(list(args), cwd=cwd or REPO, timeout=patience(timeout))
     else:
         code, out, err = run_in_process(list(args), cwd=cwd or REPO, env=env)
     proc = subprocess.CompletedProcess(["litcpt", *args], code, out, err)
@@ -84,7 +114,7 @@ def run_script_on_two_ranks(script: Path, *args: str, cwd: Path | None = None,
     (as ``torchrun --nproc_per_node 2 script.py ARGS`` would run it). Fails with the output when it exits non-zero."""
     from tests.rank_pool import pool
 
-    code, out, err = pool().run(list(args), cwd=cwd or REPO, timeout=timeout, program=str(script))
+    code, out, err = pool().run(list(args), cwd=cwd or REPO, timeout=patience(timeout), program=str(script))
     if code != 0:
         raise AssertionError(f"{script} {' '.join(args)} failed ({code}):\n{out[-3000:]}{err[-3000:]}")
     return subprocess.CompletedProcess([str(script), *args], code, out, err)
@@ -111,7 +141,8 @@ def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, env: dict
                  **popen) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
            **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "litcpt", *args], capture_output=True, text=True, timeout=timeout,
+    proc = subprocess.run([sys.executable, "-m", "litcpt", *args], capture_output=True, text=True,
+                          timeout=patience(timeout),
                           env=env, cwd=cwd or REPO, **popen)
     if check and proc.returncode != 0:
         raise AssertionError(f"litcpt {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -128,7 +128,7 @@ def average_checkpoints(directories: Sequence[Path | str], weights: Sequence[flo
     weights = normalize_weights(weights, len(dirs))
     check_same_model(dirs)
     check_same_tokenizer(dirs)
-    states = [load_state_dict(d / "lit_model.pth") for d in dirs]
+    states = [load_state_dict(d / "lit_model.pth", field="checkpoint_dirs") for d in dirs]
     keys = list(states[0])
     for d, state in zip(dirs[1:], states[1:]):
         if set(state) != set(keys):

@@ -347,7 +347,8 @@ class LRScheduleCallback(Callback):
           ``carry.schedule`` does), else a new stage from step 0.
         * ``ckpt_path``: the checkpoint's state of this callback (same ``state_key``, i.e. same class and
           ``stage_name``), else a new stage from the checkpoint's global step (``litcpt anneal``). The file is read
-          with ``torch.load(weights_only=True, mmap=True)``: no object is unpickled, no tensor is read.
+          with ``torch.load(weights_only=True, mmap=True)`` (unless the file is trusted:
+          :func:`litcpt.runtime.checkpoint.load_torch_file`): no object is unpickled, no tensor is read.
 
         A new stage is resolved (:meth:`resolve`) with ``peak_lr`` (the optimizer's configured LR), ``tokens_per_step``
         and ``seq_length`` of the run; those given to the callback win, as in training.
@@ -360,7 +361,7 @@ class LRScheduleCallback(Callback):
         if ckpt_path is not None:
             from litcpt.runtime.checkpoint import load_lightning_checkpoint
 
-            ckpt = load_lightning_checkpoint(ckpt_path, field="ckpt_path", safe=True)
+            ckpt = load_lightning_checkpoint(ckpt_path, field="ckpt_path")
             new_start = int(ckpt["global_step"])
             state = (ckpt.get("callbacks") or {}).get(self.state_key)
             if state and self._is_own_state(state):  # what Lightning's restore will load into this callback

@@ -25,7 +25,7 @@ from litcpt._private import attached_trainer
 from litcpt.losses import preference as losses
 from litcpt.models.base import GPTModule
 from litcpt.models.logprobs import sequence_logps, token_logps
-from litcpt.runtime.checkpoint import atomic_torch_save
+from litcpt.runtime.checkpoint import UntrustedFileError, atomic_torch_save, load_torch_file
 from litcpt.runtime.inference import gather_in_order, gather_objects
 
 __all__ = ["REF_LOGPS_FILE", "ReferenceLogps", "ReferenceLogpsModule", "dataset_fingerprint", "reference_meta"]
@@ -80,8 +80,10 @@ class ReferenceLogps:
     @classmethod
     def load(cls, path: Path | str) -> ReferenceLogps:
         try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = load_torch_file(path, field="reference log-probs", mmap=False)
             return cls(tables=dict(raw["tables"]), meta=dict(raw["meta"]))
+        except UntrustedFileError:
+            raise
         except Exception as err:
             raise ValueError(f"{path}: not a reference log-prob cache ({type(err).__name__}: {err})") from None
 

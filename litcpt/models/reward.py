@@ -29,7 +29,7 @@ from litcpt._private import attached_trainer
 from litcpt.losses.reward import REWARD_LOSSES, RewardLossName
 from litcpt.models.base import GPTModule
 from litcpt.models.pair_metrics import RewardPairMetrics
-from litcpt.runtime.checkpoint import check_checkpoint_dir, clean_state_dict, load_config
+from litcpt.runtime.checkpoint import check_checkpoint_dir, clean_state_dict, load_config, load_torch_file
 
 HeadKind = Literal["linear", "logit"]
 HEAD_FILE = "reward_head.pth"
@@ -245,7 +245,7 @@ def load_reward_model(checkpoint_dir: Path | str, *, device: str | torch.device 
     meta = json.loads((path / META_FILE).read_text())
     model = RewardModel(load_config(path), checkpoint_dir=path, head=meta["head"], token_id=meta.get("token_id"),
                         defer_init=defer_init)
-    head = torch.load(path / HEAD_FILE, map_location="cpu", weights_only=True)
+    head = load_torch_file(path / HEAD_FILE, field="checkpoint_dir", mmap=False)
     model.head.load_state_dict(head)
     model.checkpoint_dir = Path(meta.get("base_checkpoint") or path)
     model.eval().requires_grad_(False)

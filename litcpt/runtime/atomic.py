@@ -4,7 +4,8 @@ One rule for all writers (checkpoints, ``config.yaml``, JSON results, scores, fi
 temporary file *in the destination directory* (so the final rename never crosses filesystems, whatever ``TMPDIR``
 is), flush and fsync it, ``os.replace`` it onto the destination and fsync the directory so the rename itself is
 durable. A kill before the rename leaves the old file untouched plus a hidden ``.<name>.<8 chars>.tmp`` that
-:func:`litcpt.runtime.resume.clean_stale_saves` recognises and removes on the next start.
+:func:`litcpt.runtime.resume.clean_stale_saves` recognises and removes on the next start. The file gets the mode any
+new file gets (``0o666`` less the process umask), not ``mkstemp``'s ``0o600``.
 
 This module imports nothing heavy (no torch), so the CLI can use it at start-up.
 """
@@ -20,6 +21,20 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["atomic_file", "write_atomic", "write_text", "write_json", "write_yaml", "write_lines", "fsync_dir"]
+
+
+def process_umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status`` on Linux; elsewhere set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fp:
+            for line in fp:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fsync_dir(path: Path | str) -> None:
@@ -46,6 +61,8 @@ def atomic_file(path: Path | str, mode: str = "w", *, encoding: str | None = "ut
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # mkstemp's 0600 -> what open() would give: teammates may read a shared run dir
+            os.fchmod(fd, 0o666 & ~process_umask())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fp:
             yield fp
             fp.flush()

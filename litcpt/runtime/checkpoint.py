@@ -4,12 +4,21 @@ A LitGPT checkpoint directory holds ``lit_model.pth`` (a state dict of ``litgpt.
 ``{"model": state_dict, ...}`` as ``litgpt pretrain`` writes it), ``model_config.yaml`` and the tokenizer files
 (``tokenizer.json`` or ``tokenizer.model`` plus ``tokenizer_config.json``). Everything here works on plain state
 dicts and paths; gathering a sharded model into one state dict lives in :mod:`litcpt.callbacks.litgpt_checkpoint`.
+
+Files from others are untrusted: every file litcpt reads with ``torch.load`` goes through :func:`load_torch_file`,
+which unpickles only tensors and plain data (``weights_only=True``). A file that holds anything else (an object
+whose unpickling would run code) is refused in one line naming the file and the type, unless the user trusted it
+explicitly by naming it (or a directory above it) in the environment variable ``LITCPT_TRUST_CHECKPOINTS``
+(:data:`TRUST_ENV`). The trust is not an argument of a command on purpose: a recipe or a run's ``config.yaml``
+(files that travel with checkpoints) cannot switch it on.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
@@ -31,6 +40,48 @@ TOKENIZER_FILES = (
     "config.json",
 )
 _STRIP_PREFIXES = ("_orig_mod.", "_forward_module.", "module.")
+TRUST_ENV = "LITCPT_TRUST_CHECKPOINTS"
+"""Files (or directories above them) whose pickled objects may be loaded, separated by ``os.pathsep``."""
+
+
+class UntrustedFileError(ValueError):
+    """A file holds more than tensors and plain data and was not trusted (:data:`TRUST_ENV`)."""
+
+
+def is_trusted(path: Path | str) -> bool:
+    """Whether ``path`` is, or lies under, a path named in :data:`TRUST_ENV`."""
+    entries = [Path(e).resolve() for e in os.environ.get(TRUST_ENV, "").split(os.pathsep) if e.strip()]
+    target = Path(path).resolve()
+    return any(target == e or e in target.parents for e in entries)
+
+
+def _unsafe_types(path: Path, err: BaseException) -> str:
+    """The types in ``path`` that ``weights_only`` refuses (read without unpickling), for the one-line refusal."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        found = re.findall(r"GLOBAL ([\w.]+)", str(err))
+    return ", ".join(sorted(set(found))) or "an object that is not a tensor or plain data"
+
+
+def load_torch_file(path: Path | str, *, field: str, mmap: bool = True) -> Any:
+    """``torch.load`` of ``path`` on CPU with ``weights_only=True``: tensors and plain data only, no code run.
+
+    A file that needs more (a pickled object) raises :class:`UntrustedFileError`, one line naming ``field``, the
+    file, the type it tried to load and how to trust it; a trusted file (:func:`is_trusted`) is loaded in full.
+    Other errors (a truncated or corrupt file) propagate as ``torch.load`` raises them.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not is_trusted(path):
+            raise UntrustedFileError(
+                f"{field}: {str(path)!r} holds {_unsafe_types(path, err)}, not only tensors and plain data; loading "
+                f"it could run code, so it is refused (if you made this file yourself, trust it: "
+                f"{TRUST_ENV}={path})"
+            ) from None
+    return torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)
 
 
 def check_checkpoint_dir(
@@ -82,11 +133,61 @@ def clean_state_dict(state_dict: Mapping[str, Any], prefix: str = "") -> dict[st
     return out
 
 
-def load_state_dict(path: Path | str) -> dict[str, Any]:
-    """Load ``lit_model.pth`` (mmap, on CPU) and return a clean ``GPT`` state dict."""
+# What the ``.metadata`` of a torch.distributed.checkpoint (a sharded Lightning checkpoint's directory) holds. torch
+# reads it with a plain ``pickle.load``: :func:`check_sharded_metadata` reads it first allowing only these.
+_DCP_MODULES = ("torch.distributed.checkpoint.metadata",)
+_DCP_GLOBALS = {
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+    ("torch.distributed.checkpoint.planner", "LoadItemType"),
+    ("torch.distributed.checkpoint.planner", "WriteItemType"),
+    ("torch.serialization", "_get_layout"),
+    ("torch", "Size"),
+    ("pathlib", "PosixPath"),
+    ("pathlib", "WindowsPath"),
+    ("pathlib", "PurePosixPath"),
+    ("pathlib", "PureWindowsPath"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _DCP_MODULES or (module, name) in _DCP_GLOBALS:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), (torch.dtype, torch.memory_format)):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(f"GLOBAL {module}.{name}")
+
+
+def check_sharded_metadata(directory: Path, *, field: str) -> None:
+    """Refuse (:class:`UntrustedFileError`) a sharded checkpoint whose ``.metadata`` holds more than
+    torch.distributed.checkpoint's own metadata types: torch unpickles it without restriction when it loads the
+    shards. A trusted directory (:func:`is_trusted`) is not checked."""
+    meta = Path(directory) / ".metadata"
+    if not meta.is_file() or is_trusted(meta):
+        return
+    with open(meta, "rb") as fp:
+        try:
+            _MetadataUnpickler(fp).load()
+        except pickle.UnpicklingError as err:
+            found = str(err)[len("GLOBAL "):] if str(err).startswith("GLOBAL ") else "an unknown object"
+            raise UntrustedFileError(
+                f"{field}: {str(meta)!r} holds {found}, not only the metadata of a sharded checkpoint; loading it "
+                f"could run code, so it is refused (if you made this checkpoint yourself, trust it: "
+                f"{TRUST_ENV}={directory})"
+            ) from None
+        except Exception as err:
+            raise ValueError(f"{field}: {str(meta)!r} cannot be read ({type(err).__name__}: {err})") from None
+
+
+def load_state_dict(path: Path | str, *, field: str = "checkpoint_dir") -> dict[str, Any]:
+    """Load ``lit_model.pth`` (mmap, on CPU, tensors and plain data only: :func:`load_torch_file`) and return a
+    clean ``GPT`` state dict."""
     path = Path(path)
     try:
-        raw = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        raw = load_torch_file(path, field=field)
+    except UntrustedFileError:
+        raise
     except Exception as err:
         raise ValueError(f"{path}: cannot be read as a PyTorch state dict ({type(err).__name__}: {err})") from None
     return clean_state_dict(raw)
@@ -97,7 +198,7 @@ def load_weights(
 ) -> None:
     """Load ``checkpoint_dir/lit_model.pth`` into ``model`` with an error naming the mismatching keys/shapes."""
     path = Path(checkpoint_dir) / "lit_model.pth"
-    state_dict = load_state_dict(path)
+    state_dict = load_state_dict(path, field=field)
     check_weights_match(model.state_dict(), state_dict, path=path, field=field, strict=strict)
     model.load_state_dict(state_dict, strict=strict)
 
@@ -179,7 +280,9 @@ def save_litgpt_dir(
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first and removed only after the swap."""
+    """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first (``.<name>.old-<hex>``) and removed only
+    after the swap. A kill between the two renames leaves no ``dst`` but its intact ``.old-`` copy:
+    :func:`restore_replaced_dirs` moves it back on the next start."""
     old = None
     if dst.exists():
         old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
@@ -187,6 +290,32 @@ def _replace_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_MOVED_ASIDE = re.compile(r"^\.(.+)\.old-[0-9a-f]{8}$")
+
+
+def restore_replaced_dirs(directory: Path | str) -> list[Path]:
+    """Put back each checkpoint dir of ``directory`` that a kill inside :func:`_replace_dir` left moved aside (its
+    ``.<name>.old-<hex>`` copy is whole; the new ``.tmp-`` one may not be): the newest copy becomes ``<name>`` again.
+    Returns the restored dirs. Call before removing stale ``.old-`` / ``.tmp-`` dirs."""
+    directory = Path(directory)
+    aside: dict[str, list[Path]] = {}
+    for child in directory.iterdir() if directory.is_dir() else ():
+        match = _MOVED_ASIDE.match(child.name)
+        if match and child.is_dir() and not child.is_symlink():
+            aside.setdefault(match.group(1), []).append(child)
+    restored = []
+    for name, copies in aside.items():
+        target = directory / name
+        if target.exists() or target.is_symlink():
+            continue  # the swap finished: the copies are stale
+        newest = max(copies, key=lambda path: path.stat().st_mtime_ns)
+        os.replace(newest, target)
+        restored.append(target)
+    if restored:
+        fsync_dir(directory)
+    return restored
 
 
 def _fsync_files(directory: Path) -> None:
@@ -198,23 +327,20 @@ def _fsync_files(directory: Path) -> None:
     fsync_dir(directory)
 
 
-def load_lightning_checkpoint(path: str | Path, *, field: str = "checkpoint", safe: bool = False) -> dict[str, Any]:
+def load_lightning_checkpoint(path: str | Path, *, field: str = "checkpoint", mmap: bool = True) -> dict[str, Any]:
     """A Lightning ``.ckpt`` as a dict on CPU, memory-mapped (only what is read is loaded); for a sharded checkpoint
-    directory, its ``meta.pt``. The safe loader first; Lightning's own objects need the full one, unless ``safe``:
-    then only ``torch.load(weights_only=True)`` (for plain entries such as callback states, in a file that may come
-    from someone else). Anything that is not a readable Lightning checkpoint is a one-line ``ValueError`` naming
-    ``field`` and the file."""
-    import pickle
-
+    directory, its ``meta.pt`` (and its ``.metadata`` checked: :func:`check_sharded_metadata`). Read with
+    :func:`load_torch_file` (tensors and plain data only, unless trusted): litcpt's own checkpoints hold nothing
+    else. Anything that is not a readable Lightning checkpoint is a one-line ``ValueError`` naming ``field`` and the
+    file."""
     path = Path(path)
     target = path / "meta.pt" if path.is_dir() else path
+    if path.is_dir():
+        check_sharded_metadata(path, field=field)
     try:
-        try:
-            ckpt = torch.load(target, map_location="cpu", mmap=True, weights_only=True)
-        except pickle.UnpicklingError:
-            if safe:
-                raise
-            ckpt = torch.load(target, map_location="cpu", mmap=True, weights_only=False)
+        ckpt = load_torch_file(target, field=field, mmap=mmap and target.name != "meta.pt")
+    except UntrustedFileError:
+        raise
     except Exception as err:
         raise ValueError(
             f"{field}: {str(path)!r} cannot be read as a Lightning checkpoint "

@@ -65,7 +65,7 @@ class CheckpointWeights(WeightSource):
 
     def __init__(self, checkpoint_dir: Path | str, model: torch.nn.Module, *, field: str = "initial_checkpoint_dir"):
         self.path = Path(checkpoint_dir) / "lit_model.pth"
-        self.state = load_state_dict(self.path)
+        self.state = load_state_dict(self.path, field=field)
         check_weights_match(model.state_dict(), self.state, path=self.path, field=field)
 
     def full(self, name: str) -> torch.Tensor:

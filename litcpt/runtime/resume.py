@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from litcpt.runtime.checkpoint import atomic_torch_save
+from litcpt.runtime.checkpoint import (
+    UntrustedFileError,
+    atomic_torch_save,
+    check_sharded_metadata,
+    load_torch_file,
+    restore_replaced_dirs,
+)
 
 _STEP_CKPT = re.compile(r"^step-(\d+)(?:-v\d+)?\.ckpt$")
 # What interrupted saves leave: atomic_torch_save's `.<name>.<8 random chars>.tmp` files (checkpoints, DPO's
@@ -68,11 +73,15 @@ def _say(message: str) -> None:
 
 def clean_stale_saves(out_dir: Path) -> list[Path]:
     """Remove temporary files and directories that a killed save left in ``out_dir`` and ``out_dir/checkpoints``;
-    returns what was removed. Call on one process only, before training starts."""
+    returns what was removed. A LitGPT checkpoint dir that a kill left moved aside (between the two renames of
+    :func:`litcpt.runtime.checkpoint.save_litgpt_dir`) is put back first, never removed. Call on one process only,
+    before training starts."""
     removed: list[Path] = []
     for directory in (Path(out_dir), Path(out_dir) / "checkpoints"):
         if not directory.is_dir():
             continue
+        for restored in restore_replaced_dirs(directory):
+            _say(f"restored {restored} (an interrupted save had moved it aside)")
         for child in directory.iterdir():
             if child.is_dir() and not child.is_symlink() and _STALE_DIR.match(child.name):
                 shutil.rmtree(child, ignore_errors=True)
@@ -86,12 +95,14 @@ def clean_stale_saves(out_dir: Path) -> list[Path]:
 
 
 def read_step(path: Path) -> int:
-    """Load a Lightning checkpoint (mmap, no tensor data read) and return its ``global_step``; raises on a
-    truncated or corrupt file. A sharded (FSDP) checkpoint is a directory: its ``meta.pt`` is read."""
+    """Load a Lightning checkpoint (mmap, no tensor data read, nothing unpickled but tensors and plain data:
+    :func:`litcpt.runtime.checkpoint.load_torch_file`) and return its ``global_step``; raises on a
+    truncated, corrupt or untrusted file. A sharded (FSDP) checkpoint is a directory: its ``meta.pt`` is read."""
     path = Path(path)
     if path.is_dir():
+        check_sharded_metadata(path, field="resume")
         path = path / "meta.pt"
-    ckpt = torch.load(path, map_location="cpu", mmap=not path.name == "meta.pt", weights_only=False)
+    ckpt = load_torch_file(path, field="resume", mmap=path.name != "meta.pt")
     if not isinstance(ckpt, dict) or "global_step" not in ckpt:
         raise ValueError("not a Lightning checkpoint (no global_step)")
     return int(ckpt["global_step"])
@@ -126,6 +137,8 @@ def pick_resume_checkpoint(ckpt_dir: Path) -> Path | None:
     for path in candidates:
         try:
             step = read_step(path)
+        except UntrustedFileError:
+            raise  # a file that would run code is refused, not skipped for an older one
         except Exception as err:
             bad.append(f"{path.name} ({_why(err)})")
             continue
@@ -139,6 +152,8 @@ def check_loadable(path: Path) -> Path:
     """``path`` if it loads as a Lightning checkpoint, else a one-line ``ValueError``."""
     try:
         read_step(path)
+    except UntrustedFileError:
+        raise
     except Exception as err:
         raise ValueError(f"resume: checkpoint {str(path)!r} cannot be loaded ({_why(err)})") from None
     return path

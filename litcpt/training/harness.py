@@ -24,6 +24,7 @@ from litcpt.callbacks.progress import StepProgressBar
 from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
 from litcpt.callbacks.summary import RunSummary
 from litcpt.report.metrics_csv import StepCSVLogger
+from litcpt.runtime.checkpoint import is_trusted
 from litcpt.runtime.quiet import quiet_third_party
 from litcpt.runtime.ranks import is_global_zero
 from litcpt.runtime.resume import (
@@ -58,14 +59,17 @@ class RunSpec:
     tokenizer_dir: Path | None = None
     accelerator: str = "auto"
     callbacks: list[Callback] = field(default_factory=list)
+    resume_checkpoint: Path | None = field(init=False, default=None)
+    """The checkpoint ``resume`` resolves to (:func:`find_resume_checkpoint`), found and checked at construction."""
 
     def __post_init__(self) -> None:
-        """Checks only (no side effects): the batch sizes divide over the world size, so a run fails on that before
-        any data work."""
+        """Checks only (no side effects): the batch sizes divide over the world size and the checkpoint to resume
+        from exists and loads (an untrusted one is refused), so a run fails on that before any data work."""
         self.out_dir = Path(self.out_dir)
         if self.tokenizer_dir is not None:
             self.tokenizer_dir = Path(self.tokenizer_dir)
         self.train.accumulation(self.world_size)
+        self.resume_checkpoint = find_resume_checkpoint(self.resume, self.out_dir)
 
     def seed_everything(self) -> None:
         """Seed every RNG with ``seed``: a run calls it before it builds its model, so fresh weights are the same on
@@ -226,14 +230,17 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     from litcpt.runtime.optim import optimizer_lr
     from litcpt.runtime.precision import warn_precision
 
-    ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)
+    ckpt_path = spec.resume_checkpoint
     warn_precision(spec.resolved_precision(), optimizer_lr(getattr(module, "optimizer_spec", None)))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)
     trainer = build_trainer(spec, max_steps=max_steps)
     if spec.eval.initial_validation and ckpt_path is None:
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    # weights_only explicitly (torch's default can be switched off by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD): Lightning's
+    # restore unpickles tensors and plain data only, unless the user trusted the file (LITCPT_TRUST_CHECKPOINTS)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                weights_only=not (ckpt_path and is_trusted(ckpt_path)))
     last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
     if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
         _validate_on_last_step_row(trainer, module, datamodule)

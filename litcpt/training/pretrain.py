@@ -105,9 +105,7 @@ def run(
                            tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0,
                            defer_init=spec.sharded)
     spec.callbacks = [schedule, *(callbacks or [])]
-    from litcpt.training.harness import find_resume_checkpoint
-
-    if carry.any and find_resume_checkpoint(resume, spec.out_dir) is None:  # a resumed stage has it all in its .ckpt
+    if carry.any and spec.resume_checkpoint is None:  # a resumed stage has it all in its .ckpt
         from litcpt.training.carry import apply_carry
 
         spec.callbacks += apply_carry(carry, initial_checkpoint_dir, spec.callbacks[0], data)

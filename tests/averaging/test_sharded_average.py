@@ -104,6 +104,6 @@ def test_fsdp1_flat_shards_match_averaged_model(tmp_path):
 
     mp.spawn(_fsdp1_worker, args=(29600 + os.getpid() % 500, str(tmp_path / "out")), nprocs=2, join=True)
     for rank in (0, 1):
-        for use_orig_params, r in torch.load(tmp_path / f"out.{rank}").items():
+        for use_orig_params, r in torch.load(tmp_path / f"out.{rank}", weights_only=True).items():
             assert 0 < r["local"] < r["total"], use_orig_params  # sharded: no rank holds a full copy
             assert "lacks 1 parameters" in r["missing"], use_orig_params

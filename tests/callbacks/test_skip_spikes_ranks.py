@@ -18,7 +18,7 @@ SPIKE_STEP, MAX_STEPS = 8, 12
 def _run(strategy: str, out: Path) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     run_script_on_two_ranks(REPO / "tests/callbacks/skip_spikes_ranks.py", strategy, str(out))
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
 @pytest.fixture(scope="session")  # once per test worker, whatever the order of the tests

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, patience
 
 # Runs main() once per argument list (JSON in argv[1]) and reports each exit code, then which heavy modules and which
 # litcpt commands (the real parser) were imported. PROBE_NO_SHIPPED=<dir> reads the shipped answers from <dir>
@@ -49,7 +49,7 @@ def _probe(tmp_path, *arg_lists, shipped=True, columns="100", root=REPO):
     if shipped is not True:
         env["PROBE_NO_SHIPPED"] = str(shipped or tmp_path / "nonexistent")
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(arg_lists)], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=600)
+                          env=env, cwd=tmp_path, timeout=patience(600))
     return proc, proc.stdout.split("\0")[:-1]
 
 
@@ -216,7 +216,7 @@ def test_first_call_on_a_fresh_install_answers_from_the_shipped_answers(tmp_path
     env = {**os.environ, "PYTHONPATH": str(REPO), "LITCPT_CACHE_DIR": str(tmp_path / "fresh")}
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "litcpt", "pretrain", "--help"], capture_output=True, text=True,
-                         env=env, timeout=600)
+                         env=env, timeout=patience(600))
     seconds = time.perf_counter() - start
     assert run.returncode == 0 and run.stdout == _shipped("pretrain")["help"]
     print(f"cold `python -m litcpt pretrain --help` (fresh LITCPT_CACHE_DIR): {seconds:.2f} s wall")

@@ -531,7 +531,7 @@ def test_lightning_resume_identical_sequence(cache, tmp_path, accumulate):
     full = fit_batches(factory, 7, tmp_path, accumulate=accumulate)
     ckpt = tmp_path / "k.ckpt"
     part1 = fit_batches(factory, 3, tmp_path, ckpt_out=ckpt, accumulate=accumulate)
-    saved = torch.load(ckpt, weights_only=False)
+    saved = torch.load(ckpt, weights_only=True)
     assert saved["TextFiles"]["consumed_samples"] == 3 * accumulate * 2
     part2 = fit_batches(factory, 7, tmp_path, ckpt_in=ckpt, accumulate=accumulate)
     assert len(full) == 7 * accumulate and len(part1) + len(part2) == len(full)

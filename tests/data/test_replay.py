@@ -282,14 +282,11 @@ def test_jumps_equal_stepping(weights, chunk, step_max, queries):
     ],
 )
 def test_many_sources_jump_far_out(weights, p):
-    """Resume at position 1e7 (O(p mod period) vectorised work, well under a second) agrees with
-    stepping from a nearby position, and stays within the bound."""
-    import time
-
+    """Resume at position 1e7 (O(p mod period) vectorised work, ~0.3 s at 1e7 on one core, ~5x slower beyond
+    int64) agrees with stepping from a nearby position, and stays within the bound. No wall-clock assertion: the
+    suite runs on loaded machines."""
     blend = GreedyBlend(weights)
-    tic = time.perf_counter()
     counts = blend.counts_at(p)
-    assert time.perf_counter() - tic < 10  # ~0.3 s at 1e7 on one core (~5x slower beyond int64)
     assert sum(counts) == p
     w = [Fraction(x) for x in blend.weights]
     assert all(abs(c - wk * p) <= blend.bound for c, wk in zip(counts, w))
@@ -636,7 +633,7 @@ def test_lightning_resume_identical_sequence(cache, tmp_path):
     full = _fit(cache, tmp_path, 9)
     ckpt = tmp_path / "r.ckpt"
     part1 = _fit(cache, tmp_path, 4, ckpt_out=ckpt)
-    assert torch.load(ckpt, weights_only=False)["Replay"]["consumed_samples"] == 8
+    assert torch.load(ckpt, weights_only=True)["Replay"]["consumed_samples"] == 8
     part2 = _fit(cache, tmp_path, 9, ckpt_in=ckpt)
     assert torch.equal(torch.stack(part1 + part2), torch.stack(full))
 
@@ -706,10 +703,10 @@ def test_litgpt_pretrain_with_replay_and_resume(tmp_path):
     )
     run = run_litgpt("pretrain", "--config", str(cfg))
     assert "val loss" in run.stdout + run.stderr
-    step4 = torch.load(tmp_path / "out" / "step-00000004" / "lit_model.pth", weights_only=False)
+    step4 = torch.load(tmp_path / "out" / "step-00000004" / "lit_model.pth", weights_only=True)
     assert step4["iter_num"] == 4 and step4["train_dataloader"] == {"consumed_samples": 8}
     assert (tmp_path / "out" / "logs" / "csv").exists()
     run = run_litgpt("pretrain", "--config", str(cfg), "--resume", "true", "--train.max_tokens", str(6 * 2 * 32))
     assert "Resuming training from" in run.stdout + run.stderr
-    step6 = torch.load(tmp_path / "out" / "step-00000006" / "lit_model.pth", weights_only=False)
+    step6 = torch.load(tmp_path / "out" / "step-00000006" / "lit_model.pth", weights_only=True)
     assert step6["iter_num"] == 6 and step6["train_dataloader"] == {"consumed_samples": 12}

@@ -6,9 +6,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -16,7 +13,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from litcpt.callbacks import SkipSpikes
 from litcpt.losses.stability import default_min_history, is_spike, spike_zscore, z_loss
-from tests.helpers import REPO, read_metrics, run_litcpt, series, tiny_recipe
+from tests.helpers import REPO, read_metrics, run_litcpt, series, start_paused_at_save, tiny_recipe, wait_for
 
 
 # --------------------------------------------------------------------------------------------------- pure functions
@@ -134,12 +131,10 @@ def test_killed_run_with_z_loss_skip_step_and_ema_resumes_exactly(tmp_path):
 
     killed = tiny_recipe(tmp_path / "b", **{**STABLE, "train.max_steps": 20, "eval.interval": 100})
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "litcpt", "pretrain", "--config", str(killed)], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed once last.ckpt exists (step 10), at the latest paused in the step-20 saves (the 3rd .ckpt save)
+    proc = start_paused_at_save(3, tmp_path / "paused", "pretrain", "--config", str(killed), env=env)
     ckpt = tmp_path / "b" / "out" / "checkpoints" / "last.ckpt"  # first written at step 10
-    deadline = time.time() + 300
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(ckpt, proc, or_marker=tmp_path / "paused")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists() and not (tmp_path / "b" / "out" / "final").exists(), "killed too late to test resume"
@@ -157,14 +152,14 @@ def test_killed_run_with_z_loss_skip_step_and_ema_resumes_exactly(tmp_path):
     for f in ("model_config.yaml", "tokenizer.json", "config.yaml"):
         assert (out / "final-ema" / f).is_file()
     # the Lightning checkpoint keeps the raw weights as the model; the average rides along
-    ckpt = torch.load(out / "checkpoints" / "step-00000010.ckpt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "step-00000010.ckpt", weights_only=True)
     step10 = torch.load(out / "step-00000010" / "lit_model.pth", weights_only=True)
     assert all(torch.equal(ckpt["state_dict"]["model." + k], v) for k, v in step10.items())
     ema10 = torch.load(out / "step-00000010-ema" / "lit_model.pth", weights_only=True)
     assert all(torch.equal(ckpt["averaged_state_dict"]["module.model." + k], v) for k, v in ema10.items())
 
     def skip_state(run):
-        ckpt = torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=False)
+        ckpt = torch.load(tmp_path / run / "out" / "checkpoints" / "last.ckpt", weights_only=True)
         return next(v for k, v in ckpt["callbacks"].items() if k.startswith("SkipSpikes"))
 
     sa, sb = skip_state("a"), skip_state("b")

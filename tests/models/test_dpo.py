@@ -304,7 +304,7 @@ def test_training_separates_the_pairs_keeps_the_reference_and_exports_litgpt(tmp
         assert series(rows, key), key
 
     # the reference inside the Lightning checkpoint is bit-for-bit the starting weights
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     start = torch.load(policy / "lit_model.pth", weights_only=True)
     ref_state = {k[len("ref_model."):]: v for k, v in state["state_dict"].items() if k.startswith("ref_model.")}
     assert ref_state.keys() == start.keys()

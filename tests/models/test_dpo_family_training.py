@@ -44,7 +44,7 @@ def test_simpo_recipe_trains_without_a_reference_model(tmp_path):
     out, rows = _recipe_run(tmp_path, "simpo")
     loss = [v for _, v in series(rows, "train/loss")]
     assert len(loss) == STEPS and loss[-1] < loss[0], loss
-    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["state_dict"]
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
     assert not any(k.startswith("ref_model.") for k in state)      # no reference model was ever built
     meta = json.loads((out / "final" / "dpo.json").read_text())
     assert meta["reference_free"] and meta["reference_checkpoint_dir"] is None and meta["average_logps"]
@@ -61,7 +61,7 @@ def test_mpo_recipe_logs_each_component_and_keeps_the_bco_mean(tmp_path):
         assert total[i] == pytest.approx(want, rel=1e-5)
     assert total[-1] < total[0] and parts["sft"][-1] < parts["sft"][0]
     assert series(rows, "val/loss/sft")
-    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["state_dict"]
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
     assert int(state["bco_running_count"]) == STEPS and float(state["bco_running_mean"]) != 0.0
 
 
@@ -87,7 +87,7 @@ def _train(tmp_path, name, policy, *, steps, resume=False, save_interval=None, *
           train=TrainArgs(global_batch_size=4, micro_batch_size=2, max_steps=steps, save_interval=save_interval),
           eval=EvalArgs(interval=100, max_iters=1), accelerator="cpu", devices=1, resume=resume,
           optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 3e-3}}, **kwargs)
-    ckpt = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    ckpt = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     return ckpt["state_dict"], read_metrics(tmp_path / name)
 
 

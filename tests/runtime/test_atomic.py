@@ -71,3 +71,25 @@ def test_importing_atomic_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", "import sys, litcpt.runtime.atomic; print('torch' in sys.modules)"],
                          capture_output=True, text=True, env={**os.environ, "LITCPT_SKIP_VERSION_CHECK": "1"})
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_files_get_the_mode_of_the_umask_as_any_file_does(tmp_path, umask):
+    """Not mkstemp's 0600: teammates on a shared cluster read the run's config.yaml and checkpoints."""
+    from litcpt.runtime.checkpoint import atomic_torch_save
+
+    before = os.umask(umask)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what open() gives
+        written = [atomic.write_text(tmp_path / "config.yaml", "a: 1\n"), atomic.write_json(tmp_path / "r.json", {}),
+                   atomic.write_atomic(tmp_path / "b.bin", lambda fp: fp.write(b"x"))]
+        atomic_torch_save({"global_step": 1}, tmp_path / "last.ckpt")
+        written.append(tmp_path / "last.ckpt")
+        assert atomic.process_umask() == umask  # read, not changed
+        assert os.umask(umask) == umask
+    finally:
+        os.umask(before)
+    assert plain.stat().st_mode & 0o777 == 0o666 & ~umask
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from litcpt import _compat
-from tests.helpers import REPO
+from tests.helpers import REPO, patience
 
 
 def test_installed_versions_are_supported():
@@ -55,7 +55,7 @@ def test_import_litcpt_fails_with_the_message(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: litgpt\nVersion: 0.6.0\n")
     code = "import litcpt"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=patience(120),
                           env={"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import REPO, run_litcpt, tiny_recipe
+from tests.helpers import REPO, run_litcpt, start_paused_at_save, tiny_recipe, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def _assert_all_ckpts_load(out: Path) -> None:
     ckpts = sorted((out / "checkpoints").glob("*.ckpt"))
     assert ckpts
     for path in ckpts:
-        torch.load(path, map_location="cpu", weights_only=False)  # raises on a truncated file
+        torch.load(path, map_location="cpu", weights_only=True)  # raises on a truncated file
 
 
 def _kill_in_save(recipe: Path, tmpdir: Path, nth: int, marker: Path) -> None:
@@ -53,9 +53,7 @@ def _kill_in_save(recipe: Path, tmpdir: Path, nth: int, marker: Path) -> None:
         "auto",
     ]
     proc = subprocess.Popen(cmd, env=_env(tmpdir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for(marker, proc)
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate()
     assert marker.exists(), f"the run ended before its save #{nth}: {err.decode()[-2000:]}"
@@ -63,22 +61,18 @@ def _kill_in_save(recipe: Path, tmpdir: Path, nth: int, marker: Path) -> None:
 
 
 def _kill_at_random(recipe: Path, tmpdir: Path, out: Path, seed: int) -> None:
-    """Resume, then kill -9 at a random moment after the next checkpoint write began (saves every step)."""
+    """Resume, then kill -9 at a random moment after the next checkpoint write began (saves every step). However
+    loaded the machine, the kill comes before the run ends: its 6th save (3 steps on) pauses until the kill."""
     last = out / "checkpoints" / "last.ckpt"
     before = last.stat().st_mtime_ns
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "litcpt", "pretrain", "--config", str(recipe), "--resume", "auto"],
-        env=_env(tmpdir),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    while last.stat().st_mtime_ns == before and proc.poll() is None and time.time() < deadline:
+    paused = tmpdir / "paused-at-random"
+    proc = start_paused_at_save(6, paused, "pretrain", "--config", str(recipe), "--resume", "auto", env=_env(tmpdir))
+    while last.stat().st_mtime_ns == before and proc.poll() is None and not paused.exists():
         time.sleep(0.01)
     time.sleep(random.Random(seed).uniform(0.0, 0.3))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    paused.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import REPO, read_metrics, series, tiny_recipe
+from tests.helpers import REPO, patience, read_metrics, series, tiny_recipe
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -36,7 +36,7 @@ def _env(trace: Path, **extra: str) -> dict[str, str]:
 
 
 def _wait(procs: list[subprocess.Popen], timeout: int = 600) -> None:
-    outputs = [p.communicate(timeout=timeout) for p in procs]
+    outputs = [p.communicate(timeout=patience(timeout)) for p in procs]
     for p, (_out, err) in zip(procs, outputs):
         assert p.returncode == 0, f"{p.args} failed ({p.returncode}):\n{err[-4000:]}"
 

@@ -49,8 +49,9 @@ def test_stale_temporary_files_and_dirs_are_removed_and_nothing_else(tmp_path):
     os.close(fd)
     (tmp_path / ".config.yaml.1234.tmp").write_text("x")
     (tmp_path / ".step-00000001.tmp-deadbeef").mkdir()
-    (tmp_path / ".final.old-0badc0de").mkdir()
-    keep = ["keep.tmp", ".hidden", "step-00000001"]
+    (tmp_path / ".final.old-0badc0de").mkdir()  # stale: the swap finished, final/ is there
+    keep = ["keep.tmp", ".hidden", "step-00000001", "final"]
+    (tmp_path / "final").mkdir()
     (tmp_path / "keep.tmp").write_text("x")
     (tmp_path / ".hidden").write_text("x")
     (tmp_path / "step-00000001").mkdir()
@@ -70,5 +71,39 @@ def test_atomic_save_leaves_the_old_file_when_the_write_fails(tmp_path, monkeypa
     with pytest.raises(OSError):
         _ckpt(path, 2)
     monkeypatch.undo()
-    assert torch.load(path, weights_only=False)["global_step"] == 1
+    assert torch.load(path, weights_only=True)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+class Killed(BaseException):
+    """A SIGKILL: no ``except`` or ``finally`` of the code under test runs after it."""
+
+
+def test_a_kill_between_the_two_renames_of_a_checkpoint_dir_keeps_the_intact_one(tmp_path, monkeypatch, config):
+    """save_litgpt_dir moves the old dir aside, then the new one in: a kill between the renames leaves neither
+    ``final/`` nor a whole new one for sure; the next start's cleanup must put the old one back, not delete both."""
+    from litcpt.runtime import checkpoint
+
+    final = tmp_path / "final"
+    old_weights = {"w": torch.zeros(2)}
+    checkpoint.save_litgpt_dir(old_weights, config, final)
+    renames = []
+
+    def killed_on_the_second_rename(src, dst):
+        renames.append((src, dst))
+        if len(renames) == 2:
+            raise Killed
+        os.rename(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed_on_the_second_rename)
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", lambda *args, **kwargs: None)  # finally blocks do not run
+    with pytest.raises(Killed):
+        checkpoint.save_litgpt_dir({"w": torch.ones(2)}, config, final)
+    monkeypatch.undo()
+    assert not final.exists()
+    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == [".final.old", ".final.tmp"]
+
+    clean_stale_saves(tmp_path)  # the next start
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    assert torch.equal(torch.load(final / "lit_model.pth", weights_only=True)["w"], old_weights["w"])
+    assert (final / "model_config.yaml").is_file()

@@ -34,7 +34,7 @@ def test_anneal_a_wsd_run_from_its_stored_lr(tmp_path):
     main(["pretrain", "--config", str(recipe)])  # in process: the CLI path without the start-up cost
     run = tmp_path / "out"
     ckpt = run / "checkpoints" / "step-00000006.ckpt"
-    stored = torch.load(ckpt, weights_only=False)["optimizer_states"][0]["param_groups"][0]["lr"]
+    stored = torch.load(ckpt, weights_only=True)["optimizer_states"][0]["param_groups"][0]["lr"]
     main(["anneal", "--checkpoint", str(ckpt), "--anneal_steps", "3", "--const_lr", "checkpoint", "--min_lr", "0",
           "--shape", "linear", "--out_dir", str(tmp_path / "anneal")])
     record = json.loads((tmp_path / "anneal" / "anneal.json").read_text())

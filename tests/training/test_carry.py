@@ -59,7 +59,7 @@ def lrs(run_dir):
 
 
 def consumed(run_dir):
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     return ckpt["TextFiles"]["consumed_samples"]
 
 
@@ -143,7 +143,7 @@ def test_carry_errors_are_one_line(stage1, tmp_path):
 
 
 def adam_steps(run_dir):
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     return {int(s["step"]) for s in ckpt["optimizer_states"][0]["state"].values()}
 
 

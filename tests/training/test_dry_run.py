@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from litcpt.training.dry_run import GiB, estimate_memory
-from tests.helpers import REPO
+from tests.helpers import REPO, patience
 
 
 def test_estimate_closed_form():
@@ -37,7 +37,7 @@ def test_7b_dry_run_fast_and_small(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, "-c", code, "pretrain", "--model_name", "Llama-2-7b-hf", "--devices", "8",
                            "--strategy", "fsdp2", "--dry_run", "true", "--out_dir", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+                          capture_output=True, text=True, env=env, timeout=patience(300), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "6.738B parameters" in out and "world size 8" in out and "precision bf16-mixed" in out

@@ -29,7 +29,7 @@ def test_litgpt_pretrain_checkpoint_continues_in_litcpt(tmp_path):
     cfg.write_text(yaml.safe_dump(litgpt_cfg))
     run_litgpt("pretrain", "--config", str(cfg))
     final = tmp_path / "litgpt" / "final"
-    raw = torch.load(final / "lit_model.pth", weights_only=False)
+    raw = torch.load(final / "lit_model.pth", weights_only=True)
     assert "model" in raw  # litgpt pretrain wraps its state: the loader must unwrap it
 
     run_litcpt("pretrain", "--config", str(tiny_recipe(tmp_path / "c")), "--initial_checkpoint_dir", str(final),

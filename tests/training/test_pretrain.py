@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 from litgpt import GPT, Config, Tokenizer
 
-from tests.helpers import REPO, read_metrics, run_litcpt, run_litgpt, series, tiny_recipe
+from tests.helpers import (
+    REPO,
+    read_metrics,
+    run_litcpt,
+    run_litgpt,
+    series,
+    start_paused_at_save,
+    tiny_recipe,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -66,15 +72,13 @@ def test_killed_run_resumes_exactly(tmp_path):
     run_litcpt("pretrain", "--config", str(straight))
 
     killed = tiny_recipe(tmp_path / "b", **{"train.max_steps": 40})
-    env_cmd = [sys.executable, "-m", "litcpt", "pretrain", "--config", str(killed)]
     import os
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(env_cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed once last.ckpt exists (step 10), at the latest paused in the step-20 saves (the 3rd .ckpt save)
+    proc = start_paused_at_save(3, tmp_path / "paused", "pretrain", "--config", str(killed), env=env)
     ckpt = tmp_path / "b" / "out" / "checkpoints" / "last.ckpt"  # first written at step 10
-    deadline = time.time() + 300
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(ckpt, proc, or_marker=tmp_path / "paused")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists()
