@@ -254,6 +254,6 @@ def test_docs_commands_generate_then_continue_at_exact_share(checkpoint, tmp_pat
     data.connect(tokenizer=checkpoint, batch_size=16, max_seq_length=32)
     data.prepare_data()
     data.setup()
-    assert data.sources[1].train_data_path == str(corpus) and TokenFile.load(corpus).num_tokens == 4096
+    assert str(data.sources[1].train_data_path) == str(corpus) and TokenFile.load(corpus).num_tokens == 4096
     src, _, _ = data.train_stream().plan(np.arange(64))
     assert int((src == 1).sum()) == 16 and all(abs(int((src[:n] == 1).sum()) - n / 4) <= 1 for n in range(1, 65))
