@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "plot-schedule": "litcpt.commands.plot_schedule:main",
     "merge": "litcpt.commands.merge:main",
     "prepare-data": "litcpt.commands.prepare_data:main",
+    "generate-replay": "litcpt.commands.generate_replay:main",
 }
 
 _DESCRIPTIONS: dict[str, str] = {
@@ -39,6 +40,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "plot-schedule": "draw the LR schedule of one or several recipes (stages one after the other) to a PNG",
     "merge": "average LitGPT checkpoints of one model (uniform or weighted; soups, last-k averages) into a new one",
     "prepare-data": "tokenise a recipe's corpora once, in parallel processes, into the cache training reads",
+    "generate-replay": "sample a replay corpus from a model (when its pretraining data is gone) as a token file",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 __all__ = ["PARTS", "Part", "run_demo"]
 
-Part = Literal["cpt", "reward", "all", "beyond"]
+Part = Literal["cpt", "reward", "all", "beyond", "self-replay"]
 PARTS: tuple[str, ...] = get_args(Part)
 
 
@@ -31,9 +31,10 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run ``part`` of the demo: ``cpt`` (:func:`litcpt.demo.cpt.run_cpt`), ``reward``
     (:func:`litcpt.demo.reward.run_reward`), ``all`` (both, the reward summary under ``"reward"``) or ``beyond``
-    (:func:`litcpt.demo.beyond.run_beyond`). The arguments are ``litcpt demo``'s."""
+    (:func:`litcpt.demo.beyond.run_beyond`) or ``self-replay`` (:func:`litcpt.demo.self_replay.run_self_replay`). The
+    arguments are ``litcpt demo``'s."""
     if part not in PARTS:
-        raise ValueError(f"part: expected 'cpt', 'reward', 'all' or 'beyond', got {part!r}")
+        raise ValueError(f"part: expected one of {', '.join(map(repr, PARTS))}, got {part!r}")
     kwargs = dict(
         out_dir=out_dir,
         d1_tokens=d1_tokens,
@@ -53,6 +54,10 @@ def run_demo(
         from litcpt.demo.beyond import run_beyond
 
         return run_beyond(**kwargs)
+    if part == "self-replay":
+        from litcpt.demo.self_replay import run_self_replay
+
+        return run_self_replay(**kwargs)
     summary: dict[str, Any] = {}
     if part in ("cpt", "all"):
         from litcpt.demo.cpt import run_cpt

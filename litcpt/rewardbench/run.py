@@ -5,7 +5,6 @@ process, an initialised process group, or ``Trainer.predict`` ranks), the scorin
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,28 +149,6 @@ def dpo_reduction(convention: str, has_reference: bool, ref_free_type: str | Non
     if ref_free_type is not None and not has_reference:
         return ref_free_type
     return "avg" if average_logps else "sum"
-
-
-def _launch(devices: int, num_nodes: int, accelerator: str, strategy: str) -> tuple[int, int, torch.device, Any]:
-    """(rank, world size, device, trainer): one process or an already-initialised process group (trainer None:
-    a plain loop), else the ``Trainer.predict`` harness (:func:`litcpt.runtime.inference.predict_trainer`), which
-    launches the
-    ranks; the models then load on the CPU and the strategy places them (``fsdp``/``fsdp2``: sharded)."""
-    dist = torch.distributed
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if dist.is_available() and dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if on_gpu else torch.device("cpu")
-        return rank, world, device, None
-    if devices > 1 or num_nodes > 1:
-        from litcpt.runtime.inference import predict_trainer
-
-        trainer = predict_trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                                  progress=False)
-        return trainer.global_rank, trainer.world_size, torch.device("cuda" if on_gpu else "cpu"), trainer
-    if on_gpu:
-        return 0, 1, torch.device("cuda", 0), None
-    return 0, 1, torch.device("cpu"), None
 
 
 def _load_gpt(checkpoint_dir: Path, field: str, device: torch.device, dtype: torch.dtype,
@@ -395,7 +372,7 @@ def evaluate(
     from litgpt import Tokenizer
 
     from litcpt.rewardbench.results import Timer, results_json, summarize
-    from litcpt.runtime.inference import model_dtype, resolve_precision
+    from litcpt.runtime.inference import launch_ranks, model_dtype, resolve_precision
 
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     check_options(kind=kind, batch_size=batch_size, share_group=share_group, version=version, convention=convention,
@@ -413,7 +390,7 @@ def evaluate(
     if convention == "rewardbench":
         truncation = "rewardbench"  # type: ignore[assignment]
 
-    rank, world_size, device, trainer = _launch(devices, num_nodes, accelerator, strategy)
+    rank, world_size, device, trainer = launch_ranks(devices, num_nodes, accelerator, strategy)
     precision = resolve_precision(precision, device)
     dtype = model_dtype(precision, device)
     if trainer is not None:

@@ -33,6 +33,7 @@ __all__ = [
     "defer_weights",
     "gather_in_order",
     "gather_objects",
+    "launch_ranks",
     "model_dtype",
     "predict_planned",
     "predict_trainer",
@@ -145,6 +146,28 @@ def predict_trainer(*, accelerator: str = "auto", devices: int | str = 1, num_no
                      precision=precision, logger=False, enable_checkpointing=False, use_distributed_sampler=False,
                      inference_mode=False, enable_model_summary=False, enable_progress_bar=progress,
                      default_root_dir=None if default_root_dir is None else str(default_root_dir))
+
+
+def launch_ranks(devices: int, num_nodes: int, accelerator: str, strategy: str
+                 ) -> tuple[int, int, torch.device, L.Trainer | None]:
+    """(rank, world size, device, trainer) of an inference pass: one process or an already-initialised process group
+    (trainer None: a plain loop), else the ``Trainer.predict`` harness (:func:`predict_trainer`), which launches the
+    ranks; the models then load on the CPU and the strategy places them (``fsdp``/``fsdp2``: sharded)."""
+    import os
+
+    dist = torch.distributed
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if on_gpu else torch.device("cpu")
+        return rank, world, device, None
+    if devices > 1 or num_nodes > 1:
+        trainer = predict_trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                                  progress=False)
+        return trainer.global_rank, trainer.world_size, torch.device("cuda" if on_gpu else "cpu"), trainer
+    if on_gpu:
+        return 0, 1, torch.device("cuda", 0), None
+    return 0, 1, torch.device("cpu"), None
 
 
 Plan = Callable[[int, int], Sequence[Sequence[int]]]

@@ -15,6 +15,7 @@ RECIPES = [
     "recipes/tiny/pretrain.yaml",
     "recipes/tiny/d1-pretrain.yaml",
     "recipes/tiny/d2-continue.yaml",
+    "recipes/tiny/d2-self-replay.yaml",
     "recipes/tiny/union-retrain.yaml",
     "recipes/tiny/infinite-d1.yaml",
     "recipes/tiny/infinite-d2.yaml",
@@ -23,6 +24,7 @@ RECIPES = [
     "recipes/gpu/continue-405m.yaml",
     "recipes/gpu/union-405m.yaml",
     "recipes/gpu/continue-open-model.yaml",
+    "recipes/gpu/continue-self-replay.yaml",
 ]
 
 
