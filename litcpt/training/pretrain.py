@@ -103,7 +103,7 @@ def run(
                            optimizer=optimizer, checkpoint_dir=initial_checkpoint_dir,
                            activation_checkpointing=train.activation_checkpointing,
                            tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0,
-                           defer_init=spec.sharded)
+                           fused_head=train.fused_head, defer_init=spec.sharded)
     spec.callbacks = [schedule, *(callbacks or [])]
     from litcpt.training.harness import find_resume_checkpoint
 
