@@ -237,7 +237,8 @@ class DPOModel(GPTModule):
         return logps[:half], logps[half:], extras
 
     def ref_logps(self, batch: Mapping[str, Any], split: str) -> tuple[Tensor, Tensor]:
-        """(chosen, rejected) reference log-probs: precomputed (looked up by pair ``index``) or one no-grad forward."""
+        """(chosen, rejected) reference log-probs: precomputed (looked up by pair ``index``) or one no-grad forward
+        (through the same head path as the policy's, so a policy equal to its reference has margins of exactly 0)."""
         if self.reference_logps is not None:
             return self.reference_logps.lookup(split, batch["index"].to(self.device))
         assert self.ref_model is not None
@@ -246,7 +247,7 @@ class DPOModel(GPTModule):
                 per_token, _ = model_token_logps(self.ref_model, batch["input_ids"], batch["response_mask"],
                                                  fused_head=self.fused_head)
                 logps = self._sequence(per_token, batch["response_mask"][:, 1:])
-            elif self._head_on_responses_only(self.ref_model):
+            elif not self.fused_head and self._head_on_responses_only(self.ref_model):
                 logps = response_logps(self.ref_model, batch["input_ids"], batch["response_mask"],
                                        average=self.loss.average_logps)
             else:
