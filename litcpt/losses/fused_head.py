@@ -57,7 +57,8 @@ def _logits(h: Tensor, weight: Tensor, bias: Tensor | None, compute: torch.dtype
 
 
 def _check(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> None:
-    if hidden.dim() != 2 or targets.shape != hidden.shape[:1] or weight.dim() != 2 or weight.shape[1] != hidden.shape[1]:
+    if (hidden.dim() != 2 or targets.shape != hidden.shape[:1] or weight.dim() != 2
+            or weight.shape[1] != hidden.shape[1]):
         raise ValueError(f"hidden [N, C], weight [V, C], targets [N]: got {tuple(hidden.shape)}, "
                          f"{tuple(weight.shape)}, {tuple(targets.shape)}")
     if bias is not None and bias.shape != weight.shape[:1]:

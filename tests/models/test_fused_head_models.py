@@ -28,7 +28,7 @@ def _gpt(dtype=torch.float32, tied=False, seed=0):
 
 
 def _grads(model, loss):
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     return torch.autograd.grad(loss, params)
 
 
