@@ -95,13 +95,13 @@ def worker_lm(kind: str) -> dict:
         from litgpt.utils import chunked_cross_entropy
 
         model = GPT(_config())
-        loss_fn = lambda: chunked_cross_entropy(model(batch[:, :-1]), batch[:, 1:])  # noqa: E731
+        loss_fn = lambda: chunked_cross_entropy(model(batch[:, :-1]), batch[:, 1:])
         params = model.parameters()
     else:
         from litcpt.models.lm import LanguageModel
 
         module = LanguageModel(_config(), seq_length=SEQ, fused_head=kind == "lm-fused")
-        loss_fn = lambda: module.training_loss(batch)[0]  # noqa: E731
+        loss_fn = lambda: module.training_loss(batch)[0]
         params = module.parameters()
     optimizer = torch.optim.AdamW(params, lr=1e-4)
 
