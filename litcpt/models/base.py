@@ -91,6 +91,10 @@ class GPTModule(L.LightningModule):
         checkpoint_dir: LitGPT checkpoint dir to load weights from (None: fresh init).
         activation_checkpointing: recompute Blocks in backward (FSDP1 does it through the strategy instead).
         compile: ``torch.compile`` the GPT in place in ``configure_model``.
+        fused_head: run the LM head fused with the loss, in chunks of positions with its own autograd, so training
+            never materialises the ``[batch, tokens, vocab]`` logits (:mod:`litcpt.losses.fused_head`; the recipe key
+            ``train.fused_head``). Used by the modules that read the LM head (language model, DPO, reference
+            log-probs); ignored for models with final-logit soft-capping.
         defer_init: build the GPT on the meta device and materialise it in ``configure_model``, shard by shard under
             ``fsdp``/``fsdp2`` (see :mod:`litcpt.runtime.materialize`); the commands set it for those strategies.
             Fresh weights then come from :class:`~litcpt.runtime.materialize.FreshInit` (seeded per parameter, the same
@@ -108,6 +112,7 @@ class GPTModule(L.LightningModule):
         activation_checkpointing: bool = False,
         tie_embeddings: bool = False,
         compile: bool = False,
+        fused_head: bool = True,
         defer_init: bool = False,
     ) -> None:
         super().__init__()
@@ -122,6 +127,7 @@ class GPTModule(L.LightningModule):
         self._step_means: dict[str, tuple[torch.Tensor, int, bool]] = {}
         self.activation_checkpointing = activation_checkpointing
         self.compile_model = compile
+        self.fused_head = bool(fused_head)
         # qualified name of a meta-device GPT in this module ("model", "ref_model") -> where its weights come from
         self.weight_sources: dict[str, Any] = {}
         if defer_init and not tie_embeddings:

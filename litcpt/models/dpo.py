@@ -56,7 +56,7 @@ from litcpt.losses.preference import (
 from litcpt.models.base import GPTModule, build_gpt
 from litcpt.models.dpo_checks import DPO_META_FILE
 from litcpt.models.dpo_reference import ReferenceLogps
-from litcpt.models.logprobs import masked_logps, response_logps, sequence_logps, token_logps
+from litcpt.models.logprobs import masked_logps, model_token_logps, response_logps, sequence_logps
 from litcpt.models.pair_metrics import DPOMetrics
 from litcpt.models.pair_metrics import dpo_pair_values as pair_values
 from litcpt.runtime.checkpoint import clean_state_dict, load_config
@@ -207,47 +207,52 @@ class DPOModel(GPTModule):
 
     def policy_logps(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         """(chosen, rejected) response log-probs under the policy, one forward over the ``2B`` rows (the LM head only
-        on the positions that predict response tokens where :meth:`_head_on_responses_only` allows)."""
+        on the positions that predict response tokens: fused with its own autograd under ``fused_head``, else where
+        :meth:`_head_on_responses_only` allows)."""
         if self.loss.needs_token_logps:
             return self._policy_tokens(batch)[:2]
-        fn = response_logps if self._head_on_responses_only(self.model) else sequence_logps
-        logps = fn(self.model, batch["input_ids"], batch["response_mask"], average=self.loss.average_logps)
+        if self.fused_head:
+            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                   average=self.loss.average_logps, fused_head=True)
+        else:
+            fn = response_logps if self._head_on_responses_only(self.model) else sequence_logps
+            logps = fn(self.model, batch["input_ids"], batch["response_mask"], average=self.loss.average_logps)
         half = logps.shape[0] // 2
         return logps[:half], logps[half:]
 
     def _policy_tokens(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """(chosen, rejected) sequence log-probs and the token-level extras of the loss (``sft_nll``,
         ``pair_weights``), from one forward over the ``2B`` rows."""
-        input_ids, mask = batch["input_ids"], batch["response_mask"][:, 1:]
-        logits = self.model(input_ids[:, :-1])
-        per_token = token_logps(logits, input_ids[:, 1:])
+        mask = batch["response_mask"][:, 1:]
+        per_token, log_sum_sq = model_token_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                                  fused_head=self.fused_head, sum_sq=self.loss.use_weighting)
         half = per_token.shape[0] // 2
         logps = self._sequence(per_token, mask)
         extras: dict[str, Tensor] = {}
         if self.loss.needs_sft_nll:
             extras["sft_nll"] = sft_nll(per_token[:half], mask[:half])
         if self.loss.use_weighting:
-            with torch.no_grad():
-                log_probs = logits.float().log_softmax(-1)
-                log_sum_sq = torch.logsumexp(2.0 * log_probs, dim=-1)
-                del log_probs
             weights = wpo_weights(per_token.detach(), log_sum_sq, mask)
             extras["pair_weights"] = weights[:half] * weights[half:]
         return logps[:half], logps[half:], extras
 
     def ref_logps(self, batch: Mapping[str, Any], split: str) -> tuple[Tensor, Tensor]:
-        """(chosen, rejected) reference log-probs: precomputed (looked up by pair ``index``) or one no-grad forward."""
+        """(chosen, rejected) reference log-probs: precomputed (looked up by pair ``index``) or one no-grad forward
+        (through the same head path as the policy's, so a policy equal to its reference has margins of exactly 0)."""
         if self.reference_logps is not None:
             return self.reference_logps.lookup(split, batch["index"].to(self.device))
         assert self.ref_model is not None
         with torch.no_grad():
             if self.loss.ld_alpha is not None:
-                input_ids = batch["input_ids"]
-                per_token = token_logps(self.ref_model(input_ids[:, :-1]), input_ids[:, 1:])
+                per_token, _ = model_token_logps(self.ref_model, batch["input_ids"], batch["response_mask"],
+                                                 fused_head=self.fused_head)
                 logps = self._sequence(per_token, batch["response_mask"][:, 1:])
+            elif not self.fused_head and self._head_on_responses_only(self.ref_model):
+                logps = response_logps(self.ref_model, batch["input_ids"], batch["response_mask"],
+                                       average=self.loss.average_logps)
             else:
-                fn = response_logps if self._head_on_responses_only(self.ref_model) else sequence_logps
-                logps = fn(self.ref_model, batch["input_ids"], batch["response_mask"], average=self.loss.average_logps)
+                logps = sequence_logps(self.ref_model, batch["input_ids"], batch["response_mask"],
+                                       average=self.loss.average_logps, fused_head=self.fused_head)
         half = logps.shape[0] // 2
         return logps[:half].detach(), logps[half:].detach()
 

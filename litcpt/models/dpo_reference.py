@@ -24,7 +24,7 @@ from torch import Tensor
 from litcpt._private import attached_trainer
 from litcpt.losses import preference as losses
 from litcpt.models.base import GPTModule
-from litcpt.models.logprobs import sequence_logps, token_logps
+from litcpt.models.logprobs import model_token_logps, sequence_logps
 from litcpt.runtime.checkpoint import UntrustedFileError, atomic_torch_save, load_torch_file
 from litcpt.runtime.inference import gather_in_order, gather_objects
 
@@ -136,9 +136,10 @@ class ReferenceLogpsModule(GPTModule):
         cache_path: Path | None = None,
         ld_alpha: float | None = None,
         expected: Mapping[str, Sequence[int]] | None = None,
+        fused_head: bool = True,
         defer_init: bool = False,
     ) -> None:
-        super().__init__(config, checkpoint_dir=checkpoint_dir, defer_init=defer_init)
+        super().__init__(config, checkpoint_dir=checkpoint_dir, fused_head=fused_head, defer_init=defer_init)
         # pair indices each split must have (pairs dropped by truncation="drop" leave gaps in the index range)
         self.expected = {split: torch.as_tensor(list(v), dtype=torch.long) for split, v in (expected or {}).items()}
         self.model.eval().requires_grad_(False)
@@ -160,11 +161,12 @@ class ReferenceLogpsModule(GPTModule):
     @torch.no_grad()
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.ld_alpha is not None:  # LD-DPO: the same reweighted sums as DPOModel
-            input_ids = batch["input_ids"]
-            per_token = token_logps(self.model(input_ids[:, :-1]), input_ids[:, 1:])
+            per_token, _ = model_token_logps(self.model, batch["input_ids"], batch["response_mask"],
+                                             fused_head=self.fused_head)
             logps = losses.ld_logps(per_token, batch["response_mask"][:, 1:], self.ld_alpha)
         else:
-            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps)
+            logps = sequence_logps(self.model, batch["input_ids"], batch["response_mask"], average=self.average_logps,
+                                   fused_head=self.fused_head)
         half = logps.shape[0] // 2
         keep = ~batch["is_duplicate"].bool() if "is_duplicate" in batch else torch.ones(half, dtype=torch.bool)
         keep = keep.to(logps.device)

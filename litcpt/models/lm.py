@@ -83,29 +83,46 @@ class LanguageModel(GPTModule):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
 
+    def _uses_fused_head(self) -> bool:
+        from litcpt.models.logprobs import supports_fused_head
+
+        return self.fused_head and supports_fused_head(self.model)
+
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """The cross-entropy of a batch (validation); with the fused head the logits are never materialised."""
         inputs, targets = split_block(batch, self.seq_length)
+        if self._uses_fused_head():
+            from litcpt.models.logprobs import fused_lm_loss
+
+            return fused_lm_loss(self.model, inputs, targets)[1]
         return chunked_cross_entropy(self.model(inputs), targets)
 
-    def training_loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(cross-entropy, weighted z-loss or None): the loss to train on is their sum (``z_loss`` > 0)."""
+    def training_loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(loss to train on, cross-entropy, weighted z-loss or None): the loss to train on is their sum."""
+        inputs, targets = split_block(batch, self.seq_length)
+        if self._uses_fused_head():
+            from litcpt.models.logprobs import fused_lm_loss
+
+            total, ce, z = fused_lm_loss(self.model, inputs, targets, z_weight=self.z_loss_weight)
+            return total, ce, (self.z_loss_weight * z if self.z_loss_weight else None)
+        logits = self.model(inputs)
+        ce = chunked_cross_entropy(logits, targets)
         if not self.z_loss_weight:
-            return self.loss(batch), None
+            return ce, ce, None
         from litcpt.losses.stability import z_loss
 
-        inputs, targets = split_block(batch, self.seq_length)
-        logits = self.model(inputs)
-        return chunked_cross_entropy(logits, targets), self.z_loss_weight * z_loss(logits, targets)
+        z = self.z_loss_weight * z_loss(logits, targets)
+        return ce + z, ce, z
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss, z = self.training_loss(batch)
+        total, loss, z = self.training_loss(batch)
         if z is not None:
             self.log_step_mean("train/z_loss", z)
         self.log_step_mean("train/loss", loss, prog_bar=True)
         if self.tokens_per_step:
             self.log("train/tokens", float((self.global_step + 1) * self.tokens_per_step), on_step=True,
                      on_epoch=False)
-        return loss if z is None else loss + z
+        return total
 
     # -------------------------------------------------------------- validation
     def val_names(self) -> list[str]:

@@ -29,7 +29,8 @@ Three entry points, one result (tested against each other and against a per-toke
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -38,7 +39,9 @@ from torch import Tensor
 
 __all__ = [
     "batch_shared_lengths",
+    "fused_lm_loss",
     "head_logps",
+    "model_token_logps",
     "masked_logps",
     "pair_logps",
     "response_logps",
@@ -46,6 +49,7 @@ __all__ = [
     "sequence_logps",
     "shared_prefix_lengths",
     "supports_fast_inference",
+    "supports_fused_head",
     "token_logps",
 ]
 
@@ -100,9 +104,84 @@ def _check_inputs(input_ids: Tensor, response_mask: Tensor) -> None:
                          f"{input_ids.shape[1]}")
 
 
-# ------------------------------------------------------------------------------------------- training: plain
+# ------------------------------------------------------------------------------------------- training
+def supports_fused_head(model: torch.nn.Module) -> bool:
+    """Whether :func:`model_token_logps` / :func:`fused_lm_loss` may fuse ``model``'s LM head: a litgpt ``GPT``
+    (possibly wrapped, or sharded by ``fully_shard``) without final-logit soft-capping."""
+    from litgpt import GPT
+
+    gpt = _unwrap_gpt(model)
+    return isinstance(gpt, GPT) and gpt.config.final_logit_softcapping is None
+
+
+@contextlib.contextmanager
+def _fused_head(model: torch.nn.Module, head_fn: Callable[..., Any]) -> Iterator[None]:
+    """While inside, ``model.lm_head(x)`` returns ``head_fn(lm_head, x)``: the head runs inside the model's own
+    forward, where FSDP/FSDP2 have its (sharded) weight gathered and autograd reaches the real parameter. Under
+    ``torch.compile`` the head runs eagerly (a graph break: the chunks' count depends on the data)."""
+    head = _unwrap_gpt(model).lm_head
+    head.forward = torch.compiler.disable(functools.partial(head_fn, head))
+    try:
+        yield
+    finally:
+        del head.forward
+
+
+def fused_lm_loss(model: torch.nn.Module, inputs: Tensor, targets: Tensor, *, z_weight: float = 0.0,
+                  ignore_index: int = -100, chunk: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss to train on, cross-entropy, z-loss) of ``model`` on ``inputs [B, T]`` against ``targets [B, T]``, the
+    full ``[B, T, V]`` logits never materialised (:func:`litcpt.losses.fused_head.fused_cross_entropy` on the
+    positions whose target is not ``ignore_index``). ``ce`` equals litgpt's ``chunked_cross_entropy`` of the plain
+    logits, ``z`` :func:`litcpt.losses.stability.z_loss`, up to float rounding; ``loss = ce + z_weight * z``."""
+    from litcpt.losses.fused_head import fused_cross_entropy
+
+    def head_fn(head: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x, t = x.reshape(-1, x.shape[-1]), targets.reshape(-1)
+        keep = t != ignore_index
+        if not bool(keep.all()):
+            x, t = x[keep], t[keep]
+        return fused_cross_entropy(x, head.weight, head.bias, t, z_weight=z_weight, chunk=chunk)
+
+    with _fused_head(model, head_fn):
+        return model(inputs)
+
+
+def model_token_logps(model: torch.nn.Module, input_ids: Tensor, response_mask: Tensor, *, fused_head: bool = False,
+                      sum_sq: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``log π(token_t | tokens_<t)`` of ``input_ids[:, 1:]``: ``[B, T-1]`` float32, one forward of ``model``, and
+    with ``sum_sq`` WPO's ``log Σ_v p(v)²`` per position (detached; else None).
+
+    ``fused_head=True`` (and a model that :func:`supports_fused_head`): the LM head runs only on the positions that
+    predict a response token (``response_mask[:, 1:]``), in chunks, with its own autograd
+    (:func:`litcpt.losses.fused_head.head_token_logps`); the other positions are 0. Otherwise every position is
+    scored from the full logits. Either way only the masked positions are meant to be read.
+    """
+    _check_inputs(input_ids, response_mask)
+    targets = input_ids[:, 1:]
+    if not (fused_head and supports_fused_head(model)):
+        logits = model(input_ids[:, :-1])
+        per_token = token_logps(logits, targets)
+        if not sum_sq:
+            return per_token, None
+        with torch.no_grad():
+            log_sum_sq = torch.logsumexp(2.0 * logits.float().log_softmax(-1), dim=-1)
+        return per_token, log_sum_sq
+    from litcpt.losses.fused_head import head_token_logps
+
+    rows, cols = response_mask[:, 1:].bool().nonzero(as_tuple=True)
+
+    def head_fn(head: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        return head_token_logps(x[rows, cols], head.weight, head.bias, targets[rows, cols], sum_sq=sum_sq)
+
+    with _fused_head(model, head_fn):
+        logp, _lse, lse2 = model(input_ids[:, :-1])
+    zeros = torch.zeros(targets.shape, dtype=torch.float32, device=targets.device)
+    per_token = zeros.index_put((rows, cols), logp.float())
+    return per_token, (None if lse2 is None else zeros.index_put((rows, cols), lse2.detach().float()))
+
+
 def sequence_logps(model: torch.nn.Module, input_ids: Tensor, response_mask: Tensor, *,
-                   average: bool = False) -> Tensor:
+                   average: bool = False, fused_head: bool = False) -> Tensor:
     """Sum (or length-average) of ``log π(y_t | x, y_<t)`` over the response tokens of each row: ``[B]`` float32.
 
     Args:
@@ -110,12 +189,11 @@ def sequence_logps(model: torch.nn.Module, input_ids: Tensor, response_mask: Ten
         input_ids: ``[B, T]`` right-padded prompt + response tokens.
         response_mask: ``[B, T]`` True where the token at that position is a response token.
         average: divide by the number of scored tokens (RewardBench's ``avg``, length-normalised IPO).
+        fused_head: the LM head only on the scored positions, with its own autograd (see :func:`model_token_logps`).
 
     Logits at position ``t`` predict token ``t + 1`` (see the module docstring); differentiable w.r.t. ``model``.
     """
-    _check_inputs(input_ids, response_mask)
-    logits = model(input_ids[:, :-1])
-    per_token = token_logps(logits, input_ids[:, 1:])
+    per_token, _ = model_token_logps(model, input_ids, response_mask, fused_head=fused_head)
     return masked_logps(per_token, response_mask[:, 1:], average=average)
 
 

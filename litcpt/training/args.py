@@ -53,6 +53,10 @@ class TrainArgs:
     compile: bool = False
     """``torch.compile`` the model in place (``nn.Module.compile``) before training, as ``litgpt pretrain`` always
     does."""
+    fused_head: bool = True
+    """Run the LM head fused with the loss, in chunks of positions with its own autograd, so the
+    ``[micro-batch, tokens, vocab]`` logits are never materialised (LM cross-entropy and z-loss, DPO policy and
+    reference log-probs); false: the plain head (LitGPT's ``chunked_cross_entropy`` on the full logits)."""
     keep_checkpoints: int = -1
     """How many periodic Lightning ``.ckpt`` files to keep (-1: all; ``last.ckpt`` is always kept)."""
     z_loss: float | None = None

@@ -99,7 +99,7 @@ def precompute_reference(spec: RunSpec, data: DataModule, ref_dir: Path, *, aver
     sizes.update({split: max(max(indices, default=-1) + 1, sizes[split]) for split, indices in expected.items()})
     module = ReferenceLogpsModule(load_config(ref_dir), checkpoint_dir=ref_dir, average_logps=average_logps,
                                   sizes=sizes, meta=meta, cache_path=cache_path, ld_alpha=ld_alpha,
-                                  expected=expected, defer_init=spec.sharded)
+                                  expected=expected, fused_head=spec.train.fused_head, defer_init=spec.sharded)
     trainer = predict_trainer(accelerator=spec.accelerator, devices=spec.num_devices, num_nodes=spec.num_nodes,
                               strategy=spec.strategy, world_size=spec.world_size,
                               precision=spec.resolved_precision(), default_root_dir=spec.out_dir)
@@ -231,7 +231,7 @@ def run(
     module = DPOModel(config, checkpoint_dir=checkpoint_dir, ref_checkpoint_dir=ref_checkpoint_dir,
                       reference_logps=reference_logps, **loss.arguments(), optimizer=_copy_optimizer(optimizer),
                       activation_checkpointing=train.activation_checkpointing, compile=train.compile,
-                      defer_init=spec.sharded)
+                      fused_head=train.fused_head, defer_init=spec.sharded)
     spec.callbacks = [train.lr_schedule(lr_schedule, "dpo"), *([sync] if sync is not None else [])]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

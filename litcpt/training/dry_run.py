@@ -13,7 +13,10 @@ The estimate, per rank (``W`` ranks; ``S = W`` under ``fsdp``/``fsdp2``, ``1`` u
 - activations at the micro-batch ``b`` and sequence length ``T``, in the compute dtype (bf16 under ``bf16-*``):
   per layer and token about ``10 n_embd + 4 intermediate_size`` saved values (LLaMA MLP; ``2 x`` for GELU MLPs)
   with fused attention (no ``T x T`` scores kept), only the Block input ``n_embd`` with activation checkpointing
-  (plus one Block recomputed at a time), and the logits ``b T V`` in the compute dtype plus their fp32 upcast;
+  (plus one Block recomputed at a time), and the logits ``b T V`` in the compute dtype plus their fp32 upcast --
+  with the fused head (``train.fused_head``, the default for the LM and DPO) only one chunk of them,
+  ``min(b T, chunk_rows(V)) x V`` (:func:`litcpt.losses.fused_head.chunk_rows`), plus the per-position hidden
+  state and log-sum-exp it keeps for the backward;
 - FSDP all-gather buffers: one Block's parameters in the compute dtype (two with prefetch).
 
 It leaves out the CUDA context and allocator fragmentation (typically 1-3 GB per GPU): treat it as a lower bound
@@ -49,6 +52,12 @@ class MemoryEstimate:
     optimizer: int
     activations: int
     gather_buffers: int
+    logits: int = 0
+    """The logits' part of ``activations`` (one chunk with the fused head)."""
+    unfused_logits: int = 0
+    """The full ``b T V`` logits (compute dtype + fp32 upcast): what the plain head holds."""
+    fused_logits: int = 0
+    """What the fused head holds instead: one chunk of logits, the hidden states and log-sum-exps it keeps."""
 
     @property
     def total(self) -> int:
@@ -58,8 +67,11 @@ class MemoryEstimate:
 def estimate_memory(*, n_params: int, n_trainable: int, n_frozen: int, block_params: int, n_layer: int, n_embd: int,
                     intermediate_size: int, vocab_size: int, llama_mlp: bool, world_size: int, sharded: bool,
                     precision: str, micro_batch_size: int, seq_length: int, activation_checkpointing: bool,
-                    sequences_per_sample: int = 1) -> MemoryEstimate:
-    """Per-rank memory of one training step (pure arithmetic; ``sequences_per_sample`` is 2 for preference pairs)."""
+                    sequences_per_sample: int = 1, fused_head: bool = False) -> MemoryEstimate:
+    """Per-rank memory of one training step (pure arithmetic; ``sequences_per_sample`` is 2 for preference pairs;
+    ``fused_head``: the LM head runs in chunks, see :mod:`litcpt.losses.fused_head`)."""
+    from litcpt.losses.fused_head import chunk_rows
+
     p_bytes, a_bytes = dtype_bytes(precision)
     shards = max(1, world_size) if sharded else 1
     tokens = micro_batch_size * sequences_per_sample * seq_length
@@ -68,7 +80,10 @@ def estimate_memory(*, n_params: int, n_trainable: int, n_frozen: int, block_par
         layers = n_layer * n_embd * tokens * a_bytes + per_token_layer * tokens * a_bytes
     else:
         layers = n_layer * per_token_layer * tokens * a_bytes
-    logits = tokens * vocab_size * (a_bytes + 4)
+    unfused = tokens * vocab_size * (a_bytes + 4)
+    # one chunk of logits (and its softmax) + per position the hidden state kept for the backward and its lse
+    fused = min(tokens, chunk_rows(vocab_size)) * vocab_size * (a_bytes + 4) + tokens * (n_embd * a_bytes + 8)
+    logits = fused if fused_head else unfused
     return MemoryEstimate(
         params=n_params * p_bytes // shards,
         frozen=n_frozen * p_bytes // shards,
@@ -76,6 +91,9 @@ def estimate_memory(*, n_params: int, n_trainable: int, n_frozen: int, block_par
         optimizer=2 * n_trainable * p_bytes // shards,
         activations=layers + logits,
         gather_buffers=(2 * block_params * a_bytes) if sharded and shards > 1 else 0,
+        logits=logits,
+        unfused_logits=unfused,
+        fused_logits=fused,
     )
 
 
@@ -87,11 +105,12 @@ def _count(module: torch.nn.Module) -> tuple[int, int]:
 
 def dry_run_report(config, *, kind: str, world_size: int, strategy: str, precision: str, micro_batch_size: int,
                    seq_length: int, activation_checkpointing: bool, frozen_reference: bool = False,
-                   devices: int = 1, num_nodes: int = 1) -> str:
+                   devices: int = 1, num_nodes: int = 1, fused_head: bool = False) -> str:
     """The table ``--dry_run`` prints: parameters and per-rank memory, from a meta-device model (nothing allocated).
 
     ``kind``: ``"lm"`` (pretrain), ``"reward"`` (backbone without the LM head + a 1-output head), ``"dpo"`` (policy,
-    plus a frozen reference of the same size with ``frozen_reference``).
+    plus a frozen reference of the same size with ``frozen_reference``). ``fused_head``: the LM head runs fused
+    with the loss (``train.fused_head``; LM and DPO only), the activations count one chunk of logits.
     """
     from litgpt.model import Block
 
@@ -112,7 +131,8 @@ def dry_run_report(config, *, kind: str, world_size: int, strategy: str, precisi
         n_embd=config.n_embd, intermediate_size=config.intermediate_size, vocab_size=config.padded_vocab_size,
         llama_mlp=config.mlp_class_name in ("LLaMAMLP", "GemmaMLP"), world_size=world_size, sharded=sharded,
         precision=precision, micro_batch_size=micro_batch_size, seq_length=seq_length,
-        activation_checkpointing=activation_checkpointing, sequences_per_sample=2 if kind in ("reward", "dpo") else 1)
+        activation_checkpointing=activation_checkpointing, sequences_per_sample=2 if kind in ("reward", "dpo") else 1,
+        fused_head=fused_head and kind != "reward")
     p_bytes, _ = dtype_bytes(precision)
     if strategy == "fsdp2":  # shard + one full parameter at a time
         transient = max(p.numel() for p in model.parameters()) * 4
@@ -129,6 +149,11 @@ def dry_run_report(config, *, kind: str, world_size: int, strategy: str, precisi
          f"{', checkpointed' if activation_checkpointing else ''})", est.activations),
         ("FSDP all-gather buffers", est.gather_buffers),
     ]
+    if kind != "reward":
+        on = "on" if fused_head else "off"
+        rows.insert(5, (f"  of which logits (fused head {on}; unfused: {est.unfused_logits / GiB:.2f} GiB, "
+                        f"fused: {est.fused_logits / GiB:.2f} GiB)",
+                        est.logits))
     width = max(len(name) for name, _ in rows) + 2
     lines = [
         f"dry run: {config.name} ({kind}), {n_params / 1e9:.3f}B parameters"
@@ -159,6 +184,7 @@ def print_dry_run(config, spec, *, kind: str, seq_length: int, frozen_reference:
     report = dry_run_report(config, kind=kind, world_size=spec.world_size, strategy=spec.strategy, precision=precision,
                             micro_batch_size=spec.train.micro_batch_size, seq_length=seq_length,
                             activation_checkpointing=spec.train.activation_checkpointing,
-                            frozen_reference=frozen_reference, devices=spec.num_devices, num_nodes=spec.num_nodes)
+                            frozen_reference=frozen_reference, devices=spec.num_devices, num_nodes=spec.num_nodes,
+                            fused_head=spec.train.fused_head)
     if is_global_zero():
         print(report)

@@ -103,7 +103,7 @@ def run(
                            optimizer=optimizer, checkpoint_dir=initial_checkpoint_dir,
                            activation_checkpointing=train.activation_checkpointing,
                            tie_embeddings=train.tie_embeddings, compile=train.compile, z_loss=train.z_loss or 0.0,
-                           defer_init=spec.sharded)
+                           fused_head=train.fused_head, defer_init=spec.sharded)
     spec.callbacks = [schedule, *(callbacks or [])]
     if carry.any and spec.resume_checkpoint is None:  # a resumed stage has it all in its .ckpt
         from litcpt.training.carry import apply_carry

@@ -58,3 +58,22 @@ def test_reward_and_dpo_dry_run(tiny_checkpoint, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(dpo)" in out and "frozen reference" in out
     assert not (tmp_path / "d" / "final").exists()
+
+
+def test_fused_head_counts_one_chunk_of_logits(tmp_path, capsys):
+    from litcpt.losses.fused_head import chunk_rows
+
+    common = dict(n_params=1000, n_trainable=1000, n_frozen=0, block_params=100, n_layer=2, n_embd=8,
+                  intermediate_size=16, vocab_size=128256, llama_mlp=True, micro_batch_size=2, seq_length=1024,
+                  activation_checkpointing=False, world_size=1, sharded=False, precision="bf16-mixed")
+    plain, fused = estimate_memory(**common), estimate_memory(**common, fused_head=True)
+    assert plain.logits == plain.unfused_logits == fused.unfused_logits == 2048 * 128256 * 6
+    assert fused.logits == fused.fused_logits == chunk_rows(128256) * 128256 * 6 + 2048 * (8 * 2 + 8)
+    assert plain.activations - fused.activations == plain.logits - fused.logits
+    from litcpt.cli.main import main
+
+    for flag in ("true", "false"):
+        main(["pretrain", "--model_name", "Llama-3.2-1B", "--train.micro_batch_size", "2", "--train.max_seq_length",
+              "1024", "--train.fused_head", flag, "--dry_run", "true", "--out_dir", str(tmp_path / flag)])
+        line = next(x for x in capsys.readouterr().out.splitlines() if "of which logits" in x)
+        assert f"fused head {'on' if flag == 'true' else 'off'}; unfused: 1.47 GiB, fused: 0.19 GiB" in line, line
