@@ -9,6 +9,10 @@ LitGPT-layout checkpoints for interop, and final validation.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +25,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from litcpt._private import batches_that_stepped, logging_step_shifted
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
 from litcpt.callbacks.progress import StepProgressBar
-from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
+from litcpt.callbacks.step_metrics import OptimizerLR, RowsBeforeCheckpoint, StepThroughputMonitor
 from litcpt.callbacks.summary import RunSummary
 from litcpt.report.metrics_csv import StepCSVLogger
 from litcpt.runtime.quiet import quiet_third_party
@@ -186,7 +190,8 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
                          extra_files=[spec.out_dir / "config.yaml"]),
         OptimizerLR(),
         StepThroughputMonitor(batch_size_fn=_batch_size, length_fn=_batch_length),
-        StepProgressBar(),
+        StepProgressBar(refresh_rate=train.log_interval),
+        RowsBeforeCheckpoint(),
         RunSummary(),
         _LastValidationStep(),
     ]
@@ -206,7 +211,7 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
         accumulate_grad_batches=accumulate,
         gradient_clip_val=train.max_norm,
         gradient_clip_algorithm="norm" if train.max_norm else None,
-        log_every_n_steps=train.log_interval,
+        log_every_n_steps=1,  # metrics.csv: one row per optimizer step (train.log_interval paces the progress bar)
         val_check_interval=evaluation.interval * accumulate,
         check_val_every_n_epoch=None,
         limit_val_batches=evaluation.max_iters,
@@ -231,13 +236,37 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)
     trainer = build_trainer(spec, max_steps=max_steps)
-    if spec.eval.initial_validation and ckpt_path is None:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
-    if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
-        _validate_on_last_step_row(trainer, module, datamodule)
+    with _sigterm_is_preemption(trainer):
+        if spec.eval.initial_validation and ckpt_path is None:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
+        if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
+            _validate_on_last_step_row(trainer, module, datamodule)
     return trainer
+
+
+@contextlib.contextmanager
+def _sigterm_is_preemption(trainer: L.Trainer) -> Iterator[None]:
+    """A ``SIGTERM`` that Lightning's own handler caught (before the first step, during the initial or the final
+    validation: ``StepCheckpoint`` handles it during training) ends the run as a pre-emption, non-zero, instead of
+    Lightning's ``SIGTERMException`` (exit status 0)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from litcpt.runtime.preemption import Preempted
+
+    try:
+        yield
+    except Preempted:
+        raise
+    except SIGTERMException:
+        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        where = f"the last checkpoint is {last}" if last.exists() else "no checkpoint was saved"
+        message = f"pre-empted by SIGTERM at step {trainer.global_step} outside a training step: {where}"
+        if is_global_zero():
+            print(f"litcpt: {message}; run the same command with --resume auto to continue", file=sys.stderr,
+                  flush=True)
+        raise Preempted(signal.SIGTERM, message) from None
 
 
 def _hand_lr_stage(datamodule: Any, module: L.LightningModule, callbacks: list[Callback], *, max_steps: int,
