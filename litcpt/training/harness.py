@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +237,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)
     trainer = build_trainer(spec, max_steps=max_steps)
+    started = time.monotonic()
     with _sigterm_is_preemption(trainer):
         if spec.eval.initial_validation and ckpt_path is None:
             trainer.validate(module, datamodule=datamodule, verbose=False)
@@ -243,7 +245,25 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
         last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
         if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
             _validate_on_last_step_row(trainer, module, datamodule)
+    if trainer.state.status == "finished" and is_global_zero():
+        _print_summary(trainer, module, spec, seconds=time.monotonic() - started, ckpt_path=ckpt_path)
     return trainer
+
+
+def _print_summary(trainer: L.Trainer, module: L.LightningModule, spec: RunSpec, *, seconds: float,
+                   ckpt_path: Path | None) -> None:
+    """The lines a finished run ends with (:func:`litcpt.training.summary.summary_lines`), on stdout."""
+    from litcpt.runtime.resume import read_step
+    from litcpt.training.summary import summary_lines
+
+    final = spec.out_dir / "final"
+    logger = trainer.logger
+    lines = summary_lines(metrics=trainer.callback_metrics, steps=trainer.global_step,
+                          start_step=read_step(ckpt_path) if ckpt_path else 0,
+                          tokens_per_step=getattr(module, "tokens_per_step", None), seconds=seconds,
+                          final_dir=final if final.is_dir() else None,
+                          log_dir=getattr(logger, "log_dir", None) if logger is not None else None)
+    print("\n".join(f"litcpt: {line}" for line in lines), flush=True)
 
 
 @contextlib.contextmanager
