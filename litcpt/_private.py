@@ -95,9 +95,10 @@ def validates_after_this_batch(trainer: L.Trainer) -> bool:
 def log_step_metrics_now(trainer: L.Trainer) -> None:
     """Send the metrics logged for the current optimizer step to the loggers now (the logger connector's
     ``update_train_step_metrics``, which Lightning calls again after ``on_train_batch_end``: the same values at the
-    same step). Only during a training batch."""
-    if trainer.training:
-        trainer._logger_connector.update_train_step_metrics()
+    same step). Only inside a training batch (not at train start or end, where checkpoints may be saved too)."""
+    connector = trainer._logger_connector
+    if trainer.training and isinstance(connector._first_loop_iter, bool):
+        connector.update_train_step_metrics()
 
 
 def summary_table(total_parameters: int, trainable_parameters: int, model_size: float, training_modes: Any,
