@@ -95,9 +95,11 @@ def test_sigterm_on_one_of_two_ranks_stops_both_at_the_same_step_and_resumes_exa
 
 
 @pytest.mark.slow
-def test_kill_9_at_a_random_micro_batch_loses_no_metrics_row(tmp_path, straight):
-    """Issue 23: the row of the last checkpointed step was written only when the next step started."""
-    batch = random.Random().randint(1, STEPS * ACCUMULATE)
+@pytest.mark.parametrize("batch", [None, 11])  # a random micro-batch; the first one after the step-5 checkpoint
+def test_kill_9_at_a_micro_batch_loses_no_metrics_row(tmp_path, straight, batch):
+    """Issue 23: the row of the last checkpointed step was written only when the next step started (before this fix,
+    micro-batch 11 left rows 0-3 and a step-5 checkpoint: row 4 was never written)."""
+    batch = batch or random.Random().randint(1, STEPS * ACCUMULATE)
     what = f"SIGKILL at micro-batch {batch}"
     recipe = tiny_recipe(tmp_path, **RUN, callbacks=_signal_at(batch, signal.SIGKILL))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
