@@ -15,6 +15,8 @@ litcpt's own subclasses override or read:
 
 Functions: :func:`attached_trainer` (``LightningModule._trainer``), :func:`logs_reach_loggers` (the logger
 connector's ``should_update_logs``), :func:`logging_step_shifted` (the epoch loop's ``_batches_that_stepped``),
+:func:`validates_after_this_batch` (the epoch loop's ``_should_check_val_fx``),
+:func:`log_step_metrics_now` (the logger connector's ``update_train_step_metrics``),
 :func:`summary_table` (``model_summary._format_summary_table``), :func:`apply_activation_checkpointing` (torch's
 ``distributed.algorithms._checkpoint``), :func:`block_attention` and :data:`KVCache` (litgpt 0.5's attention call and
 KV-cache protocol, which :mod:`litcpt.models.shared_prefix` drives directly).
@@ -41,8 +43,10 @@ __all__ = [
     "attached_trainer",
     "block_attention",
     "logging_step_shifted",
+    "log_step_metrics_now",
     "logs_reach_loggers",
     "summary_table",
+    "validates_after_this_batch",
 ]
 
 
@@ -75,6 +79,26 @@ def logging_step_shifted(trainer: L.Trainer, shift: int) -> Iterator[None]:
 def batches_that_stepped(trainer: L.Trainer) -> int:
     """The step Lightning's loggers write metrics at (the epoch loop's ``_batches_that_stepped``)."""
     return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def validates_after_this_batch(trainer: L.Trainer) -> bool:
+    """Whether the fit loop runs validation right after the current training batch (the epoch loop's
+    ``_should_check_val_fx``, asked from ``on_train_batch_end`` with the state it will be asked with) and that run
+    has batches (the validation loop's ``skip``), so that its ``on_validation_end`` will come."""
+    loop = trainer.fit_loop.epoch_loop
+    if loop._skip_next_val or not loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
+        return False
+    loop.val_loop.setup_data()  # what the validation loop does first anyway
+    return not loop.val_loop.skip
+
+
+def log_step_metrics_now(trainer: L.Trainer) -> None:
+    """Send the metrics logged for the current optimizer step to the loggers now (the logger connector's
+    ``update_train_step_metrics``, which Lightning calls again after ``on_train_batch_end``: the same values at the
+    same step). Only inside a training batch (not at train start or end, where checkpoints may be saved too)."""
+    connector = trainer._logger_connector
+    if trainer.training and isinstance(connector._first_loop_iter, bool):
+        connector.update_train_step_metrics()
 
 
 def summary_table(total_parameters: int, trainable_parameters: int, model_size: float, training_modes: Any,

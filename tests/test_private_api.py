@@ -157,3 +157,16 @@ def test_block_attention_is_the_attention_of_block_forward():
         manual = block.mlp(block.norm_2(manual)) + manual
         torch.testing.assert_close(block(x, cos, sin), manual)
     assert issubclass(_private.KVCache, torch.nn.Module)
+
+
+def test_validates_after_this_batch_and_log_step_metrics_now(tmp_path):
+    seen: list[tuple[int, bool]] = []
+
+    class Probe(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append((trainer.global_step, _private.validates_after_this_batch(trainer)))
+            _private.log_step_metrics_now(trainer)  # must not fail; Lightning logs the same values again
+
+    trainer = _trainer(tmp_path, callbacks=[Probe()])  # validation every 2 batches
+    trainer.fit(BoringModel())
+    assert seen == [(1, False), (2, True), (3, False), (4, True)]

@@ -3,6 +3,8 @@
 * :class:`OptimizerLR` logs one ``lr`` column: the LR of the first optimizer's first parameter group right before
   each optimizer step (what the step really used, whichever callback set it). LR-schedule callbacks that log their
   own ``lr`` are told not to (``log_lr = False``), so there is no duplicate ``lr`` / ``lr-AdamW`` pair.
+* :class:`RowsBeforeCheckpoint` writes ``metrics.csv`` up to the current step's row before a checkpoint is saved:
+  a run resumed from that checkpoint starts at the next step, so a row not yet in the file would never be written.
 * :class:`StepThroughputMonitor` is Lightning's ``ThroughputMonitor`` with validation throughput logged at the
   run's step (Lightning logs it against a validation-batch counter of its own) and without the warning for modules
   that do not define ``flops_per_batch`` (throughput is still logged, FLOP/s is not).
@@ -16,7 +18,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from litcpt._private import ThroughputMonitorAdapter
+from litcpt._private import ThroughputMonitorAdapter, log_step_metrics_now
+from litcpt.report.metrics_csv import StepCSVLogger
 
 
 class OptimizerLR(Callback):
@@ -35,6 +38,17 @@ class OptimizerLR(Callback):
         lr = float(lr.item() if isinstance(lr, torch.Tensor) else lr)
         pl_module.log(self.name, torch.tensor(lr, dtype=torch.float64), on_step=True, on_epoch=False,
                       prog_bar=False, logger=bool(trainer.loggers), batch_size=1)
+
+
+class RowsBeforeCheckpoint(Callback):
+    """Before a checkpoint is written: the metrics of the step it saves go to the loggers (Lightning sends them after
+    ``on_train_batch_end``, where step checkpoints are saved) and :class:`StepCSVLogger` writes every row it holds."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        log_step_metrics_now(trainer)
+        for logger in trainer.loggers:
+            if isinstance(logger, StepCSVLogger):
+                logger.write_rows()
 
 
 class StepThroughputMonitor(ThroughputMonitorAdapter):

@@ -130,7 +130,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     kwargs = {k: v for k, v in init.items() if k != "config"}
     _validate(command, function, kwargs, args)  # before config.yaml: a refused run leaves no trace in out_dir
     _save_config(parser, cfg, command)
-    _fail_in_one_line(command, lambda: function(**kwargs), exit_code=1)
+    try:
+        _fail_in_one_line(command, lambda: function(**kwargs), exit_code=1)
+    except SystemExit:  # e.g. pre-empted (litcpt.runtime.preemption): every rank stops at the same step
+        _end_process_group()
+        raise
     _end_process_group()
 
 

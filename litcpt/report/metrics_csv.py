@@ -1,7 +1,8 @@
 """``metrics.csv`` with one row per step: Lightning's ``CSVLogger`` writes a row per ``log_metrics`` call, so one
 optimizer step becomes several rows (loss, LR, throughput and validation each on their own). Here every call for
 the same step is merged into one row; a row is written when a later step starts, when Lightning saves (only the
-finished rows) and when the logger is finalized."""
+finished rows), before a checkpoint is saved (every row, the current step's too: a run resumed from that checkpoint
+starts at the next step; more metrics of that step later rewrite its row) and when the logger is finalized."""
 
 from __future__ import annotations
 
@@ -73,6 +74,12 @@ class StepCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = StepMergingWriter(log_dir=self.log_dir)
         return self._experiment
+
+    @rank_zero_only
+    def write_rows(self) -> None:
+        """Write every row, the current step's included (before a checkpoint is saved)."""
+        if self._experiment is not None:
+            self._experiment.flush()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

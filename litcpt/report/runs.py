@@ -5,7 +5,7 @@ run or resume) and, optionally, ``config.yaml`` (the resolved recipe). From the 
 
 * the validation loss per source (``val/loss/<name>``) over the run's tokens, and its final value;
 * the learning rate (``lr``, else ``lr-AdamW``) over tokens;
-* the run's training tokens (last ``train/tokens``).
+* the run's training tokens (the most of ``train/tokens`` and ``val/tokens``).
 
 Chaining: when ``config.yaml`` names an ``initial_checkpoint_dir`` that is the ``final/`` (or ``step-*/``) dir of
 another run with logs, that run is the *parent*: its tokens (and its own parent's) are the ``tokens_before`` of the
@@ -104,7 +104,9 @@ class Run:
     label: str
     versions: int
     tokens: float
-    """Training tokens of this run (last ``train/tokens``; ``steps x tokens_per_step`` if not logged)."""
+    """Training tokens of this run: the most of ``train/tokens`` and ``val/tokens`` (tokens trained when validation
+    ran: the final validation's are the run's, even when ``train/tokens`` was logged only every few steps);
+    ``steps x tokens_per_step`` if neither was logged."""
     steps: int
     tokens_per_step: float | None
     val: dict[str, list[Point]]
@@ -206,6 +208,10 @@ def load_run(run_dir: str | Path, label: str | None = None) -> Run:
         if train_tokens is not None:
             tokens = max(tokens, train_tokens)
             steps = max(steps, step + 1)
+        val_tokens = _to_float(row.get("val/tokens"))
+        if val_tokens is not None and val_tokens > tokens:  # tokens trained before that validation
+            tokens = val_tokens
+            steps = max(steps, round(val_tokens / tps) if tps else step + 1)
         elapsed = _to_float(row.get("train/time"))
         if elapsed is not None:
             times[version_of_row] = max(times.get(version_of_row, 0.0), elapsed)

@@ -19,6 +19,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from litcpt._private import validates_after_this_batch
 from litcpt.runtime.checkpoint import (
     UntrustedFileError,
     atomic_torch_save,
@@ -26,6 +27,7 @@ from litcpt.runtime.checkpoint import (
     load_torch_file,
     restore_replaced_dirs,
 )
+from litcpt.runtime.preemption import PreemptionSignals
 
 _STEP_CKPT = re.compile(r"^step-(\d+)(?:-v\d+)?\.ckpt$")
 # What interrupted saves leave: atomic_torch_save's `.<name>.<8 random chars>.tmp` files (checkpoints, DPO's
@@ -47,21 +49,73 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` for step checkpoints of a resumable run.
+    """``ModelCheckpoint`` for step checkpoints of a resumable run, saved when an optimizer step is complete.
 
+    * A step's checkpoint is saved at its end: after its validation when it has one (Lightning saves before it, and a
+      run resumed from there skips that validation, whose ``val/*`` were lost with a kill before they were written),
+      and after the logger has the step's row (see :class:`litcpt.callbacks.step_metrics.RowsBeforeCheckpoint`).
     * A redone step overwrites its checkpoint (no ``step-N-v1.ckpt`` beside ``step-N.ckpt``).
     * A resumed run does not save again at the step it resumed from. Lightning does not restore which step it
       saved last, so with gradient accumulation the first micro-batch after a resume re-saved ``step-N.ckpt`` and
       ``last.ckpt`` in the middle of step N+1, and resuming from those failed.
+    * Pre-emption (:mod:`litcpt.runtime.preemption`): after ``SIGTERM`` or the requeue signal (``SIGUSR1``) on any
+      rank, the next step end saves ``last.ckpt``, prints one line, requeues the SLURM job when the signal was
+      SLURM's requeue signal, and raises :class:`~litcpt.runtime.preemption.Preempted` (exit status 128 + signal).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("enable_version_counter", False)
         super().__init__(*args, **kwargs)
+        self.preemption = PreemptionSignals()
+        self._ended_step: int | None = None  # global step of the last step end handled
+        self._after_validation = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._last_global_step_saved = trainer.global_step
+        self._ended_step = trainer.global_step
+        self.preemption.install(getattr(trainer.strategy, "cluster_environment", None))  # after Lightning's own
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step == self._ended_step:
+            return  # accumulating: the step is not done
+        if validates_after_this_batch(trainer):
+            self._after_validation = True  # the step ends with its validation
+            return
+        self._step_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._after_validation and not trainer.sanity_checking:
+            self._after_validation = False
+            self._step_end(trainer, pl_module)
+        super().on_validation_end(trainer, pl_module)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.preemption.restore()
+        super().teardown(trainer, pl_module, stage)
+
+    def _step_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._ended_step = trainer.global_step
+        super().on_train_batch_end(trainer, pl_module, None, None, 0)  # the periodic save, if one is due
+        signum = self.preemption.agreed(trainer.strategy, trainer.world_size)
+        if signum is not None and trainer.global_step < trainer.max_steps:  # the last step: the run ends now anyway
+            self._preempted(trainer, signum)
+
+    def _preempted(self, trainer: L.Trainer, signum: int) -> None:
+        from litcpt.runtime.preemption import Preempted, requeue_slurm_job, signal_name
+
+        last = Path(self.dirpath or ".") / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+        if not (self._last_global_step_saved == trainer.global_step and last.exists()):
+            self._last_global_step_saved = trainer.global_step
+            self.last_model_path = str(last)
+            trainer.save_checkpoint(last)
+        message = (f"pre-empted by {signal_name(signum)}: saved step {trainer.global_step} of {trainer.max_steps} to "
+                   f"{last}")
+        if signum == self.preemption.requeue_signal and trainer.is_global_zero:
+            message += f"; {requeue_slurm_job()}"
+        _say(message + "; run the same command with --resume auto to continue")
+        raise Preempted(signum, message)
 
 
 def _say(message: str) -> None:

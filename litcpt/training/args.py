@@ -41,7 +41,7 @@ class TrainArgs:
     max_seq_length: int | None = None
     """Sequence length of the training blocks; default: the model's ``block_size``."""
     log_interval: int = 1
-    """Optimizer steps between logged training metrics."""
+    """Optimizer steps between progress-bar updates (``metrics.csv`` has a row for every step)."""
     save_interval: int | None = 1000
     """Optimizer steps between checkpoints (a LitGPT dir ``step-XXXXXXXX/`` and a Lightning ``.ckpt``)."""
     max_norm: float | None = 1.0

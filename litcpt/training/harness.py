@@ -9,6 +9,11 @@ LitGPT-layout checkpoints for interop, and final validation.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +26,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from litcpt._private import batches_that_stepped, logging_step_shifted
 from litcpt.callbacks.litgpt_checkpoint import LitGPTCheckpoint
 from litcpt.callbacks.progress import StepProgressBar
-from litcpt.callbacks.step_metrics import OptimizerLR, StepThroughputMonitor
+from litcpt.callbacks.step_metrics import OptimizerLR, RowsBeforeCheckpoint, StepThroughputMonitor
 from litcpt.callbacks.summary import RunSummary
 from litcpt.report.metrics_csv import StepCSVLogger
 from litcpt.runtime.checkpoint import is_trusted
@@ -190,7 +195,8 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
                          extra_files=[spec.out_dir / "config.yaml"]),
         OptimizerLR(),
         StepThroughputMonitor(batch_size_fn=_batch_size, length_fn=_batch_length),
-        StepProgressBar(),
+        StepProgressBar(refresh_rate=train.log_interval),
+        RowsBeforeCheckpoint(),
         RunSummary(),
         _LastValidationStep(),
     ]
@@ -210,7 +216,7 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
         accumulate_grad_batches=accumulate,
         gradient_clip_val=train.max_norm,
         gradient_clip_algorithm="norm" if train.max_norm else None,
-        log_every_n_steps=train.log_interval,
+        log_every_n_steps=1,  # metrics.csv: one row per optimizer step (train.log_interval paces the progress bar)
         val_check_interval=evaluation.interval * accumulate,
         check_val_every_n_epoch=None,
         limit_val_batches=evaluation.max_iters,
@@ -235,16 +241,59 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)
     trainer = build_trainer(spec, max_steps=max_steps)
-    if spec.eval.initial_validation and ckpt_path is None:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    # weights_only explicitly (torch's default can be switched off by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD): Lightning's
-    # restore unpickles tensors and plain data only, unless the user trusted the file (LITCPT_TRUST_CHECKPOINTS)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
-                weights_only=not (ckpt_path and is_trusted(ckpt_path)))
-    last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
-    if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
-        _validate_on_last_step_row(trainer, module, datamodule)
+    started = time.monotonic()
+    with _sigterm_is_preemption(trainer):
+        if spec.eval.initial_validation and ckpt_path is None:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+        # weights_only explicitly (torch's default can be switched off by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD): Lightning's
+        # restore unpickles tensors and plain data only, unless the user trusted the file (LITCPT_TRUST_CHECKPOINTS)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                    weights_only=not (ckpt_path and is_trusted(ckpt_path)))
+        last_val = next((c.step for c in trainer.callbacks if isinstance(c, _LastValidationStep)), None)
+        if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
+            _validate_on_last_step_row(trainer, module, datamodule)
+    if trainer.state.status == "finished" and is_global_zero():
+        _print_summary(trainer, module, spec, seconds=time.monotonic() - started, ckpt_path=ckpt_path)
     return trainer
+
+
+def _print_summary(trainer: L.Trainer, module: L.LightningModule, spec: RunSpec, *, seconds: float,
+                   ckpt_path: Path | None) -> None:
+    """The lines a finished run ends with (:func:`litcpt.training.summary.summary_lines`), on stdout."""
+    from litcpt.runtime.resume import read_step
+    from litcpt.training.summary import summary_lines
+
+    final = spec.out_dir / "final"
+    logger = trainer.logger
+    lines = summary_lines(metrics=trainer.callback_metrics, steps=trainer.global_step,
+                          start_step=read_step(ckpt_path) if ckpt_path else 0,
+                          tokens_per_step=getattr(module, "tokens_per_step", None), seconds=seconds,
+                          final_dir=final if final.is_dir() else None,
+                          log_dir=getattr(logger, "log_dir", None) if logger is not None else None)
+    print("\n".join(f"litcpt: {line}" for line in lines), flush=True)
+
+
+@contextlib.contextmanager
+def _sigterm_is_preemption(trainer: L.Trainer) -> Iterator[None]:
+    """A ``SIGTERM`` that Lightning's own handler caught (before the first step, during the initial or the final
+    validation: ``StepCheckpoint`` handles it during training) ends the run as a pre-emption, non-zero, instead of
+    Lightning's ``SIGTERMException`` (exit status 0)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from litcpt.runtime.preemption import Preempted
+
+    try:
+        yield
+    except Preempted:
+        raise
+    except SIGTERMException:
+        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        where = f"the last checkpoint is {last}" if last.exists() else "no checkpoint was saved"
+        message = f"pre-empted by SIGTERM at step {trainer.global_step} outside a training step: {where}"
+        if is_global_zero():
+            print(f"litcpt: {message}; run the same command with --resume auto to continue", file=sys.stderr,
+                  flush=True)
+        raise Preempted(signal.SIGTERM, message) from None
 
 
 def _hand_lr_stage(datamodule: Any, module: L.LightningModule, callbacks: list[Callback], *, max_steps: int,

@@ -173,3 +173,20 @@ def test_cli_positional_run_dirs(runs):
     proc = run_litcpt("report", str(runs["d1"]), str(runs["d2"]), "--out_dir", str(runs["d1"].parent / "pos"),
                       "--format", "json", timeout=120)
     assert [r["label"] for r in json.loads(proc.stdout)["runs"]] == ["d1", "d2"]
+
+
+def test_tokens_are_the_tokens_trained_not_the_last_logged(tmp_path):
+    """Issue 27: a run that logged ``train/tokens`` every 4 steps (an older litcpt, log_interval 4) reported the last
+    logged value (800 of the 1200 tokens trained); the final validation's ``val/tokens`` says what was trained."""
+    run = tmp_path / "run"
+    write_config(run, None)
+    path = run / "logs" / "version_0" / "metrics.csv"
+    path.parent.mkdir(parents=True)
+    rows = [{"step": s, "epoch": 0, "lr": 1e-3, "train/loss": 5.0, "train/tokens": (s + 1) * TPS} for s in (3, 7)]
+    rows.append({"step": 11, "epoch": 0, "val/loss/en": 4.0, "val/loss": 4.0, "val/tokens": 12 * TPS})
+    with open(path, "w", newline="") as fp:
+        writer = csv.DictWriter(fp, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    loaded = load_run(run)
+    assert loaded.tokens == 12 * TPS and loaded.steps == 12
