@@ -63,6 +63,11 @@ def test_bad_rows_name_file_line_and_field(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in bad))
     with pytest.raises(ValueError, match=r"bad.jsonl: line 2: field 'num_correct': expected an integer in \[1, 4\]"):
         load_best_of_n_rows(path)
+    bad[1]["num_correct"] = 3  # in range, but only one completion is chosen: rejected ones would count as correct
+    path.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    with pytest.raises(ValueError, match=r"bad.jsonl: line 2: field 'num_correct': 3 but 'chosen' holds 1 "
+                                         r"completion\(s\): expected num_correct == len\(chosen\)"):
+        load_best_of_n_rows(path)
     bad[1] = {**fixture_rows()[1], "rejected": [1, 2]}
     path.write_text("".join(json.dumps(r) + "\n" for r in bad))
     with pytest.raises(ValueError, match="line 2: field 'rejected': expected a list of strings"):

@@ -1,8 +1,8 @@
 """Best-of-N rows: one prompt, several completions of which the first ``num_correct`` are correct (RewardBench 2).
 
 Row layout (``allenai/reward-bench-2``, split ``test``): ``prompt`` (string), ``chosen`` (list of strings: the
-correct completions), ``rejected`` (list of strings), ``num_correct`` (default: ``len(chosen)``), ``subset``, ``id``
-and, optionally, ``total_completions`` (checked against the lists). A string instead of a list is one completion.
+correct completions), ``rejected`` (list of strings), ``num_correct`` (default and only value: ``len(chosen)``),
+``subset``, ``id`` and, optionally, ``total_completions`` (checked against the lists). A string instead of a list is one completion.
 
 Pipeline, like :mod:`litcpt.data.preference.datamodule` for pairs: :func:`load_best_of_n_rows` (any source that module
 reads:
@@ -84,6 +84,9 @@ def parse_best_of_n_row(row: Any) -> BestOfNRow:
     n = len(chosen) if n is None else n
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= len(completions):
         raise ValueError(f"field 'num_correct': expected an integer in [1, {len(completions)}], got {n!r}")
+    if n != len(chosen):  # RewardBench 2: the correct completions are exactly the chosen ones
+        raise ValueError(f"field 'num_correct': {n} but 'chosen' holds {len(chosen)} completion(s): expected "
+                         "num_correct == len(chosen) (the correct completions are exactly the chosen ones)")
     total = row.get("total_completions")
     if total is not None and total != len(completions):
         raise ValueError(f"field 'total_completions': {total} but chosen + rejected hold {len(completions)}")
