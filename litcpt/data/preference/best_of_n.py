@@ -2,7 +2,8 @@
 
 Row layout (``allenai/reward-bench-2``, split ``test``): ``prompt`` (string), ``chosen`` (list of strings: the
 correct completions), ``rejected`` (list of strings), ``num_correct`` (default and only value: ``len(chosen)``),
-``subset``, ``id`` and, optionally, ``total_completions`` (checked against the lists). A string instead of a list is one completion.
+``subset``, ``id`` and, optionally, ``total_completions`` (checked against the lists). A string instead of a list is
+one completion.
 
 Pipeline, like :mod:`litcpt.data.preference.datamodule` for pairs: :func:`load_best_of_n_rows` (any source that module
 reads:
