@@ -35,11 +35,14 @@ def _usage() -> str:
 
 
 def _fail_in_one_line(command: str, call: Callable[[], Any], *, exit_code: int, suffix: str = "") -> None:
-    """Run ``call``; a ``ValueError``/``FileNotFoundError`` (bad input, by litcpt's convention) becomes one line on
-    stderr and exit status ``exit_code`` (``LITCPT_DEBUG=1`` re-raises it with its traceback)."""
+    """Run ``call``; a ``ValueError``/``FileNotFoundError`` (bad input, by litcpt's convention) or a full disk
+    (:class:`~litcpt.runtime.atomic.NoSpaceError`) becomes one line on stderr and exit status ``exit_code``
+    (``LITCPT_DEBUG=1`` re-raises it with its traceback)."""
+    from litcpt.runtime.atomic import NoSpaceError
+
     try:
         call()
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, NoSpaceError) as err:
         if os.environ.get("LITCPT_DEBUG"):
             raise
         from litcpt.cli.errors import error_line
