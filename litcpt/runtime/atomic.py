@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["NoSpaceError", "is_no_space", "atomic_file", "write_atomic", "write_text", "write_json", "write_yaml", "write_lines",
-           "fsync_dir"]
+__all__ = ["NoSpaceError", "is_no_space", "atomic_file", "write_atomic", "write_text", "write_json", "write_yaml",
+           "write_lines", "fsync_dir"]
 
 
 def fsync_dir(path: Path | str) -> None:

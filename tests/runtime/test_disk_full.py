@@ -24,9 +24,9 @@ def _full_disk_save(real_save, when=lambda obj: True):
             if hasattr(f, "write"):
                 f.write(b"x" * 100)
             raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
-                               "file data/0: file write failed")  # noqa: B904 (torch's own chaining)
+        except OSError:  # torch's writer: the OSError is only the context of its RuntimeError
+            message = "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0"
+            raise RuntimeError(message)  # noqa: B904
     return save
 
 
@@ -75,7 +75,8 @@ def test_litgpt_dir_on_a_full_disk_keeps_the_old_dir(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_run_that_fills_the_disk_ends_in_one_line_and_resumes(tmp_path, monkeypatch):
     recipe = tiny_recipe(tmp_path, **{"train.max_steps": 4, "train.save_interval": 2, "eval.interval": 4})
-    monkeypatch.setattr(torch, "save", _full_disk_save(torch.save, when=lambda obj: isinstance(obj, dict) and obj.get("global_step") == 4))
+    at_step_4 = _full_disk_save(torch.save, when=lambda obj: isinstance(obj, dict) and obj.get("global_step") == 4)
+    monkeypatch.setattr(torch, "save", at_step_4)
     proc = run_litcpt("pretrain", "--config", str(recipe), check=False)
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if "error:" in line]
