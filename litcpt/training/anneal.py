@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from litcpt.runtime.atomic import write_json, write_yaml
-from litcpt.runtime.outputs import write_pending_config
+from litcpt.runtime.outputs import check_no_previous_run, write_pending_config
 from litcpt.schedules.formulas import ANNEAL_SHAPES, Infinite, check_shape
 from litcpt.training.anneal_source import (
     Source,
@@ -215,6 +215,9 @@ def anneal(checkpoint: Path, anneal_steps: int | None = None, anneal_tokens: int
     assert start is not None
     out_dir_given = out_dir is not None
     out_dir = _branch_dir(out_dir, source)
+    # before anything is written: a re-run into a finished or interrupted anneal is refused unless it resumes, for the
+    # default <run>/anneal-<step> too (the CLI checks a given out_dir only; it cannot know the default)
+    check_no_previous_run(out_dir, resume)
     own_checkpoint = find_resume_checkpoint(resume, out_dir)
     resume_from: bool | Path = own_checkpoint or (source.checkpoint if source.kind == "lightning" else False)
     # The anneal's own LR callback replaces the run's schedule, and LitGPT's keys that shaped the run's default one.
