@@ -35,11 +35,14 @@ def _usage() -> str:
 
 
 def _fail_in_one_line(command: str, call: Callable[[], Any], *, exit_code: int, suffix: str = "") -> None:
-    """Run ``call``; a ``ValueError``/``FileNotFoundError`` (bad input, by litcpt's convention) becomes one line on
-    stderr and exit status ``exit_code`` (``LITCPT_DEBUG=1`` re-raises it with its traceback)."""
+    """Run ``call``; a ``ValueError``/``FileNotFoundError`` (bad input, by litcpt's convention) or a full disk
+    (:class:`~litcpt.runtime.atomic.NoSpaceError`) becomes one line on stderr and exit status ``exit_code``
+    (``LITCPT_DEBUG=1`` re-raises it with its traceback)."""
+    from litcpt.runtime.atomic import NoSpaceError
+
     try:
         call()
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, NoSpaceError) as err:
         if os.environ.get("LITCPT_DEBUG"):
             raise
         from litcpt.cli.errors import error_line
@@ -48,14 +51,53 @@ def _fail_in_one_line(command: str, call: Callable[[], Any], *, exit_code: int, 
         raise SystemExit(exit_code) from None
 
 
-def _save_config(parser, cfg, command: str) -> None:
-    from litcpt.runtime.atomic import write_text
+def _trains(function: Callable) -> bool:
+    """A command that trains (it has ``resume``): its ``config.yaml`` is written when the run starts."""
+    import inspect
+
+    return "resume" in inspect.signature(function).parameters
+
+
+def _check_before_run(function: Callable, kwargs: dict) -> None:
+    """The checks every command gets before any work: its output paths (``out_dir`` a directory that can be written,
+    ``out_file`` a file; a training command's ``out_dir`` holds no earlier run unless it resumes) and the optimizer's
+    arguments (a negative ``lr`` names the key)."""
+    from litcpt.runtime.outputs import check_no_previous_run, check_out_dir, check_out_file
+
+    if kwargs.get("out_dir") is not None:
+        check_out_dir(kwargs["out_dir"])
+        if _trains(function):
+            check_no_previous_run(kwargs["out_dir"], kwargs.get("resume"))
+    if kwargs.get("out_file") is not None:
+        check_out_file(kwargs["out_file"])
+    if kwargs.get("optimizer") is not None:
+        from litcpt.runtime.optim import check_optimizer
+
+        check_optimizer(kwargs["optimizer"])
+
+
+def _run(function: Callable, kwargs: dict, parser, cfg) -> None:
+    """Run the command. ``config.yaml`` (the resolved recipe) goes to ``out_dir``: for a command that trains, when the
+    run starts (after every check: a refused run or a dry run leaves an existing ``out_dir`` untouched); for the
+    others, before the command runs."""
     from litcpt.runtime.ranks import is_global_zero
 
     out_dir = cfg.get("out_dir") if hasattr(cfg, "get") else None
-    if out_dir is None or not is_global_zero():
+    if out_dir is None:
+        function(**kwargs)
         return
-    write_text(Path(str(out_dir)) / "config.yaml", parser.dump(cfg, skip_validation=True))
+    text = parser.dump(cfg, skip_validation=True)
+    if _trains(function):
+        from litcpt.runtime.outputs import pending_config
+
+        with pending_config(Path(str(out_dir)), text):
+            function(**kwargs)
+        return
+    if is_global_zero():
+        from litcpt.runtime.atomic import write_text
+
+        write_text(Path(str(out_dir)) / "config.yaml", text)
+    function(**kwargs)
 
 
 def _validate(command: str, function: Callable, kwargs: dict, args: list[str]) -> None:
@@ -129,9 +171,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from None
     kwargs = {k: v for k, v in init.items() if k != "config"}
     _validate(command, function, kwargs, args)  # before config.yaml: a refused run leaves no trace in out_dir
-    _save_config(parser, cfg, command)
+    _fail_in_one_line(command, lambda: _check_before_run(function, kwargs), exit_code=2,
+                      suffix=f" (arguments: {' '.join(args)[:300]})")
     try:
-        _fail_in_one_line(command, lambda: function(**kwargs), exit_code=1)
+        _fail_in_one_line(command, lambda: _run(function, kwargs, parser, cfg), exit_code=1)
     except SystemExit:  # e.g. pre-empted (litcpt.runtime.preemption): every rank stops at the same step
         _end_process_group()
         raise

@@ -62,7 +62,8 @@ def setup(
         data: a LitGPT DataModule. Default: the run's data; from a ``.ckpt`` the stream continues where the run was.
         out_dir: the anneal's run dir (``final/`` is the annealed LitGPT checkpoint). Default:
             ``<run out_dir>/anneal-<step>`` (for a LitGPT dir: ``anneal-<step>`` next to it). A dir that holds
-            another run (a ``config.yaml`` that is not an anneal's) is refused.
+            another run (a ``config.yaml`` that is not an anneal's) is refused, and so is one that holds an anneal
+            (``final/``, ``checkpoints/*.ckpt``, ``step-*/``; the default dir too) unless ``resume`` is given.
         train: training arguments to change from the run's (``--train.micro_batch_size 4``, or ``train:
             {micro_batch_size: 4}`` in a recipe): every key given wins, the others are the run's (batch sizes,
             intervals, clipping, z-loss); ``max_steps``/``max_tokens`` are replaced by the anneal length.

@@ -18,7 +18,10 @@ from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
 from litcpt.training import dpo
 from litcpt.training.args import EvalArgs, TrainArgs
+from litcpt.training.dpo import cli_validate
 from litcpt.training.harness import LoggerName, Resume
+
+__all__ = ["cli_validate", "setup"]
 
 
 def setup(
@@ -79,7 +82,7 @@ def setup(
         simpo_gamma: SimPO's target reward margin γ (``simpo``).
         discopop_tau: DiscoPOP's temperature τ (``discopop``).
         f_divergence_type: f-DPO's divergence: ``reverse_kl`` (DPO), ``forward_kl``, ``js_divergence``,
-            ``alpha_divergence`` (only with sigmoid, sigmoid_norm, hinge, ipo, exo_pair, robust, discopop, sft).
+            ``alpha_divergence`` (only with sigmoid, sigmoid_norm, hinge, exo_pair, robust, discopop, sft).
         f_alpha_divergence_coef: α of ``alpha_divergence``.
         use_weighting: WPO: weight each pair by its responses' length-normalised probability under the policy.
         ld_alpha: LD-DPO: weight α in [0, 1] of the response tokens past the shorter response of each pair.

@@ -414,7 +414,9 @@ def _registry(*terms: DPOTerm) -> Mapping[str, DPOTerm]:
 #: The DPO family by ``loss_type`` name: the one list of the names, in the order the errors and the CLI show them.
 DPO_LOSSES: Final[Mapping[str, DPOTerm]] = _registry(
     DPOTerm("sigmoid", _sigmoid, label_smoothing=True, f_divergence=True),
-    DPOTerm("ipo", _ipo, f_divergence=True),
+    # not f-DPO: TRL applies f to the summed log-ratio and then divides by the length, which `ipo` on the log-probs
+    # given (summed or length-averaged) does not reproduce (f is not linear)
+    DPOTerm("ipo", _ipo),
     DPOTerm("hinge", _hinge, f_divergence=True),
     DPOTerm("robust", _robust, label_smoothing=True, f_divergence=True, check=_check_robust),
     DPOTerm("exo_pair", _exo_pair, label_smoothing=True, f_divergence=True),

@@ -277,6 +277,11 @@ class DPOModel(GPTModule):
                 self._update_bco_mean(pc.detach() - rc, pr.detach() - rr, self._weight(batch, pc))
             extras["bco_delta"] = self.bco_running_mean
         terms, r_chosen, r_rejected = dpo_terms(self.loss, pc, pr, rc, rr, **extras)
+        if self.loss.average_logps and not any(term.length_averaged for term in self.loss.terms):
+            # the logged rewards are TRL's, β × the *summed* log-ratio, also when the loss reads averaged log-probs
+            # (ipo with average_logps is TRL's length-normalised IPO): the mean log-ratio times the response length
+            lengths = batch["response_mask"][:, 1:].sum(-1).clamp(min=1).to(pc)  # the tokens the mean divides by
+            r_chosen, r_rejected = r_chosen * lengths[: pc.shape[0]], r_rejected * lengths[pc.shape[0]:]
         values = pair_values(weighted_sum(self.loss, terms), r_chosen, r_rejected, pc.detach(), pr.detach())
         if len(terms) > 1:
             values.update({f"loss/{name}": term.detach() for name, term in terms.items()})

@@ -104,17 +104,22 @@ def score_file(
     from litcpt.data.preference.pair_loading import load_preference_pairs
     from litcpt.models.reward import load_reward_model
     from litcpt.rewardbench import pair_accuracy
+    from litcpt.runtime.outputs import check_out_file
 
-    checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     data = Path(data)
+    if data.is_dir():
+        raise ValueError(f"data: {str(data)!r} is a directory, expected a .jsonl or .jsonl.gz file")
     if not data.is_file():
         raise FileNotFoundError(f"data: {str(data)!r} does not exist")
+    field = "out_file" if out_file else "out_dir"
+    out_file = Path(out_file) if out_file else Path(out_dir or "out/score") / scores_file_name(data)
+    check_out_file(out_file, field=field)  # before the model is loaded
+    checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     model = load_reward_model(checkpoint_dir, device=device)
     tokenizer = Tokenizer(checkpoint_dir)
     max_length = max_length or model.config.block_size
     numbered = _rows(data, encoding)
     lines, rows = [n for n, _ in numbered], [row for _, row in numbered]
-    out_file = Path(out_file) if out_file else Path(out_dir or "out/score") / scores_file_name(data)
     summary: dict = {"checkpoint_dir": str(checkpoint_dir), "data": str(data), "rows": len(rows)}
     if all("response" in row for row in rows):
         for line_no, row in enumerate(rows, 1):

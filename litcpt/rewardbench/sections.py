@@ -189,12 +189,14 @@ def edit_distance(a: str, b: str) -> int:
 
 def subset_name_warnings(subsets: Iterable[str], spec: SectionSpec | None = None, max_distance: int = 2) -> list[str]:
     """One line per subset name that counts towards no section but looks like a mistake: a near miss of a known
-    subset (edit distance <= ``max_distance``, case ignored) or the name of a section or of the Score."""
+    subset (edit distance <= ``max_distance``, case ignored) or the name of a section or of the Score; and one line
+    listing the other unknown names when the data has RewardBench subsets too (they are scored as "other")."""
     spec = spec or load_spec()
     known = sorted({*spec.example_counts, *spec.prior_sets, *(s for v in spec.sections.values() for s in v)})
     reserved = {*spec.sections, PRIOR_SETS, SCORE, OTHER}
-    out = []
-    for name in dict.fromkeys(subsets):
+    subsets = list(dict.fromkeys(subsets))
+    out, unknown = [], []
+    for name in subsets:
         if spec.section_of(name) is not None:
             continue
         if name in reserved:
@@ -204,4 +206,9 @@ def subset_name_warnings(subsets: Iterable[str], spec: SectionSpec | None = None
         if best is not None and edit_distance(name.lower(), best.lower()) <= max_distance:
             out.append(f"subset {name!r} is not a RewardBench subset and counts towards no section; did you mean "
                        f"{best!r}?")
+        elif name not in known:
+            unknown.append(name)
+    if unknown and any(spec.section_of(name) is not None for name in subsets):  # RewardBench data with strangers
+        out.append(f"subsets {unknown} are not RewardBench subsets: they count towards no section (scored as "
+                   "'other', left out of the Score)")
     return out

@@ -12,6 +12,7 @@ This module imports nothing heavy (no torch), so the CLI can use it at start-up.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -20,7 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_file", "write_atomic", "write_text", "write_json", "write_yaml", "write_lines", "fsync_dir"]
+__all__ = ["NoSpaceError", "is_no_space", "atomic_file", "write_atomic", "write_text", "write_json", "write_yaml",
+           "write_lines", "fsync_dir"]
 
 
 def process_umask() -> int:
@@ -69,9 +71,44 @@ def atomic_file(path: Path | str, mode: str = "w", *, encoding: str | None = "ut
             os.fsync(fp.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+    except Exception as err:
+        if not is_no_space(err):
+            raise
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+        raise NoSpaceError(path, written) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+class NoSpaceError(OSError):
+    """A write that filled the disk, in one line: the file, "no space left on device", the bytes free and the bytes
+    written before the write failed (the file needs at least that many). The file keeps its old content."""
+
+    def __init__(self, path: Path, written: int) -> None:
+        import shutil
+
+        try:
+            free = f"{shutil.disk_usage(path.parent).free:,} bytes free"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(errno.ENOSPC, f"{path}: no space left on device ({free}; the write needs more than "
+                                       f"the {written:,} bytes it wrote); the previous files are intact")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def is_no_space(err: BaseException | None) -> bool:
+    """``err`` or an error it was raised from or during is ``ENOSPC`` (torch's writer wraps it in a RuntimeError)."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(err):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def write_atomic(path: Path | str, write: Callable[[IO[bytes]], Any]) -> Path:

@@ -30,7 +30,7 @@ import yaml
 from litgpt import Config
 from litgpt.utils import copy_config_files, save_config
 
-from litcpt.runtime.atomic import fsync_dir, write_atomic
+from litcpt.runtime.atomic import NoSpaceError, fsync_dir, is_no_space, write_atomic
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -273,6 +273,11 @@ def save_litgpt_dir(
         _fsync_files(tmp)
         _replace_dir(tmp, out_dir)
         fsync_dir(out_dir.parent)
+    except Exception as err:
+        if not is_no_space(err):
+            raise
+        written = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) if tmp.exists() else 0
+        raise NoSpaceError(out_dir, written) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

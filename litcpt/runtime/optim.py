@@ -51,3 +51,21 @@ def optimizer_lr(spec: Any) -> float | None:
         return None
     lr = optimizer.param_groups[0].get("lr")
     return float(lr) if isinstance(lr, (int, float)) or torch.is_tensor(lr) else None
+
+
+_TORCH_KEYS = {"learning rate": "lr", "epsilon": "eps", "beta": "betas", "weight_decay": "weight_decay",
+               "momentum": "momentum"}
+
+
+def check_optimizer(spec: Any, field: str = "optimizer") -> None:
+    """Build the optimizer on a dummy parameter: torch's refusal of a value (``Invalid learning rate: -0.001``)
+    becomes a one-line ``ValueError`` naming the key (``optimizer.init_args.lr``), before any model is loaded."""
+    import copy
+
+    try:
+        make_optimizer(copy.deepcopy(spec), [torch.nn.Parameter(torch.zeros(1))])
+    except ValueError as err:
+        message = " ".join(str(err).split())
+        key = next((k for words, k in _TORCH_KEYS.items() if words in message.lower()), None)
+        where = f"{field}.init_args.{key}" if key else field
+        raise ValueError(f"{where}: {message}") from None

@@ -211,3 +211,29 @@ def check_loadable(path: Path) -> Path:
     except Exception as err:
         raise ValueError(f"resume: checkpoint {str(path)!r} cannot be loaded ({_why(err)})") from None
     return path
+
+
+def check_resume_config(path: Path, config: Any) -> None:
+    """A one-line ``ValueError`` naming the model config keys in which the checkpoint ``path`` (its saved
+    ``hyper_parameters["config"]``) differs from ``config`` (a litgpt ``Config``), before its weights are loaded into
+    a model they do not fit. A checkpoint without a saved config (or that cannot be read safely here) is left to
+    Lightning's loader."""
+    import dataclasses
+
+    path = Path(path)
+    if path.is_dir():
+        return
+    try:
+        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        saved = ckpt["hyper_parameters"]["config"]
+    except Exception:
+        return
+    if not isinstance(saved, dict) or not dataclasses.is_dataclass(config):
+        return
+    own = dataclasses.asdict(config)
+    differ = [f"{k} (checkpoint {saved[k]!r}, now {own[k]!r})" for k in sorted(saved)
+              if k in own and saved[k] != own[k]]
+    if differ:
+        raise ValueError(f"resume: {path} was trained with another model config: " + "; ".join(differ[:5])
+                         + (f" (+{len(differ) - 5} more)" if len(differ) > 5 else "")
+                         + ": resume with the run's own model config, or start a new run")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from litcpt.runtime.atomic import write_json, write_yaml
+from litcpt.runtime.outputs import check_no_previous_run, write_pending_config
 from litcpt.schedules.formulas import ANNEAL_SHAPES, Infinite, check_shape
 from litcpt.training.anneal_source import (
     Source,
@@ -214,6 +215,9 @@ def anneal(checkpoint: Path, anneal_steps: int | None = None, anneal_tokens: int
     assert start is not None
     out_dir_given = out_dir is not None
     out_dir = _branch_dir(out_dir, source)
+    # before anything is written: a re-run into a finished or interrupted anneal is refused unless it resumes, for the
+    # default <run>/anneal-<step> too (the CLI checks a given out_dir only; it cannot know the default)
+    check_no_previous_run(out_dir, resume)
     own_checkpoint = find_resume_checkpoint(resume, out_dir)
     resume_from: bool | Path = own_checkpoint or (source.checkpoint if source.kind == "lightning" else False)
     # The anneal's own LR callback replaces the run's schedule, and LitGPT's keys that shaped the run's default one.
@@ -226,7 +230,8 @@ def anneal(checkpoint: Path, anneal_steps: int | None = None, anneal_tokens: int
               f"{lrs[0]:.4g} -> {lrs[1]:.4g} ({shape}) over {steps} steps ({steps * tokens_per_step} tokens)")
         write_json(out_dir / "anneal.json", _record(source, out_dir, lrs, steps=steps, tokens_per_step=tokens_per_step,
                                                     shape=shape, start=start, resume_from=resume_from))
-        if not out_dir_given or not (out_dir / "config.yaml").exists():  # the CLI writes it when out_dir is given
+        wrote = write_pending_config(out_dir)  # the CLI's config.yaml, when out_dir is given there
+        if not wrote and (not out_dir_given or not (out_dir / "config.yaml").exists()):
             write_yaml(out_dir / "config.yaml", {
                 "checkpoint": str(source.checkpoint), "anneal_steps": steps, "shape": shape, "const_lr": lrs[0],
                 "min_lr": lrs[1], "out_dir": str(out_dir), **({"train": dict(train)} if train else {})})

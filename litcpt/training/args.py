@@ -58,7 +58,8 @@ class TrainArgs:
     ``[micro-batch, tokens, vocab]`` logits are never materialised (LM cross-entropy and z-loss, DPO policy and
     reference log-probs); false: the plain head (LitGPT's ``chunked_cross_entropy`` on the full logits)."""
     keep_checkpoints: int = -1
-    """How many periodic Lightning ``.ckpt`` files to keep (-1: all; ``last.ckpt`` is always kept)."""
+    """How many periodic Lightning ``.ckpt`` files to keep: the newest ``k`` ``step-*.ckpt`` (-1: all; ``last.ckpt``
+    is always kept)."""
     z_loss: float | None = None
     """Weight of the z-loss ``mean(logsumexp(logits)^2)`` added to the training loss (OLMo / PaLM use 1e-4; None or
     0: off). Logged separately as ``train/z_loss`` (weighted); ``train/loss`` stays the cross-entropy."""
@@ -94,6 +95,8 @@ class TrainArgs:
                 raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if self.z_loss is not None and not (isinstance(self.z_loss, (int, float)) and self.z_loss >= 0):
             raise ValueError(f"train.z_loss must be >= 0 or null, got {self.z_loss}")
+        if self.keep_checkpoints < -1:
+            raise ValueError(f"train.keep_checkpoints must be -1 (all) or >= 0, got {self.keep_checkpoints}")
         for name in ("max_tokens", "max_steps", "save_interval", "max_seq_length"):
             value = getattr(self, name)
             if value is not None and value <= 0:

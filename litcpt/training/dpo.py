@@ -25,7 +25,8 @@ from litcpt.runtime.tokenizers import load_checked_tokenizer
 from litcpt.training.args import EvalArgs, TrainArgs
 from litcpt.training.harness import LoggerName, Resume, RunSpec, fit
 
-__all__ = ["DEFAULT_OPTIMIZER", "ReferenceLoaders", "check_data", "epoch_steps", "precompute_reference", "run"]
+__all__ = ["DEFAULT_OPTIMIZER", "ReferenceLoaders", "check_data", "cli_validate", "epoch_steps",
+           "precompute_reference", "run"]
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {"class_path": "torch.optim.AdamW",
                                      "init_args": {"lr": 5.0e-7, "weight_decay": 0.0, "betas": [0.9, 0.999]}}
@@ -130,6 +131,22 @@ def _check_reference_options(loss: DPOLoss, checkpoint_dir: Path, ref_checkpoint
     ref_checkpoint_dir = check_checkpoint_dir(ref_checkpoint_dir, field="ref_checkpoint_dir")
     check_reference_compatible(checkpoint_dir, ref_checkpoint_dir)
     return ref_checkpoint_dir
+
+
+def cli_validate(*, beta: Any = None, loss_type: Any = "sigmoid", label_smoothing: Any = 0.0,
+                 average_logps: Any = False, loss_weights: Any = None, simpo_gamma: Any = 0.5,
+                 discopop_tau: Any = 0.05, f_divergence_type: Any = "reverse_kl", f_alpha_divergence_coef: Any = 0.5,
+                 use_weighting: Any = False, ld_alpha: Any = None, precompute_ref: bool = False,
+                 sync_ref_model: bool = False, **_: Any) -> None:
+    """The checks of the loss arguments alone, run by the CLI before anything is read or loaded
+    (``dpo --beta -0.1`` is refused at once)."""
+    from litcpt.losses.preference import DEFAULT_BETA
+
+    loss = DPOLoss(loss_type=loss_type, loss_weights=loss_weights, beta=DEFAULT_BETA if beta is None else beta,
+                   label_smoothing=label_smoothing, simpo_gamma=simpo_gamma, discopop_tau=discopop_tau,
+                   f_divergence_type=f_divergence_type, f_alpha_divergence_coef=f_alpha_divergence_coef,
+                   use_weighting=use_weighting, ld_alpha=ld_alpha, average_logps=average_logps)
+    _check_reference_options(loss, Path("."), None, precompute_ref=precompute_ref, sync_ref_model=sync_ref_model)
 
 
 def _load_pairs(data: DataModule | None, tokenizer: Any, train: TrainArgs, seq_length: int,

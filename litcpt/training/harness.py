@@ -30,12 +30,14 @@ from litcpt.callbacks.step_metrics import OptimizerLR, RowsBeforeCheckpoint, Ste
 from litcpt.callbacks.summary import RunSummary
 from litcpt.report.metrics_csv import StepCSVLogger
 from litcpt.runtime.checkpoint import is_trusted
+from litcpt.runtime.outputs import write_pending_config
 from litcpt.runtime.quiet import quiet_third_party
 from litcpt.runtime.ranks import is_global_zero
 from litcpt.runtime.resume import (
     AtomicCheckpointIO,
     StepCheckpoint,
     check_loadable,
+    check_resume_config,
     clean_stale_saves,
     pick_resume_checkpoint,
 )
@@ -190,6 +192,8 @@ def build_trainer(spec: RunSpec, *, max_steps: int) -> L.Trainer:
     callbacks += [
         StepCheckpoint(dirpath=ckpt_dir, filename="step-{step:08d}", every_n_train_steps=train.save_interval or 0,
                        save_top_k=train.keep_checkpoints, save_last=True, auto_insert_metric_name=False,
+                       # keeping k: the k newest (Lightning ranks by a monitored value; "step" is always there)
+                       monitor="step" if train.keep_checkpoints != -1 else None, mode="max",
                        save_on_train_epoch_end=False),
         LitGPTCheckpoint(spec.out_dir, save_interval=train.save_interval, tokenizer_dir=spec.tokenizer_dir,
                          extra_files=[spec.out_dir / "config.yaml"]),
@@ -237,8 +241,11 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     from litcpt.runtime.precision import warn_precision
 
     ckpt_path = spec.resume_checkpoint
+    if ckpt_path is not None and getattr(module, "config", None) is not None:
+        check_resume_config(ckpt_path, module.config)
     warn_precision(spec.resolved_precision(), optimizer_lr(getattr(module, "optimizer_spec", None)))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
+    write_pending_config(spec.out_dir)  # the CLI's config.yaml: every check passed, the run starts
     _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)
     trainer = build_trainer(spec, max_steps=max_steps)
     started = time.monotonic()

@@ -22,8 +22,17 @@ from litcpt.training.harness import LoggerName, RunSpec, fit
 
 def resolve_model_config(model_name: str | None, model_config: Config | None,
                          initial_checkpoint_dir: Path | None) -> Config:
-    """``model_config`` > ``model_name`` > the config saved in ``initial_checkpoint_dir``."""
+    """``model_config`` > ``model_name`` > the config saved in ``initial_checkpoint_dir``; both ``model_config`` and
+    another ``model_name`` given: one line says which wins (``litgpt pretrain`` ignores ``model_name`` silently)."""
     if model_config is not None:
+        if model_name is not None and model_name != model_config.name:
+            from litcpt.runtime.ranks import is_global_zero
+
+            if is_global_zero():
+                import sys
+
+                print(f"litcpt: model_name {model_name!r} is ignored: model_config (name {model_config.name!r}) "
+                      "is given and wins, as in litgpt pretrain; give one of them", file=sys.stderr, flush=True)
         return model_config
     if model_name is not None:
         try:

@@ -85,8 +85,7 @@ def test_registry_facts():
         return {name for name, term in DPO_LOSSES.items() if getattr(term, attribute)}
 
     assert having("label_smoothing") == {"sigmoid", "robust", "exo_pair", "aot", "aot_unpaired", "simpo"}
-    assert having("f_divergence") == {"sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop",
-                                      "sft"}
+    assert having("f_divergence") == {"sigmoid", "sigmoid_norm", "hinge", "exo_pair", "robust", "discopop", "sft"}
     assert set(DPO_LOSSES) - having("reads_reference") == {"simpo", "sft"}
     assert having("refuses_reference") == having("length_averaged") == {"simpo"}
     assert having("needs_lengths") == {"sigmoid_norm"}

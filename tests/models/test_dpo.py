@@ -167,6 +167,32 @@ def test_dpo_loss_and_implicit_rewards_match_hand_computation(tmp_path, loss_typ
     torch.testing.assert_close(loss.double(), expected.mean(), atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("loss_type", ["ipo", "sigmoid"])
+def test_average_logps_logs_trls_rewards_of_the_summed_log_ratio(tmp_path, loss_type):
+    """With ``average_logps: true`` the loss reads the length-averaged log-ratio (for ``ipo``: TRL >= 0.29's
+    length-normalised IPO, ``trl/trainer/dpo_trainer.py`` ``_compute_loss``), but ``rewards/*`` are what TRL logs:
+    ``β × (Σ log π − Σ log π_ref)``, the *summed* log-ratio, not β times its per-token mean."""
+    policy_dir = make_checkpoint(tmp_path / "policy", seed=0)
+    ref_dir = make_checkpoint(tmp_path / "ref", seed=1)
+    beta = 0.3
+    module = DPOModel(tiny_config(), checkpoint_dir=policy_dir, ref_checkpoint_dir=ref_dir, beta=beta,
+                      loss_type=loss_type, average_logps=True)
+    items, batch = _batch()
+    policy, ref = _gpt(policy_dir), _gpt(ref_dir)
+    (pc, pr), (rc, rr) = hand_pair_logps(policy, items), hand_pair_logps(ref, items)
+    (apc, apr), (arc, arr) = hand_pair_logps(policy, items, average=True), hand_pair_logps(ref, items, average=True)
+    h = (apc - arc) - (apr - arr)  # the length-averaged margin the loss reads
+    assert not torch.allclose(pc - rc, apc - arc)  # responses longer than one token: sum and mean differ
+    expected = {"sigmoid": -F.logsigmoid(beta * h), "ipo": (h - 1 / (2 * beta)) ** 2}[loss_type]
+    values = module.pair_losses(batch)
+    torch.testing.assert_close(values["loss"].double(), expected, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(values["rewards/chosen"].double(), beta * (pc - rc), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(values["rewards/rejected"].double(), beta * (pr - rr), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(values["rewards/margins"].double(), beta * ((pc - rc) - (pr - rr)), atol=1e-4,
+                               rtol=1e-4)
+    torch.testing.assert_close(values["logps/chosen"].double(), apc, atol=1e-5, rtol=1e-5)  # the mean, as the loss
+
+
 def test_reference_is_frozen_in_eval_mode_and_outside_the_optimizer(tiny_checkpoint):
     module = DPOModel(tiny_config(), checkpoint_dir=tiny_checkpoint)
     module.train()

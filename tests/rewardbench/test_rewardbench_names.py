@@ -17,9 +17,11 @@ def test_edit_distance_closed_forms():
 
 def test_near_miss_and_section_names_are_warned_about():
     warnings = subset_name_warnings(["mt-bench-hardd", "Chat", "my-own-set", "alpacaeval-easy"])
-    assert len(warnings) == 2
+    assert len(warnings) == 3
     assert "'mt-bench-hardd'" in warnings[0] and "did you mean 'mt-bench-hard'?" in warnings[0]
     assert "'Chat' has the name of a section" in warnings[1]
+    assert warnings[2].startswith("subsets ['my-own-set'] are not RewardBench subsets: they count towards no section")
+    assert subset_name_warnings(["my-own-set"]) == []  # data of one's own (no RewardBench subset): nothing to say
 
 
 def _scores(names):

@@ -61,12 +61,51 @@ def test_bad_rows_name_file_line_and_field(tmp_path):
     bad[1]["num_correct"] = 9
     path = tmp_path / "bad.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in bad))
-    with pytest.raises(ValueError, match=r"bad.jsonl: line 2: field 'num_correct': expected an integer in \[1, 4\]"):
+    with pytest.raises(ValueError, match=r"bad.jsonl: line 2: field 'num_correct': 9 but 'chosen' holds 1 "
+                                         r"completion\(s\): expected num_correct == len\(chosen\)"):
+        load_best_of_n_rows(path)
+    bad[1]["num_correct"] = 3  # in range, but only one completion is chosen: rejected ones would count as correct
+    path.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    with pytest.raises(ValueError, match=r"bad.jsonl: line 2: field 'num_correct': 3 but 'chosen' holds 1 "
+                                         r"completion\(s\): expected num_correct == len\(chosen\)"):
         load_best_of_n_rows(path)
     bad[1] = {**fixture_rows()[1], "rejected": [1, 2]}
     path.write_text("".join(json.dumps(r) + "\n" for r in bad))
     with pytest.raises(ValueError, match="line 2: field 'rejected': expected a list of strings"):
         load_best_of_n_rows(path)
+
+
+# The official rule (allenai/reward-bench at 05a9005, rewardbench/utils.py, used by scripts/run_v2.py): the
+# completions are chosen + rejected in that order (load_bon_dataset_v2), regrouped total_completions at a time
+# (reroll_and_score_dataset, where scores[0] alone is the correct one outside Ties) and, in Ties, completion i is
+# correct iff i < num_correct (process_single_model). The dataset's num_correct / num_incorrect / total_completions
+# count chosen / rejected / both, so any other value would score rejected completions as correct (or the reverse).
+@pytest.mark.parametrize(("change", "message"), [
+    ({"num_correct": 2}, r"field 'num_correct': 2 but 'chosen' holds 3 completion\(s\): expected num_correct == "
+                         r"len\(chosen\) \(RewardBench 2: the first num_correct of chosen \+ rejected are the correct"),
+    ({"num_correct": 4}, r"field 'num_correct': 4 but 'chosen' holds 3 completion\(s\)"),
+    ({"num_correct": "3"}, r"field 'num_correct': expected an integer \(len\(chosen\) = 3\), got '3'"),
+    ({"num_correct": True}, r"field 'num_correct': expected an integer \(len\(chosen\) = 3\), got True"),
+    ({"num_incorrect": 2}, r"field 'num_incorrect': 2 but 'rejected' holds 3 completion\(s\): expected "
+                           r"num_incorrect == len\(rejected\)"),
+    ({"total_completions": 7}, r"field 'total_completions': 7 but chosen \+ rejected hold 6 completion\(s\)"),
+    ({"chosen": [], "num_correct": None, "total_completions": None},
+     r"field 'chosen': expected at least one completion \(the correct ones\), got an empty list"),
+])
+def test_counts_follow_the_official_rule(tmp_path, change, message):
+    tied = fixture_rows()[7]  # tied:0, 3 chosen, 3 rejected, num_correct 3
+    assert (len(tied["chosen"]), len(tied["rejected"]), tied["num_correct"]) == (3, 3, 3)
+    good = {**tied, "num_incorrect": 3}
+    path = tmp_path / "rb2.jsonl"
+    path.write_text(json.dumps(good) + "\n")
+    row = load_best_of_n_rows(path)[0]  # the first len(chosen) completions are the correct ones, as the lists say
+    assert row.num_correct == 3 and row.completions == tuple(tied["chosen"] + tied["rejected"])
+    path.write_text(json.dumps({k: v for k, v in {**good, **change}.items() if v is not None}) + "\n")
+    with pytest.raises(ValueError, match=r"rb2.jsonl: line 1: " + message):
+        load_best_of_n_rows(path)
+    without = {k: v for k, v in good.items() if k not in ("num_correct", "num_incorrect", "total_completions")}
+    path.write_text(json.dumps(without) + "\n")
+    assert load_best_of_n_rows(path)[0] == row  # the counts are optional: the lists say it all
 
 
 def test_collate_groups_layout():

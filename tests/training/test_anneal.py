@@ -231,6 +231,17 @@ def test_anneal_lightning_checkpoint(source_run):
     assert record["first_global_step"] == 10 and record["last_global_step"] == 15
     assert yaml.safe_load((anneal_dir / "config.yaml").read_text())["anneal_steps"] == steps
 
+    # The same command again (default out_dir, not given: the CLI cannot check it) is refused before anything is
+    # written, in one line; the finished anneal stays byte-identical.
+    before = tree_hashes(source_run)
+    proc = run_litcpt("anneal", "--checkpoint", str(source_run / "checkpoints" / "step-00000010.ckpt"),
+                      "--anneal_steps", str(steps), check=False)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"litcpt anneal: error: out_dir: '{anneal_dir}' already holds a run (final/, "
+                           "checkpoints/*.ckpt, step-*/): --resume auto continues it"), line
+    assert tree_hashes(source_run) == before
+
 
 @pytest.mark.slow
 def test_anneal_litgpt_dir_by_tokens_and_resume(source_run, tmp_path):

@@ -1,8 +1,9 @@
 """Best-of-N rows: one prompt, several completions of which the first ``num_correct`` are correct (RewardBench 2).
 
 Row layout (``allenai/reward-bench-2``, split ``test``): ``prompt`` (string), ``chosen`` (list of strings: the
-correct completions), ``rejected`` (list of strings), ``num_correct`` (default: ``len(chosen)``), ``subset``, ``id``
-and, optionally, ``total_completions`` (checked against the lists). A string instead of a list is one completion.
+correct completions), ``rejected`` (list of strings), ``num_correct`` (optional; its only value: ``len(chosen)``),
+``subset``, ``id`` and, optionally, ``num_incorrect`` and ``total_completions`` (checked against the lists, see
+:func:`parse_best_of_n_row`). A string instead of a list is one completion.
 
 Pipeline, like :mod:`litcpt.data.preference.datamodule` for pairs: :func:`load_best_of_n_rows` (any source that module
 reads:
@@ -71,6 +72,31 @@ def _texts(row: Mapping[str, Any], name: str) -> list[str]:
     return list(value)
 
 
+def _check_counts(row: Mapping[str, Any], chosen: int, rejected: int) -> None:
+    """``num_correct``, ``num_incorrect`` and ``total_completions`` (each optional) against the lists.
+
+    The official rule (allenai/reward-bench at 05a9005, ``rewardbench/utils.py``, used by ``scripts/run_v2.py``):
+    ``load_bon_dataset_v2`` unrolls ``chosen + rejected`` in that order, ``reroll_and_score_dataset`` regroups them
+    ``total_completions`` at a time and counts ``scores[0]`` alone as the correct one (every subset but Ties), and
+    ``process_single_model`` (Ties) counts completion ``i`` correct iff ``i < num_correct``. ``num_correct`` is read
+    by position only, so it means what the dataset says (``allenai/reward-bench-2``: ``num_correct``,
+    ``num_incorrect``, ``total_completions`` count ``chosen``, ``rejected``, both) only when it is ``len(chosen)``;
+    another value would count rejected completions as correct (or chosen ones as incorrect), and is refused.
+    """
+    for field, want, holds, expr in (("num_correct", chosen, "'chosen' holds", "len(chosen)"),
+                                     ("num_incorrect", rejected, "'rejected' holds", "len(rejected)"),
+                                     ("total_completions", chosen + rejected, "chosen + rejected hold",
+                                      "len(chosen) + len(rejected)")):
+        value = row.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"field {field!r}: expected an integer ({expr} = {want}), got {value!r}")
+        if value != want:
+            raise ValueError(f"field {field!r}: {value} but {holds} {want} completion(s): expected {field} == {expr} "
+                             "(RewardBench 2: the first num_correct of chosen + rejected are the correct ones)")
+
+
 def parse_best_of_n_row(row: Any) -> BestOfNRow:
     """One row -> :class:`BestOfNRow`; a bad row raises ``ValueError("field 'X': <what was expected>")``."""
     if not isinstance(row, Mapping):
@@ -79,14 +105,10 @@ def parse_best_of_n_row(row: Any) -> BestOfNRow:
     if not isinstance(prompt, str):
         raise ValueError(f"field 'prompt': expected a string, got {type(prompt).__name__}")
     chosen, rejected = _texts(row, "chosen"), _texts(row, "rejected")
+    if not chosen:
+        raise ValueError("field 'chosen': expected at least one completion (the correct ones), got an empty list")
     completions = chosen + rejected
-    n = row.get("num_correct")
-    n = len(chosen) if n is None else n
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= len(completions):
-        raise ValueError(f"field 'num_correct': expected an integer in [1, {len(completions)}], got {n!r}")
-    total = row.get("total_completions")
-    if total is not None and total != len(completions):
-        raise ValueError(f"field 'total_completions': {total} but chosen + rejected hold {len(completions)}")
+    _check_counts(row, len(chosen), len(rejected))
     if len(completions) < 2:
         raise ValueError("fields 'chosen'/'rejected': expected at least two completions in all")
     subset = row.get("subset")
@@ -95,7 +117,7 @@ def parse_best_of_n_row(row: Any) -> BestOfNRow:
     id_ = row.get("id")
     if id_ is not None and (isinstance(id_, bool) or not isinstance(id_, (str, numbers.Integral))):
         raise ValueError(f"field 'id': expected a string or integer, got {type(id_).__name__}")
-    return BestOfNRow(prompt, tuple(completions), int(n), subset, None if id_ is None else str(id_))
+    return BestOfNRow(prompt, tuple(completions), len(chosen), subset, None if id_ is None else str(id_))
 
 
 def load_best_of_n_rows(source: Any, *, split: str | None = None, encoding: str = "utf-8") -> list[BestOfNRow]:

@@ -168,6 +168,8 @@ class Preference(ResumableBatchesMixin, DataModule):
             raise ValueError("Preference.setup: call connect(tokenizer=...) first")
         source = bundled_preference_file() if self.train_data_path is None else self.train_data_path
         train_pairs, self.train_report = self._load(source)
+        if not train_pairs:  # else Lightning's "No training batches" and exit 0, without a model
+            raise ValueError(f"data.train_data_path: {str(source)!r} holds no preference pairs")
         if self.val_data_path is None:
             train_pairs, test_pairs = split_pairs(train_pairs, self.val_split_fraction, self.seed)
             self.test_report = None
@@ -177,6 +179,9 @@ class Preference(ResumableBatchesMixin, DataModule):
         options = {"max_length": limit, "truncation": self.truncation}
         train_items, self.train_stats = tokenize_pairs(train_pairs, self.tokenizer, **options)
         test_items, self.test_stats = tokenize_pairs(test_pairs, self.tokenizer, **options)
+        if not train_items:
+            raise ValueError(f"data.train_data_path: no training pairs of {str(source)!r} are left after the "
+                             f"validation split and truncation ({len(train_pairs)} before truncation)")
         self.train_dataset = PreferenceDataset(train_items)
         self.test_dataset = PreferenceDataset(test_items)
         lines = [self.train_report.summary()]
