@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "plot-schedule": "litcpt.commands.plot_schedule:main",
     "merge": "litcpt.commands.merge:main",
     "prepare-data": "litcpt.commands.prepare_data:main",
+    "export": "litcpt.commands.export:main",
+    "import-reward-model": "litcpt.commands.import_reward_model:main",
 }
 
 _DESCRIPTIONS: dict[str, str] = {
@@ -39,6 +41,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "plot-schedule": "draw the LR schedule of one or several recipes (stages one after the other) to a PNG",
     "merge": "average LitGPT checkpoints of one model (uniform or weighted; soups, last-k averages) into a new one",
     "prepare-data": "tokenise a recipe's corpora once, in parallel processes, into the cache training reads",
+    "export": "a litcpt checkpoint -> a Hugging Face directory (reward models: ForSequenceClassification)",
+    "import-reward-model": "a Hugging Face sequence-classification reward model -> a litcpt reward checkpoint",
 }
 
 
