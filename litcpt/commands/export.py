@@ -1,7 +1,7 @@
 """``litcpt export``: a litcpt checkpoint -> a Hugging Face ``transformers`` directory.
 
-    litcpt export out/reward/final --out_dir out/reward-hf     # AutoModelForSequenceClassification
-    litcpt export out/dpo/final --out_dir out/dpo-hf           # AutoModelForCausalLM
+    litcpt export --checkpoint_dir out/reward/final --out_dir out/reward-hf     # AutoModelForSequenceClassification
+    litcpt export --checkpoint_dir out/dpo/final --out_dir out/dpo-hf           # AutoModelForCausalLM
 
 The run itself is :func:`litcpt.hf.export.run`.
 """
@@ -12,9 +12,7 @@ from pathlib import Path
 
 from litcpt.hf.export import run
 
-__all__ = ["main", "cli_positional"]
-
-cli_positional = "checkpoint_dir"
+__all__ = ["main"]
 
 
 def main(checkpoint_dir: Path, out_dir: Path, dtype: str | None = None) -> Path:

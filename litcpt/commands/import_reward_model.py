@@ -1,6 +1,6 @@
 """``litcpt import-reward-model``: a Hugging Face sequence-classification reward model -> a litcpt reward checkpoint.
 
-    litcpt import-reward-model path/to/Skywork-Reward-Llama-3.1-8B --out_dir out/skywork
+    litcpt import-reward-model --hf_dir path/to/Skywork-Reward-Llama-3.1-8B --out_dir out/skywork
     litcpt rewardbench --checkpoint_dir out/skywork
 
 The run itself is :func:`litcpt.hf.import_reward.run`.
@@ -12,9 +12,7 @@ from pathlib import Path
 
 from litcpt.hf.import_reward import run
 
-__all__ = ["main", "cli_positional"]
-
-cli_positional = "hf_dir"
+__all__ = ["main"]
 
 
 def main(hf_dir: Path, out_dir: Path) -> Path:

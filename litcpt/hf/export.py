@@ -30,7 +30,7 @@ import torch
 from litcpt.hf.families import Family, family_of
 from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config, publish_dir
 
-__all__ = ["PAD_TOKEN", "TOKENIZER_FILES", "hf_state_dict", "run"]
+__all__ = ["PAD_TOKEN", "TOKENIZER_FILES", "check_out_dir", "hf_state_dict", "run"]
 
 PAD_TOKEN = "<|pad|>"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
@@ -130,11 +130,14 @@ def _save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
     save_file(out, str(path), metadata={"format": "pt"})
 
 
-def _check_out_dir(out_dir: Path, checkpoint_dir: Path) -> None:
-    if out_dir.resolve() == checkpoint_dir.resolve():
-        raise ValueError(f"out_dir: {str(out_dir)!r} is the checkpoint itself; choose a new directory")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"out_dir: {str(out_dir)!r} exists and is not an empty directory")
+def check_out_dir(out_dir: Path, source: Path) -> list[Path]:
+    """Refuse an ``out_dir`` that is ``source`` or holds anything but the run's ``config.yaml`` (which the CLI
+    writes first); returns the files to keep in the new directory."""
+    if out_dir.resolve() == source.resolve():
+        raise ValueError(f"out_dir: {str(out_dir)!r} is the source itself; choose a new directory")
+    if out_dir.exists() and (not out_dir.is_dir() or {p.name for p in out_dir.iterdir()} - {"config.yaml"}):
+        raise ValueError(f"out_dir: {str(out_dir)!r} exists and is not an empty directory")
+    return [out_dir / "config.yaml"] if (out_dir / "config.yaml").is_file() else []
 
 
 def run(checkpoint_dir: Path, out_dir: Path, dtype: str | None = None) -> Path:
@@ -143,7 +146,7 @@ def run(checkpoint_dir: Path, out_dir: Path, dtype: str | None = None) -> Path:
 
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir, checkpoint_dir)
+    keep = check_out_dir(out_dir, checkpoint_dir)
     if dtype not in (None, "float32", "bfloat16", "float16"):
         raise ValueError(f"dtype: expected float32, bfloat16 or float16, got {dtype!r}")
     config = load_config(checkpoint_dir)
@@ -154,9 +157,9 @@ def run(checkpoint_dir: Path, out_dir: Path, dtype: str | None = None) -> Path:
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        for name in TOKENIZER_FILES:
-            if (checkpoint_dir / name).is_file():
-                shutil.copy(checkpoint_dir / name, tmp / name)
+        for src in [checkpoint_dir / name for name in TOKENIZER_FILES] + keep:
+            if src.is_file():
+                shutil.copy(src, tmp / src.name)
         special = _special_ids(checkpoint_dir)
         hf_config = {"architectures": [f"{family.architecture}ForCausalLM"], "model_type": family.model_type,
                      **family.to_hf(config), **special}

@@ -88,14 +88,14 @@ def run(hf_dir: Path, out_dir: Path) -> Path:
     """Import ``hf_dir`` into ``out_dir`` (see the module docstring); returns ``out_dir``."""
     from litgpt import Config
 
+    from litcpt.hf.export import check_out_dir
     from litcpt.models.reward import HEAD_FILE, META_FILE
     from litcpt.runtime.checkpoint import save_litgpt_dir
 
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
     if not hf_dir.is_dir():
         raise FileNotFoundError(f"hf_dir: {str(hf_dir)!r} is not a directory")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"out_dir: {str(out_dir)!r} exists and is not an empty directory")
+    keep = check_out_dir(out_dir, hf_dir)
     if not ((hf_dir / "tokenizer.json").is_file() or (hf_dir / "tokenizer.model").is_file()):
         raise FileNotFoundError(f"hf_dir: {str(hf_dir)!r} has no tokenizer.json or tokenizer.model")
     hf_config = read_hf_config(hf_dir)
@@ -113,6 +113,7 @@ def run(hf_dir: Path, out_dir: Path) -> Path:
     head = {"weight": score.float().reshape(1, -1).clone(), "bias": bias.clone()}
     meta = {"head": "linear", "token_id": None, "loss_type": "bradley_terry", "base_checkpoint": None,
             "imported_from": str(hf_dir)}
-    save_litgpt_dir(weights, config, out_dir, tokenizer_dir=hf_dir, extra_objects={HEAD_FILE: head, META_FILE: meta})
+    save_litgpt_dir(weights, config, out_dir, tokenizer_dir=hf_dir, extra_files=keep,
+                     extra_objects={HEAD_FILE: head, META_FILE: meta})
     print(f"litcpt import-reward-model: wrote {out_dir} ({family.architecture}, {config.n_layer} layers)")
     return out_dir

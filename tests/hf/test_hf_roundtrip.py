@@ -1,0 +1,167 @@
+"""Hugging Face interchange, offline: tiny random models of every family built with ``transformers`` (config objects,
+no download), imported with ``litcpt import-reward-model``, exported with ``litcpt export``, and ``transformers``'
+rewards / logits compared with litcpt's (float32, <= 1e-4)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from litcpt.hf.families import FAMILIES
+from tests.conftest import make_checkpoint, tiny_config
+from tests.helpers import run_litcpt
+
+transformers = pytest.importorskip("transformers")
+
+TOL = 1e-4
+SIZE = dict(vocab_size=4096, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=128,
+            num_labels=1)
+
+
+def hf_config(family: str):
+    """A tiny ``transformers`` config of ``family`` (one label)."""
+    if family in ("llama", "mistral", "qwen2"):
+        cls = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qwen2Config"}[family]
+        return getattr(transformers, cls)(**SIZE, intermediate_size=96, num_key_value_heads=2)
+    if family == "qwen3":
+        return transformers.Qwen3Config(**SIZE, intermediate_size=96, num_key_value_heads=2, head_dim=32)
+    if family == "gemma":
+        return transformers.GemmaConfig(**SIZE, intermediate_size=96, num_key_value_heads=1, head_dim=16)
+    if family == "gpt_neox":
+        return transformers.GPTNeoXConfig(**SIZE, intermediate_size=128, rotary_pct=0.25)
+    return transformers.PhiConfig(**SIZE, intermediate_size=128, partial_rotary_factor=0.5)
+
+
+def make_hf_reward_model(path: Path, family: str, seed: int = 0) -> Path:
+    """A random ``<Family>ForSequenceClassification`` saved with the bundled tokenizer (norms and biases perturbed,
+    so that a weight copied to the wrong place shows)."""
+    from litcpt.assets import tokenizer_dir
+
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForSequenceClassification.from_config(hf_config(family)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(torch.randn_like(p) * (0.5 if name.startswith("score") else 0.05))
+    model.save_pretrained(path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(tokenizer_dir() / name, path / name)
+    return path
+
+
+def sequences(n: int = 4, seed: int = 1) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, 4000, (int(length),), generator=g) for length in torch.randint(3, 17, (n,), generator=g)]
+
+
+def litcpt_rewards(checkpoint: Path, seqs: list[torch.Tensor]) -> torch.Tensor:
+    from litcpt.models.reward import load_reward_model
+
+    rm = load_reward_model(checkpoint)
+    ids = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+    with torch.no_grad():
+        return rm(ids, torch.tensor([len(s) - 1 for s in seqs]))
+
+
+def hf_rewards(hf_dir: Path, seqs: list[torch.Tensor]) -> torch.Tensor:
+    """``transformers``' rewards of ``seqs``, one padded batch (right padding with the config's pad token)."""
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    pad = model.config.pad_token_id
+    if pad is None:  # one row at a time
+        with torch.no_grad():
+            return torch.stack([model(input_ids=s[None]).logits[0, 0] for s in seqs])
+    ids = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=pad)
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=(ids != pad).long()).logits[:, 0]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_import_then_export_matches_transformers(tmp_path, family):
+    """HF classifier -> litcpt (rewards equal transformers') -> HF again (loads with AutoModelForSequenceClassification,
+    batched with its pad token, rewards equal litcpt's and the original's)."""
+    hf = make_hf_reward_model(tmp_path / "hf", family)
+    run_litcpt("import-reward-model", "--hf_dir", str(hf), "--out_dir", str(tmp_path / "lit"))
+    seqs = sequences()
+    ours, theirs = litcpt_rewards(tmp_path / "lit", seqs), hf_rewards(hf, seqs)
+    assert theirs.abs().max() > 0.05  # rewards worth comparing
+    assert torch.allclose(ours, theirs, atol=TOL, rtol=0), (ours, theirs)
+
+    run_litcpt("export", "--checkpoint_dir", str(tmp_path / "lit"), "--out_dir", str(tmp_path / "hf2"))
+    config = json.loads((tmp_path / "hf2" / "config.json").read_text())
+    assert config["num_labels"] == 1 and config["architectures"][0].endswith("ForSequenceClassification")
+    assert config["pad_token_id"] not in (None, config["eos_token_id"])
+    back = hf_rewards(tmp_path / "hf2", seqs)
+    assert torch.allclose(back, ours, atol=TOL, rtol=0), (back, ours)
+
+
+LIT_FAMILIES = {
+    "llama": dict(name="Llama-tiny"),
+    "qwen3": dict(name="Qwen3-tiny", norm_qk=True, head_size=32),
+    "gpt_neox": dict(name="pythia-tiny", mlp_class_name="GptNeoxMLP", norm_class_name="LayerNorm", bias=True,
+                     parallel_residual=True, rotary_percentage=0.25),
+    "phi": dict(name="phi-tiny", mlp_class_name="GptNeoxMLP", norm_class_name="LayerNorm", bias=True,
+                parallel_residual=True, shared_attention_norm=True, lm_head_bias=True, rotary_percentage=0.5,
+                gelu_approximate="tanh"),
+}
+
+
+@pytest.mark.parametrize("family", list(LIT_FAMILIES))
+@pytest.mark.parametrize("head", ["linear", "logit"])
+def test_litcpt_reward_model_exports_with_its_rewards(tmp_path, family, head):
+    """A litcpt reward model (either head, a non-zero head bias) exports as a classifier with litcpt's rewards: the
+    repurposed logit as its LM-head row; the bias folded into a LayerNorm's bias, else recorded."""
+    from litcpt.models.reward import RewardModel
+    from litcpt.runtime.checkpoint import save_litgpt_dir
+    from litcpt.assets import tokenizer_dir
+
+    config = tiny_config(**LIT_FAMILIES[family], n_embd=64, n_head=4, n_query_groups=4)
+    torch.manual_seed(0)
+    rm = RewardModel(config, head=head, token_id=0 if head == "logit" else None)
+    with torch.no_grad():
+        for p in rm.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        rm.head.bias.fill_(0.25)
+    weights, extra = rm.litgpt_export(rm.state_dict())
+    save_litgpt_dir(weights, config, tmp_path / "rm", tokenizer_dir=tokenizer_dir(), extra_objects=extra)
+    run_litcpt("export", "--checkpoint_dir", str(tmp_path / "rm"), "--out_dir", str(tmp_path / "hf"))
+    seqs = sequences()
+    ours = litcpt_rewards(tmp_path / "rm", seqs)
+    config_json = json.loads((tmp_path / "hf" / "config.json").read_text())
+    bias = config_json.get("litcpt_reward_bias", 0.0)
+    assert bias == (0.0 if family in ("gpt_neox", "phi") else pytest.approx(0.25))
+    theirs = hf_rewards(tmp_path / "hf", seqs)
+    assert torch.allclose(theirs + bias, ours, atol=TOL, rtol=0), (theirs + bias, ours)
+    run_litcpt("import-reward-model", "--hf_dir", str(tmp_path / "hf"), "--out_dir", str(tmp_path / "back"))
+    assert torch.allclose(litcpt_rewards(tmp_path / "back", seqs), ours, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt_neox", "phi"])
+def test_language_model_exports_for_causal_lm(tmp_path, family):
+    """A LitGPT checkpoint without a reward head (pretrain / DPO output) exports as ``<Family>ForCausalLM``: same
+    logits."""
+    from litgpt import GPT
+
+    from litcpt.runtime.checkpoint import load_state_dict
+
+    config = tiny_config(**LIT_FAMILIES[family], n_embd=64, n_head=4, n_query_groups=4)
+    ckpt = make_checkpoint(tmp_path / "lm", config)
+    run_litcpt("export", "--checkpoint_dir", str(ckpt), "--out_dir", str(tmp_path / "hf"))
+    gpt = GPT(config)
+    gpt.load_state_dict(load_state_dict(ckpt / "lit_model.pth"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    ids = torch.randint(1, 4000, (2, 12))
+    with torch.no_grad():
+        ours, theirs = gpt.eval()(ids), model(input_ids=ids).logits
+    assert torch.allclose(ours, theirs, atol=TOL, rtol=0), (ours - theirs).abs().max()
+
+
+def test_export_errors_are_one_line(tmp_path, tiny_checkpoint):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    proc = run_litcpt("export", "--checkpoint_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "full"), check=False)
+    assert proc.returncode != 0 and "out_dir:" in proc.stderr and "not an empty directory" in proc.stderr
+    proc = run_litcpt("import-reward-model", "--hf_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "x"), check=False)
+    assert proc.returncode != 0 and "config.json" in proc.stderr
