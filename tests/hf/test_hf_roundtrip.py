@@ -113,9 +113,9 @@ LIT_FAMILIES = {
 def test_litcpt_reward_model_exports_with_its_rewards(tmp_path, family, head):
     """A litcpt reward model (either head, a non-zero head bias) exports as a classifier with litcpt's rewards: the
     repurposed logit as its LM-head row; the bias folded into a LayerNorm's bias, else recorded."""
+    from litcpt.assets import tokenizer_dir
     from litcpt.models.reward import RewardModel
     from litcpt.runtime.checkpoint import save_litgpt_dir
-    from litcpt.assets import tokenizer_dir
 
     config = tiny_config(**LIT_FAMILIES[family], n_embd=64, n_head=4, n_query_groups=4)
     torch.manual_seed(0)
@@ -161,7 +161,9 @@ def test_language_model_exports_for_causal_lm(tmp_path, family):
 def test_export_errors_are_one_line(tmp_path, tiny_checkpoint):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    proc = run_litcpt("export", "--checkpoint_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "full"), check=False)
+    proc = run_litcpt("export", "--checkpoint_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "full"),
+                      check=False)
     assert proc.returncode != 0 and "out_dir:" in proc.stderr and "not an empty directory" in proc.stderr
-    proc = run_litcpt("import-reward-model", "--hf_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "x"), check=False)
+    proc = run_litcpt("import-reward-model", "--hf_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "x"),
+                      check=False)
     assert proc.returncode != 0 and "config.json" in proc.stderr
