@@ -1,6 +1,6 @@
 """``litcpt import-reward-model``: a Hugging Face sequence-classification reward model -> a litcpt reward checkpoint.
 
-    litcpt import-reward-model --hf_dir path/to/Skywork-Reward-Llama-3.1-8B --out_dir out/skywork
+    litcpt import-reward-model --hf_dir path/to/Skywork-Reward-V2-Qwen3-0.6B --out_dir out/skywork
     litcpt rewardbench --checkpoint_dir out/skywork
 
 The run itself is :func:`litcpt.hf.import_reward.run`.
