@@ -167,3 +167,31 @@ def test_export_errors_are_one_line(tmp_path, tiny_checkpoint):
     proc = run_litcpt("import-reward-model", "--hf_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "x"),
                       check=False)
     assert proc.returncode != 0 and "config.json" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_imported_model_trains_in_litcpt_and_exports(tmp_path, family):
+    """HF classifier -> litcpt -> a few ``litcpt reward`` steps -> export: transformers' rewards equal litcpt's."""
+    from litcpt.assets import preference_file
+    from litcpt.commands.reward import setup
+    from litcpt.data import Preference
+    from litcpt.data.preference.pair_loading import load_preference_pairs
+    from litcpt.training.args import EvalArgs, TrainArgs
+
+    hf = make_hf_reward_model(tmp_path / "hf", family)
+    run_litcpt("import-reward-model", "--hf_dir", str(hf), "--out_dir", str(tmp_path / "lit"))
+    pairs = load_preference_pairs(preference_file())[:8]
+    data_file = tmp_path / "pairs.jsonl"
+    data_file.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+                                 for p in pairs))
+    out = setup(tmp_path / "lit", out_dir=tmp_path / "rm", data=Preference(train_data_path=data_file,
+                                                                             val_data_path=data_file, max_length=64),
+                train=TrainArgs(global_batch_size=4, micro_batch_size=4, max_steps=3, save_interval=None),
+                eval=EvalArgs(interval=3, max_iters=1), accelerator="cpu",
+                optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}})
+    run_litcpt("export", "--checkpoint_dir", str(out), "--out_dir", str(tmp_path / "hf2"))
+    seqs = sequences()
+    ours = litcpt_rewards(out, seqs)
+    assert not torch.allclose(ours, litcpt_rewards(tmp_path / "lit", seqs), atol=1e-3)  # it trained
+    assert torch.allclose(hf_rewards(tmp_path / "hf2", seqs), ours, atol=TOL, rtol=0)
