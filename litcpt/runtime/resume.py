@@ -48,10 +48,14 @@ class StepCheckpoint(ModelCheckpoint):
     * A resumed run does not save again at the step it resumed from. Lightning does not restore which step it
       saved last, so with gradient accumulation the first micro-batch after a resume re-saved ``step-N.ckpt`` and
       ``last.ckpt`` in the middle of step N+1, and resuming from those failed.
+    * ``save_top_k`` above 1 keeps the latest ``save_top_k`` step checkpoints (ranked by step: Lightning refuses a
+      top-k of more than one without a monitored quantity).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("enable_version_counter", False)
+        if kwargs.get("save_top_k", 1) > 1 and kwargs.get("monitor") is None:
+            kwargs.update(monitor="step", mode="max")
         super().__init__(*args, **kwargs)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

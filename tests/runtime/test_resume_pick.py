@@ -72,3 +72,13 @@ def test_atomic_save_leaves_the_old_file_when_the_write_fails(tmp_path, monkeypa
     monkeypatch.undo()
     assert torch.load(path, weights_only=False)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_keeping_several_step_checkpoints_ranks_them_by_step(tmp_path):
+    """``train.keep_checkpoints: 3`` (the GPU recipes') made Lightning refuse to start ("No quantity for top_k to
+    track"); kept checkpoints are now the latest by step. 1 and -1 stay Lightning's own unmonitored behaviour."""
+    from litcpt.runtime.resume import StepCheckpoint
+
+    keep = StepCheckpoint(dirpath=tmp_path, save_top_k=3)
+    assert (keep.monitor, keep.mode, keep.save_top_k) == ("step", "max", 3)
+    assert all(StepCheckpoint(dirpath=tmp_path, save_top_k=k).monitor is None for k in (-1, 0, 1))
