@@ -52,6 +52,37 @@ def make_hf_reward_model(path: Path, family: str, seed: int = 0) -> Path:
     return path
 
 
+def export(checkpoint_dir: Path, out_dir: Path) -> Path:
+    """``litcpt export`` (the command's function: the CLI's parse is tested once, in
+    :func:`test_cli_export_and_import_keep_config_yaml_and_fail_in_one_line`)."""
+    from litcpt.commands.export import main
+
+    return main(checkpoint_dir=checkpoint_dir, out_dir=out_dir)
+
+
+def import_reward_model(hf_dir: Path, out_dir: Path) -> Path:
+    """``litcpt import-reward-model`` (the command's function)."""
+    from litcpt.commands.import_reward_model import main
+
+    return main(hf_dir=hf_dir, out_dir=out_dir)
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """``imported(family)``: a random HF classifier of ``family`` and its ``litcpt import-reward-model`` dir, made once
+    per module (the round trip and the training test share them; neither changes them)."""
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def get(family: str) -> tuple[Path, Path]:
+        if family not in made:
+            root = tmp_path_factory.mktemp(f"imported-{family}")
+            hf = make_hf_reward_model(root / "hf", family)
+            made[family] = hf, import_reward_model(hf, root / "lit")
+        return made[family]
+
+    return get
+
+
 def sequences(n: int = 4, seed: int = 1) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return [torch.randint(1, 4000, (int(length),), generator=g) for length in torch.randint(3, 17, (n,), generator=g)]
@@ -79,17 +110,16 @@ def hf_rewards(hf_dir: Path, seqs: list[torch.Tensor]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_import_then_export_matches_transformers(tmp_path, family):
+def test_import_then_export_matches_transformers(tmp_path, imported, family):
     """HF classifier -> litcpt (rewards equal transformers') -> HF again (loads with AutoModelForSequenceClassification,
     batched with its pad token, rewards equal litcpt's and the original's)."""
-    hf = make_hf_reward_model(tmp_path / "hf", family)
-    run_litcpt("import-reward-model", "--hf_dir", str(hf), "--out_dir", str(tmp_path / "lit"))
+    hf, lit = imported(family)
     seqs = sequences()
-    ours, theirs = litcpt_rewards(tmp_path / "lit", seqs), hf_rewards(hf, seqs)
+    ours, theirs = litcpt_rewards(lit, seqs), hf_rewards(hf, seqs)
     assert theirs.abs().max() > 0.05  # rewards worth comparing
     assert torch.allclose(ours, theirs, atol=TOL, rtol=0), (ours, theirs)
 
-    run_litcpt("export", "--checkpoint_dir", str(tmp_path / "lit"), "--out_dir", str(tmp_path / "hf2"))
+    export(lit, tmp_path / "hf2")
     config = json.loads((tmp_path / "hf2" / "config.json").read_text())
     assert config["num_labels"] == 1 and config["architectures"][0].endswith("ForSequenceClassification")
     assert config["pad_token_id"] not in (None, config["eos_token_id"])
@@ -126,7 +156,7 @@ def test_litcpt_reward_model_exports_with_its_rewards(tmp_path, family, head):
         rm.head.bias.fill_(0.25)
     weights, extra = rm.litgpt_export(rm.state_dict())
     save_litgpt_dir(weights, config, tmp_path / "rm", tokenizer_dir=tokenizer_dir(), extra_objects=extra)
-    run_litcpt("export", "--checkpoint_dir", str(tmp_path / "rm"), "--out_dir", str(tmp_path / "hf"))
+    export(tmp_path / "rm", tmp_path / "hf")
     seqs = sequences()
     ours = litcpt_rewards(tmp_path / "rm", seqs)
     config_json = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -134,7 +164,7 @@ def test_litcpt_reward_model_exports_with_its_rewards(tmp_path, family, head):
     assert bias == (0.0 if family in ("gpt_neox", "phi") else pytest.approx(0.25))
     theirs = hf_rewards(tmp_path / "hf", seqs)
     assert torch.allclose(theirs + bias, ours, atol=TOL, rtol=0), (theirs + bias, ours)
-    run_litcpt("import-reward-model", "--hf_dir", str(tmp_path / "hf"), "--out_dir", str(tmp_path / "back"))
+    import_reward_model(tmp_path / "hf", tmp_path / "back")
     assert torch.allclose(litcpt_rewards(tmp_path / "back", seqs), ours, atol=TOL, rtol=0)
 
 
@@ -148,7 +178,7 @@ def test_language_model_exports_for_causal_lm(tmp_path, family):
 
     config = tiny_config(**LIT_FAMILIES[family], n_embd=64, n_head=4, n_query_groups=4)
     ckpt = make_checkpoint(tmp_path / "lm", config)
-    run_litcpt("export", "--checkpoint_dir", str(ckpt), "--out_dir", str(tmp_path / "hf"))
+    export(ckpt, tmp_path / "hf")
     gpt = GPT(config)
     gpt.load_state_dict(load_state_dict(ckpt / "lit_model.pth"))
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
@@ -158,7 +188,12 @@ def test_language_model_exports_for_causal_lm(tmp_path, family):
     assert torch.allclose(ours, theirs, atol=TOL, rtol=0), (ours - theirs).abs().max()
 
 
-def test_export_errors_are_one_line(tmp_path, tiny_checkpoint):
+def test_cli_export_and_import_keep_config_yaml_and_fail_in_one_line(tmp_path, tiny_checkpoint):
+    """Through the CLI: the run's ``config.yaml`` (written into ``out_dir`` first) is kept beside the export; an
+    ``out_dir`` with anything else and a dir that is no HF model are one-line errors."""
+    run_litcpt("export", "--checkpoint_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "lm"))
+    assert {"config.yaml", "config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in (tmp_path / "lm").iterdir()}
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     proc = run_litcpt("export", "--checkpoint_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "full"),
@@ -171,7 +206,7 @@ def test_export_errors_are_one_line(tmp_path, tiny_checkpoint):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "gpt_neox"])
-def test_imported_model_trains_in_litcpt_and_exports(tmp_path, family):
+def test_imported_model_trains_in_litcpt_and_exports(tmp_path, imported, family):
     """HF classifier -> litcpt -> a few ``litcpt reward`` steps -> export: transformers' rewards equal litcpt's."""
     from litcpt.assets import preference_file
     from litcpt.commands.reward import setup
@@ -179,19 +214,18 @@ def test_imported_model_trains_in_litcpt_and_exports(tmp_path, family):
     from litcpt.data.preference.pair_loading import load_preference_pairs
     from litcpt.training.args import EvalArgs, TrainArgs
 
-    hf = make_hf_reward_model(tmp_path / "hf", family)
-    run_litcpt("import-reward-model", "--hf_dir", str(hf), "--out_dir", str(tmp_path / "lit"))
+    _, lit = imported(family)
     pairs = load_preference_pairs(preference_file())[:8]
     data_file = tmp_path / "pairs.jsonl"
     data_file.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
                                  for p in pairs))
-    out = setup(tmp_path / "lit", out_dir=tmp_path / "rm", data=Preference(train_data_path=data_file,
+    out = setup(lit, out_dir=tmp_path / "rm", data=Preference(train_data_path=data_file,
                                                                              val_data_path=data_file, max_length=64),
                 train=TrainArgs(global_batch_size=4, micro_batch_size=4, max_steps=3, save_interval=None),
                 eval=EvalArgs(interval=3, max_iters=1), accelerator="cpu",
                 optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}})
-    run_litcpt("export", "--checkpoint_dir", str(out), "--out_dir", str(tmp_path / "hf2"))
+    export(out, tmp_path / "hf2")
     seqs = sequences()
     ours = litcpt_rewards(out, seqs)
-    assert not torch.allclose(ours, litcpt_rewards(tmp_path / "lit", seqs), atol=1e-3)  # it trained
+    assert not torch.allclose(ours, litcpt_rewards(lit, seqs), atol=1e-3)  # it trained
     assert torch.allclose(hf_rewards(tmp_path / "hf2", seqs), ours, atol=TOL, rtol=0)
