@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "merge": "litcpt.commands.merge:main",
     "prepare-data": "litcpt.commands.prepare_data:main",
     "generate-replay": "litcpt.commands.generate_replay:main",
+    "export": "litcpt.commands.export:main",
+    "import-reward-model": "litcpt.commands.import_reward_model:main",
 }
 
 _DESCRIPTIONS: dict[str, str] = {
@@ -41,6 +43,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "merge": "average LitGPT checkpoints of one model (uniform or weighted; soups, last-k averages) into a new one",
     "prepare-data": "tokenise a recipe's corpora once, in parallel processes, into the cache training reads",
     "generate-replay": "sample a replay corpus from a model (when its pretraining data is gone) as a token file",
+    "export": "a litcpt checkpoint -> a Hugging Face directory (reward models: ForSequenceClassification)",
+    "import-reward-model": "a Hugging Face sequence-classification reward model -> a litcpt reward checkpoint",
 }
 
 

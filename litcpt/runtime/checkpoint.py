@@ -284,6 +284,16 @@ def save_litgpt_dir(
     return out_dir
 
 
+def publish_dir(tmp: Path | str, out_dir: Path | str) -> Path:
+    """Put the finished directory ``tmp`` (a hidden sibling of ``out_dir``) in place of ``out_dir`` with one rename,
+    its files fsynced first: readers see the old directory or the new one, never half of one."""
+    tmp, out_dir = Path(tmp), Path(out_dir)
+    _fsync_files(tmp)
+    _replace_dir(tmp, out_dir)
+    fsync_dir(out_dir.parent)
+    return out_dir
+
+
 def _replace_dir(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first (``.<name>.old-<hex>``) and removed only
     after the swap. A kill between the two renames leaves no ``dst`` but its intact ``.old-`` copy:

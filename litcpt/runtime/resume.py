@@ -61,10 +61,14 @@ class StepCheckpoint(ModelCheckpoint):
     * Pre-emption (:mod:`litcpt.runtime.preemption`): after ``SIGTERM`` or the requeue signal (``SIGUSR1``) on any
       rank, the next step end saves ``last.ckpt``, prints one line, requeues the SLURM job when the signal was
       SLURM's requeue signal, and raises :class:`~litcpt.runtime.preemption.Preempted` (exit status 128 + signal).
+    * ``save_top_k`` above 1 keeps the latest ``save_top_k`` step checkpoints (ranked by step: Lightning refuses a
+      top-k of more than one without a monitored quantity).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("enable_version_counter", False)
+        if kwargs.get("save_top_k", 1) > 1 and kwargs.get("monitor") is None:
+            kwargs.update(monitor="step", mode="max")
         super().__init__(*args, **kwargs)
         self.preemption = PreemptionSignals()
         self._ended_step: int | None = None  # global step of the last step end handled
@@ -224,7 +228,7 @@ def check_resume_config(path: Path, config: Any) -> None:
     if path.is_dir():
         return
     try:
-        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        ckpt = load_torch_file(path, field="resume", mmap=True)
         saved = ckpt["hyper_parameters"]["config"]
     except Exception:
         return

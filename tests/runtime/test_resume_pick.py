@@ -107,3 +107,13 @@ def test_a_kill_between_the_two_renames_of_a_checkpoint_dir_keeps_the_intact_one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
     assert torch.equal(torch.load(final / "lit_model.pth", weights_only=True)["w"], old_weights["w"])
     assert (final / "model_config.yaml").is_file()
+
+
+def test_keeping_several_step_checkpoints_ranks_them_by_step(tmp_path):
+    """``train.keep_checkpoints: 3`` (the GPU recipes') made Lightning refuse to start ("No quantity for top_k to
+    track"); kept checkpoints are now the latest by step. 1 and -1 stay Lightning's own unmonitored behaviour."""
+    from litcpt.runtime.resume import StepCheckpoint
+
+    keep = StepCheckpoint(dirpath=tmp_path, save_top_k=3)
+    assert (keep.monitor, keep.mode, keep.save_top_k) == ("step", "max", 3)
+    assert all(StepCheckpoint(dirpath=tmp_path, save_top_k=k).monitor is None for k in (-1, 0, 1))
