@@ -223,11 +223,10 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     """Train ``module`` on ``datamodule`` as ``spec`` says; returns the finished Trainer."""
     if is_global_zero():
         clean_stale_saves(spec.out_dir)
-    from litcpt.runtime.optim import optimizer_lr
     from litcpt.runtime.precision import warn_precision
 
     ckpt_path = find_resume_checkpoint(spec.resume, spec.out_dir)
-    warn_precision(spec.resolved_precision(), optimizer_lr(getattr(module, "optimizer_spec", None)))
+    warn_precision(spec.resolved_precision(), getattr(module, "optimizer_spec", None))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)
     trainer = build_trainer(spec, max_steps=max_steps)
