@@ -58,6 +58,7 @@ FILES = {
 
 SKIPPED = {
     "python3 -m venv": "the README's installs: CI runs these two lines verbatim in fresh venvs (.ci/run)",
+    "pip install trl": "an install into the user's environment (checked in a throwaway venv: docs/dpo.md)",
     "python -m pytest": "the test suite itself (docs/testing.md)",
     "OMP_NUM_THREADS=1 python -m pytest": "the test suite itself (docs/testing.md)",
     "python benchmarks/": "a benchmark: minutes of timing, run by hand (docs/benchmarks.md)",
