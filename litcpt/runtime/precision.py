@@ -11,6 +11,7 @@ compute runs in bf16): it is litcpt's default on GPUs, as in litgpt and TRL.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 TYPICAL_WEIGHT = 0.02
 """Magnitude of a typical weight of a litgpt model (the init std); the rule below is stated for it."""
@@ -45,10 +46,13 @@ def check_precision(precision: str, lr: float | None) -> str | None:
             "Use precision=bf16-mixed (fp32 master weights, the default) or a larger lr.")
 
 
-def warn_precision(precision: str, lr: float | None) -> None:
-    """Issue :func:`check_precision`'s warning on rank 0."""
+def warn_precision(precision: str, optimizer: Any) -> None:
+    """Issue :func:`check_precision`'s warning on rank 0 for ``precision`` and the peak lr of the ``optimizer`` spec
+    (:func:`litcpt.runtime.optim.optimizer_lr`): the one check that a run and its ``--dry_run`` both make."""
     from lightning.fabric.utilities.rank_zero import rank_zero_warn
 
-    message = check_precision(precision, lr)
+    from litcpt.runtime.optim import optimizer_lr
+
+    message = check_precision(precision, optimizer_lr(optimizer))
     if message:
         rank_zero_warn(message, category=UserWarning)

@@ -236,7 +236,7 @@ def run(
     if dry_run:
         from litcpt.training.dry_run import print_dry_run
 
-        print_dry_run(config, spec, kind="dpo", seq_length=seq_length,
+        print_dry_run(config, spec, kind="dpo", seq_length=seq_length, optimizer=_copy_optimizer(optimizer),
                       frozen_reference=not precompute_ref and not loss.reference_free)
         return spec.out_dir / "final"
 

@@ -26,6 +26,7 @@ within about 20%.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -173,14 +174,17 @@ def dry_run_report(config, *, kind: str, world_size: int, strategy: str, precisi
     return "\n".join(lines)
 
 
-def print_dry_run(config, spec, *, kind: str, seq_length: int, frozen_reference: bool = False) -> None:
-    """Check the strategy can be built for ``spec`` and print :func:`dry_run_report` (on global rank 0 only)."""
+def print_dry_run(config, spec, *, kind: str, seq_length: int, optimizer: Any, frozen_reference: bool = False) -> None:
+    """Check the strategy can be built for ``spec``, warn as the run would about its precision and ``optimizer``'s lr
+    (:func:`litcpt.runtime.precision.warn_precision`), and print :func:`dry_run_report` (on global rank 0 only)."""
+    from litcpt.runtime.precision import warn_precision
     from litcpt.runtime.ranks import is_global_zero
     from litcpt.runtime.strategies import make_strategy
 
     make_strategy(spec.strategy, accelerator=spec.accelerator, world_size=spec.world_size,
                   activation_checkpointing=spec.train.activation_checkpointing)
     precision = spec.precision or ("32-true" if spec.accelerator == "cpu" else "bf16-mixed")  # the GPU default
+    warn_precision(precision, optimizer)
     report = dry_run_report(config, kind=kind, world_size=spec.world_size, strategy=spec.strategy, precision=precision,
                             micro_batch_size=spec.train.micro_batch_size, seq_length=seq_length,
                             activation_checkpointing=spec.train.activation_checkpointing,

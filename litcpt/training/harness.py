@@ -237,13 +237,12 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
     """Train ``module`` on ``datamodule`` as ``spec`` says; returns the finished Trainer."""
     if is_global_zero():
         clean_stale_saves(spec.out_dir)
-    from litcpt.runtime.optim import optimizer_lr
     from litcpt.runtime.precision import warn_precision
 
     ckpt_path = spec.resume_checkpoint
     if ckpt_path is not None and getattr(module, "config", None) is not None:
         check_resume_config(ckpt_path, module.config)
-    warn_precision(spec.resolved_precision(), optimizer_lr(getattr(module, "optimizer_spec", None)))
+    warn_precision(spec.resolved_precision(), getattr(module, "optimizer_spec", None))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     write_pending_config(spec.out_dir)  # the CLI's config.yaml: every check passed, the run starts
     _hand_lr_stage(datamodule, module, spec.callbacks, max_steps=max_steps, ckpt_path=ckpt_path)

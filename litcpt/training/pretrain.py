@@ -103,7 +103,7 @@ def run(
     if dry_run:
         from litcpt.training.dry_run import print_dry_run
 
-        print_dry_run(config, spec, kind="lm", seq_length=seq_length)
+        print_dry_run(config, spec, kind="lm", seq_length=seq_length, optimizer=optimizer)
         return spec.out_dir / "final"
 
     from litcpt.models.lm import LanguageModel

@@ -92,7 +92,8 @@ def run(
     if dry_run:
         from litcpt.training.dry_run import print_dry_run
 
-        print_dry_run(config, spec, kind="reward", seq_length=train.max_seq_length or config.block_size)
+        print_dry_run(config, spec, kind="reward", seq_length=train.max_seq_length or config.block_size,
+                      optimizer=optimizer)
         return spec.out_dir / "final"
     data = data if data is not None else Preference()
     if REWARD_LOSSES[loss_type].ranked and not getattr(data, "ranked", False):

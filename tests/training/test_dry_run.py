@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from litcpt.training.dry_run import GiB, estimate_memory
 from tests.helpers import REPO, patience
 
@@ -77,3 +79,47 @@ def test_fused_head_counts_one_chunk_of_logits(tmp_path, capsys):
               "1024", "--train.fused_head", flag, "--dry_run", "true", "--out_dir", str(tmp_path / flag)])
         line = next(x for x in capsys.readouterr().out.splitlines() if "of which logits" in x)
         assert f"fused head {'on' if flag == 'true' else 'off'}; unfused: 1.47 GiB, fused: 0.19 GiB" in line, line
+
+
+def test_dry_run_warns_as_the_run_does_about_bf16_true(tiny_checkpoint, tmp_path, monkeypatch):
+    """``--dry_run`` and the real run issue the same bf16-true warning (one function makes it), with the run's
+    default optimizer filled in (dpo: lr 5e-7)."""
+    import warnings
+
+    from litcpt.commands import dpo, pretrain
+    from litcpt.runtime.precision import check_precision
+    from litcpt.training import harness
+
+    expected = check_precision("bf16-true", 5e-7)
+
+    def caught(call) -> list[str]:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            call()
+        return [str(w.message) for w in seen if "most weights will not change" in str(w.message)]
+
+    dry = caught(lambda: dpo.setup(tiny_checkpoint, out_dir=tmp_path / "d", precision="bf16-true", accelerator="cpu",
+                                   dry_run=True))
+    assert dry == [expected]
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(harness, "build_trainer", stop)  # the real run up to its Trainer: the warning comes before
+    optimizer = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 5e-7}}
+
+    def real():
+        with pytest.raises(Stop):
+            pretrain.setup(initial_checkpoint_dir=tiny_checkpoint, out_dir=tmp_path / "p", precision="bf16-true",
+                           accelerator="cpu", optimizer=optimizer)
+
+    assert caught(real) == [expected]
+    dry_pretrain = caught(lambda: pretrain.setup(initial_checkpoint_dir=tiny_checkpoint, out_dir=tmp_path / "q",
+                                                 precision="bf16-true", accelerator="cpu", optimizer=optimizer,
+                                                 dry_run=True))
+    assert dry_pretrain == [expected]
+    assert caught(lambda: dpo.setup(tiny_checkpoint, out_dir=tmp_path / "e", precision="bf16-mixed", accelerator="cpu",
+                                    dry_run=True)) == []
