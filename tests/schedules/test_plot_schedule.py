@@ -103,7 +103,7 @@ def test_optimizer_name_alone_uses_its_default_lr(tmp_path):
     ({"optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.0}}}, r"optimizer.init_args.lr"),
     ({"lr_schedule": {"class_path": "litcpt.callbacks.NoSuchLR"}}, r"lr_schedule|NoSuchLR"),
     ({"lr_schedule": {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}},
-     r"not a litcpt LR-schedule callback"),
+     r"subclass of LRScheduleCallback"),
     ({"lr_schedule": {"class_path": "litcpt.callbacks.WSDLR", "init_args": {"warmup_steps": 150, "decay": 0.5}}},
      r"longer than the stage"),
     ({"train": {"global_batch_size": 16, "micro_batch_size": 8, "max_tokens": 100}}, r"less than one optimizer step"),
