@@ -338,6 +338,11 @@ class LRScheduleCallback(Callback):
         seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else None
         return self.resolve(StageFacts(steps=steps, tokens_per_step=tps, peak_lr=peak_lr, seq_length=seq))
 
+    @property
+    def stage_start_step(self) -> Optional[int]:
+        """The global step the current stage started at (``None`` before training starts)."""
+        return self._stage_start_step
+
     def lr_stage(self, *, max_steps: int, peak_lr: Optional[float] = None, tokens_per_step: Optional[float] = None,
                  seq_length: Optional[int] = None, ckpt_path: str | Path | None = None) -> LRStage:
         """The stage ``Trainer(max_steps=max_steps).fit(..., ckpt_path=ckpt_path)`` will train with, known before

@@ -17,6 +17,7 @@ ALWAYS: dict[str, list[str]] = {
     "options": ["jsonargparse"],  # options, nested, kinds, positional: from litcpt's signatures, by jsonargparse
     "help": ["python", "jsonargparse", "docstring-parser"],  # argparse lays it out; docstrings give the texts
     "print_config": ["jsonargparse"],
+    "classes": ["jsonargparse"],  # the classes options take and their parameters, also on the classes' libraries
 }
 """What each part always depends on (``python``: the minor version), besides the distributions it names."""
 
@@ -37,12 +38,14 @@ def answers(parser: Any, positional: str | None) -> dict[str, Any]:
 
 
 def describe(parser: Any) -> dict[str, Any]:
-    """``{"options", "nested", "kinds", "expanded"}`` of a jsonargparse parser: every option string, the options that
-    take nested keys (``--data``, ``--optimizer``...), ``{option: simple_kind}``, and the top-level packages of the
-    classes expanded into keys (``--train.*``) that are not litcpt's."""
+    """``{"options", "nested", "kinds", "expanded", "accepts", "classes"}`` of a jsonargparse parser: every option
+    string, the options that take nested keys (``--data``, ``--optimizer``...), ``{option: simple_kind}``, the
+    top-level packages of the classes expanded into keys (``--train.*``) that are not litcpt's, ``{option: [class
+    path, ...]}`` of the options that take a class, and ``{class path: [parameter, ...]}`` of those classes (what
+    :mod:`litcpt.cli.recipe_keys` checks ``init_args`` against)."""
     from jsonargparse._typehints import ActionTypeHint
 
-    options, nested, kinds = [], [], {}
+    options, nested, kinds, accepts = [], [], {}, {}
     for action in parser._actions:
         options += action.option_strings
         if isinstance(action, ActionTypeHint):
@@ -50,10 +53,37 @@ def describe(parser: Any) -> dict[str, Any]:
             kind = simple_kind(getattr(action, "_typehint", None))
             if kind is not None:
                 kinds.update({o: kind for o in action.option_strings if o.startswith("--")})
-    classes = [getattr(group, "group_class", None) for group in getattr(parser, "groups", {}).values()]
-    expanded = {c.__module__.split(".")[0] for c in classes if isinstance(c, type)} - {"litcpt"}
+            paths = _subclass_paths(getattr(action, "_typehint", None))
+            if paths:
+                accepts[action.dest] = paths
+    groups = [getattr(group, "group_class", None) for group in getattr(parser, "groups", {}).values()]
+    expanded = {c.__module__.split(".")[0] for c in groups if isinstance(c, type)} - {"litcpt"}
+    classes = {path: params for path in sorted({p for ps in accepts.values() for p in ps})
+               if (params := _parameters(path)) is not None}
     return {"options": sorted(set(options)), "nested": sorted(set(nested)), "kinds": kinds,
-            "expanded": sorted(expanded)}
+            "expanded": sorted(expanded), "accepts": accepts, "classes": classes}
+
+
+def _subclass_paths(typehint: Any) -> list[str]:
+    """The class paths jsonargparse knows for an option of type ``typehint`` (those of
+    :data:`~litcpt.cli.parser.RECIPE_CLASSES` among them), in its order; ``[]`` if it takes no class."""
+    from jsonargparse._typehints import get_all_subclass_paths, get_subclass_types
+
+    types = get_subclass_types(typehint, also_lists=True, callable_return=True) if typehint is not None else None
+    if not types:
+        return []
+    return list(dict.fromkeys(p for t in types for p in get_all_subclass_paths(t)))
+
+
+def _parameters(class_path: str) -> list[str] | None:
+    """The parameter names jsonargparse accepts in ``init_args`` of ``class_path`` (``None`` if it cannot say)."""
+    from jsonargparse._parameter_resolvers import get_signature_parameters
+    from jsonargparse._util import import_object
+
+    try:
+        return sorted({p.name for p in get_signature_parameters(import_object(class_path))})
+    except Exception:
+        return None
 
 
 def simple_kind(typehint: Any) -> dict[str, Any] | None:
@@ -76,19 +106,21 @@ def simple_kind(typehint: Any) -> dict[str, Any] | None:
 
 
 def depends(entry: Mapping[str, Any], distributions: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    """``{"options"|"help"|"print_config": [distribution, ...]}``: :data:`ALWAYS`, the distributions of the classes
-    expanded into keys, and those whose packages a text names (``lightning.pytorch.callbacks.EMA``,
-    ``torch.optim.AdamW``: lists of subclasses, torch's AdamW arguments). ``distributions``: import name ->
-    distribution names, as ``importlib.metadata.packages_distributions()``."""
+    """``{"options"|"help"|"print_config"|"classes": [distribution, ...]}``: :data:`ALWAYS`, the distributions of the
+    classes expanded into keys, those whose packages a text names (``lightning.pytorch.callbacks.EMA``,
+    ``torch.optim.AdamW``: lists of subclasses, torch's AdamW arguments) and, for ``classes``, those of the classes
+    options take. ``distributions``: import name -> distribution names, as
+    ``importlib.metadata.packages_distributions()``."""
 
     def of(packages: list[str]) -> set[str]:
         return {d for p in packages for d in distributions.get(p, [p])}
 
     expanded = of(list(entry.get("expanded", [])))
+    classes = of(sorted({c.split(".")[0] for c in entry.get("classes", {})} - {"litcpt"}))
     out = {}
     for part, always in ALWAYS.items():
-        text = entry.get(part) if part != "options" else None
+        text = entry.get(part) if part in ("help", "print_config") else None
         named = [p for p in distributions if p != "litcpt" and text
                  and re.search(rf"(?<![\w.]){re.escape(p)}\.[A-Za-z_]", text)]
-        out[part] = sorted(set(always) | expanded | of(named))
+        out[part] = sorted(set(always) | expanded | of(named) | (classes if part == "classes" else set()))
     return out

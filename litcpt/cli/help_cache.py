@@ -7,8 +7,10 @@ about 5 s of imports before anything can be said. So what a command's parser say
 ``--optimizer``...), the types of options that are plain int/float/bool/None/Literal, the command's positional
 parameter and what ``--print_config`` alone prints (the defaults). ``--help``, ``--print_config`` alone, a key that
 the parser would reject as unknown (``--train.max_tokns``) and a plainly wrong simple value (``--train.max_steps
-abc``) are answered from that in a fraction of a second. Anything else (values inside ``init_args``, ``--config``
-files, ``--print_config`` with other arguments) goes through the real parser, which checks every value again.
+abc``) are answered from that in a fraction of a second, and so are unknown keys of a ``--config`` recipe and of
+``init_args`` (the classes each option takes and their parameters: :mod:`litcpt.cli.recipe_keys`). Anything else
+(values inside ``init_args``, ``--print_config`` with other arguments) goes through the real parser, which checks
+every value again.
 
 **When the answers are right.** Each entry records what it was made from, and is used only while that still holds:
 
@@ -57,10 +59,11 @@ SHIPPED_DIR = PACKAGE / "assets" / "cli"
 REGENERATE = "python -m litcpt.cli.help_cache --regenerate"
 WHOLE = ("cli/parser.py", "cli/answers.py")
 """Modules whose every function body counts: they build the parsers and write down what they say."""
-_SERVING = frozenset({"__main__.py", "cli/main.py", "cli/errors.py", "cli/help_cache.py", "cli/fingerprint.py"})
+_SERVING = frozenset({"__main__.py", "cli/main.py", "cli/errors.py", "cli/help_cache.py", "cli/fingerprint.py",
+                      "cli/recipe_keys.py"})
 """Modules of the CLI that serve the answers: not part of any parser."""
 _FIELDS = {"options": ("options", "nested", "kinds", "positional", "expanded"), "help": ("help",),
-           "print_config": ("print_config",)}
+           "print_config": ("print_config",), "classes": ("accepts", "classes")}
 """Which fields of an entry each part of :func:`litcpt.cli.answers.depends` covers."""
 _ALWAYS_KNOWN = {"-h", "--help", "--config", "--print_config"}
 

@@ -124,7 +124,10 @@ def _answer_from_cache(command: str, args: list[str], cached: dict) -> None:
     if flags == ["--print_config"] and cached.get("print_config") is not None:
         print(cached["print_config"], end="")
         raise SystemExit(0)
-    problem = cli_cache.unknown_key(flags, cached) or cli_cache.bad_value(flags, cached)
+    from litcpt.cli import recipe_keys
+
+    problem = (cli_cache.unknown_key(flags, cached) or recipe_keys.problem(flags, cached)
+               or cli_cache.bad_value(flags, cached))
     if problem:
         print(f"litcpt {command}: error: {problem} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
         raise SystemExit(2)
@@ -138,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     command, args = argv[0].replace("_", "-"), argv[1:]
     command = command if command in COMMANDS else command.replace("-", "_")
     if command not in COMMANDS:
-        print(f"litcpt: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        import difflib
+
+        close = difflib.get_close_matches(argv[0].replace("_", "-"), list(COMMANDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"litcpt: unknown command {argv[0]!r}{hint}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
     from litcpt.cli import help_cache as cli_cache
     cached = cli_cache.load(command)  # --help, unknown keys... answered without importing torch/Lightning/LitGPT
@@ -165,8 +172,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         what = (error_line(err, cfg) if isinstance(err, (ArgumentError, ValueError, TypeError))
                 else f"{type(err).__name__}: {err}")
-        if "Unrecognized arguments" in what:  # the same line as from the cache: the key, and the closest one
-            what = cli_cache.unknown_key(args, describe(parser)) or what
+        if isinstance(err, ArgumentError):  # the same line as from the cache: the key, and the closest one
+            from litcpt.cli import recipe_keys
+
+            described = describe(parser)
+            what = cli_cache.unknown_key(args, described) or recipe_keys.problem(args, described) or what
         print(f"litcpt {command}: error: {what} (arguments: {' '.join(args)[:300]})", file=sys.stderr)
         raise SystemExit(2) from None
     kwargs = {k: v for k, v in init.items() if k != "config"}

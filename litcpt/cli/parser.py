@@ -6,6 +6,7 @@ answers (:mod:`litcpt.cli.help_cache`) are made from. Imports nothing heavy unti
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 
 HELP_WIDTH = 100
@@ -48,10 +49,38 @@ _DESCRIPTIONS: dict[str, str] = {
 }
 
 
+RECIPE_CLASSES = ("litcpt.data", "litcpt.callbacks")
+"""The packages whose classes recipes name by ``class_path`` (``litcpt.data.Replay``): imported by a parser with an
+option that takes a class, so that ``--help`` lists them among the known subclasses and the keys of their
+``init_args`` are known before any run (:func:`litcpt.cli.answers.describe`)."""
+
+
+def _import_recipe_classes(parser) -> None:
+    from jsonargparse._typehints import ActionTypeHint, get_subclass_types
+
+    if any(isinstance(a, ActionTypeHint) and get_subclass_types(a._typehint, also_lists=True, callable_return=True)
+           for a in parser._actions):
+        for module in RECIPE_CLASSES:
+            importlib.import_module(module)
+
+
 def load_command(target: str) -> Callable:
     """The function behind ``"module:function"`` (imported now: the command's heavy imports come with it)."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+_MARKUP = [(re.compile(r":(?:class|func|meth|mod|data|attr|obj):`~?([^`]+)`"), r"\1"),  # Sphinx roles: the name
+           (re.compile(r"``([^`]+)``"), r"\1"),  # RST literals: the text
+           (re.compile(r"<class '(?:[\w]+\.)*(\w+)'>"), r"\1")]  # a bare type: its name (Path)
+"""What ``--help`` drops from the docstrings and type names it shows (they are written for the API docs)."""
+
+
+def plain(text: str) -> str:
+    """``text`` without RST markup or ``<class '...'>``: what ``--help`` prints."""
+    for pattern, replacement in _MARKUP:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def build_parser(command: str, function: Callable):
@@ -65,12 +94,22 @@ def build_parser(command: str, function: Callable):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **{**kwargs, "width": HELP_WIDTH})
 
+        def _expand_help(self, action):
+            return plain(super()._expand_help(action))
+
+        def _format_text(self, text):
+            return super()._format_text(plain(text))
+
+        def start_section(self, heading):
+            super().start_section(plain(heading) if heading else heading)
+
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     parser = ArgumentParser(prog=f"litcpt {command}", description=(function.__doc__ or "").split("\n\n")[0],
                             exit_on_error=False, default_meta=False, allow_abbrev=False,  # no key prefixes
                             formatter_class=FixedWidth)
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML recipe; later flags override its keys")
     parser.add_function_arguments(function, as_group=False, fail_untyped=False)
+    _import_recipe_classes(parser)
     return parser
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
+from litcpt.callbacks import LRScheduleCallback
 from litcpt.losses.preference import DEFAULT_BETA, DPOLossName, FDivergenceName
 from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
@@ -46,7 +46,7 @@ def setup(
     data: DataModule | None = None,
     train: TrainArgs = TrainArgs(global_batch_size=64, micro_batch_size=4, save_interval=None),
     eval: EvalArgs = EvalArgs(interval=100, max_iters=50),
-    lr_schedule: Callback | None = None,
+    lr_schedule: LRScheduleCallback | None = None,
     optimizer: OptimizerArg | None = None,
     devices: int | str = "auto",
     num_nodes: int = 1,
@@ -102,7 +102,7 @@ def setup(
         strategy: ``auto``, ``ddp``, ``fsdp`` or ``fsdp2`` (the reference is sharded like the policy).
         precision: Lightning precision; default ``bf16-mixed`` on GPU (fp32 master weights: DPO lr of 5e-7 would
             vanish under ``bf16-true``), ``32-true`` on CPU.
-        logger_name: ``csv`` or ``tensorboard``.
+        logger_name: ``csv``, ``tensorboard`` (``logs/version_N``), ``wandb`` or ``mlflow`` (project ``litcpt``).
         seed: random seed.
         accelerator: ``auto``, ``cpu``, ``gpu``.
         resume: ``true`` / ``auto`` / a ``.ckpt`` path, as for ``litcpt pretrain``.

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from litgpt import Config
 from litgpt.data import DataModule
 
+from litcpt.callbacks import LRScheduleCallback
 from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
 from litcpt.training.args import EvalArgs, TrainArgs
@@ -32,7 +33,7 @@ def setup(
     data: DataModule | None = None,
     train: TrainArgs = TrainArgs(max_tokens=int(1e6)),
     eval: EvalArgs = EvalArgs(),
-    lr_schedule: Callback | None = None,
+    lr_schedule: LRScheduleCallback | None = None,
     optimizer: OptimizerArg = "AdamW",
     devices: int | str = "auto",
     num_nodes: int = 1,
@@ -69,7 +70,7 @@ def setup(
         num_nodes: number of nodes.
         strategy: ``auto``, ``ddp``, ``fsdp`` (FSDP1, Block-wise) or ``fsdp2`` (``fully_shard`` per Block).
         tokenizer_dir: tokenizer dir (default: the one in ``initial_checkpoint_dir``, else the bundled one).
-        logger_name: ``csv`` or ``tensorboard``.
+        logger_name: ``csv``, ``tensorboard`` (``logs/version_N``), ``wandb`` or ``mlflow`` (project ``litcpt``).
         seed: random seed.
         accelerator: ``auto``, ``cpu``, ``gpu``.
         callbacks: more Lightning callbacks, e.g. ``litcpt.callbacks.SkipSpikes`` (skip-step on loss/gradient spikes)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from lightning.pytorch.callbacks import Callback
 from litgpt.data import DataModule
 
+from litcpt.callbacks import LRScheduleCallback
 from litcpt.losses.reward import RewardLossName
 from litcpt.runtime.optim import OptimizerArg
 from litcpt.runtime.strategies import StrategyName
@@ -36,7 +36,7 @@ def setup(
     share_prompt: bool = False,
     train: TrainArgs = TrainArgs(global_batch_size=16, micro_batch_size=4, save_interval=200, max_norm=1.0),
     eval: EvalArgs = EvalArgs(interval=50, max_iters=25),
-    lr_schedule: Callback | None = None,
+    lr_schedule: LRScheduleCallback | None = None,
     optimizer: OptimizerArg = "AdamW",
     devices: int | str = "auto",
     num_nodes: int = 1,
@@ -69,10 +69,10 @@ def setup(
         train: training-loop arguments; without ``max_steps``/``max_tokens``, one epoch of the pairs.
         eval: validation arguments (held-out pairs).
         lr_schedule: LR callback (default: ``WarmupCosineLR(warmup=0.03, min_lr_ratio=0.1)``).
-        optimizer: LitGPT-style optimizer spec (``AdamW`` with torch defaults, or ``{class_path, init_args: {lr:
-        ...}}``;
-            recipes set a small lr, e.g. 1e-5 for billion-parameter backbones).
-        devices, num_nodes, strategy, logger_name, seed, accelerator: as for ``litcpt pretrain``.
+        optimizer: LitGPT-style optimizer spec (``AdamW`` with torch defaults, or
+            ``{class_path, init_args: {lr: ...}}``; recipes set a small lr, e.g. 1e-5 for billion-parameter backbones).
+        devices, num_nodes, strategy, seed, accelerator: as for ``litcpt pretrain``.
+        logger_name: ``csv``, ``tensorboard`` (``logs/version_N``), ``wandb`` or ``mlflow`` (project ``litcpt``).
         dry_run: print the parameter count and the per-rank memory estimate (parameters, gradients, optimizer,
             activations at the micro-batch) for this world size and strategy, then exit without building the model.
     """

@@ -186,8 +186,8 @@ def check_textfiles_prepared(data: Any) -> None:
             )
 
 
-def _from_recipe(recipe: Path) -> tuple[Any, Path | None]:
-    """The data module and tokenizer dir a training recipe would use."""
+def _from_recipe(recipe: Path) -> tuple[Any, Path | None, str]:
+    """The data module and tokenizer dir a training recipe would use, and the recipe's key that named the dir."""
     import yaml
     from jsonargparse import ArgumentParser
 
@@ -197,13 +197,15 @@ def _from_recipe(recipe: Path) -> tuple[Any, Path | None]:
         raise ValueError(f"recipe: cannot read {str(recipe)!r} ({err})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"recipe: {str(recipe)!r} is not a mapping of keys")
-    tokenizer_dir = raw.get("tokenizer_dir") or raw.get("initial_checkpoint_dir") or raw.get("checkpoint_dir")
+    keys = ("tokenizer_dir", "initial_checkpoint_dir", "checkpoint_dir")
+    key = next((k for k in keys if raw.get(k)), "tokenizer_dir")
+    tokenizer_dir = raw.get(key)
     data = None
     if raw.get("data") is not None:
         parser = ArgumentParser(exit_on_error=False)
         parser.add_argument("--data", type=DataModule)
         data = parser.instantiate_classes(parser.parse_object({"data": raw["data"]})).data
-    return data, Path(tokenizer_dir) if tokenizer_dir else None
+    return data, Path(tokenizer_dir) if tokenizer_dir else None, key
 
 
 def _sources(data: Any) -> list[tuple[Any, str, Any]]:
@@ -240,15 +242,20 @@ def prepare_corpora(
 
     from litcpt import assets
 
-    recipe_data, recipe_tokenizer = _from_recipe(recipe) if recipe is not None else (None, None)
+    recipe_data, recipe_tokenizer, key = _from_recipe(recipe) if recipe is not None else (None, None, "")
     data = data if data is not None else recipe_data
     if data is None:
         from litcpt.data import TextFiles
 
         data = TextFiles(train_data_path=assets.pretrain_files("en")[0].parent, name="en")
+    # the key the user wrote: --tokenizer_dir, else the recipe's tokenizer_dir / initial_checkpoint_dir
+    where = "tokenizer_dir" if tokenizer_dir is not None or recipe_tokenizer is None else f"{recipe}: {key}"
     tokenizer_dir = Path(tokenizer_dir or recipe_tokenizer or assets.tokenizer_dir())
+    if not tokenizer_dir.is_dir():
+        hint = "" if where == "tokenizer_dir" else "; run the stage that writes it first, or give --tokenizer_dir"
+        raise FileNotFoundError(f"{where}: {str(tokenizer_dir)!r} does not exist (the tokenizer is read from it{hint})")
     if not ((tokenizer_dir / "tokenizer.json").is_file() or (tokenizer_dir / "tokenizer.model").is_file()):
-        raise FileNotFoundError(f"tokenizer_dir: {str(tokenizer_dir)!r} has no tokenizer.json or tokenizer.model")
+        raise FileNotFoundError(f"{where}: {str(tokenizer_dir)!r} has no tokenizer.json or tokenizer.model")
     tokenizer = Tokenizer(tokenizer_dir)
     processes = int(num_processes) or (os.cpu_count() or 1)
     entries = []

@@ -27,6 +27,7 @@ from litcpt.demo.runtime import (
     QUICK_MODEL,
     QUICK_TOKENS,
     TINY_MODEL,
+    DemoProgress,
     Scenario,
     lr_schedule_spec,
     mix_data,
@@ -148,11 +149,13 @@ def run_beyond(*, out_dir: Path, d1_tokens: int | None, d2_tokens: int | None, l
     start = time.perf_counter()
     times: dict[str, float] = {}
     with torch_threads(num_threads):
-        for scenario in scenarios:
-            print(f"litcpt demo (beyond): {scenario.name} ...", file=sys.stderr)
+        progress = DemoProgress(scenarios, file=sys.stderr, desc="litcpt demo (beyond)")
+        for index, scenario in enumerate(scenarios):
             t0 = time.perf_counter()
-            run_scenario(scenario, runs_dir, verbose=verbose)
+            run_scenario(scenario, runs_dir, verbose=verbose, on_step=progress.start(index))
+            progress.finish()
             times[scenario.name] = time.perf_counter() - t0
+        progress.close()
         _merge_last(runs_dir / "const", PMA_K, runs_dir / "const-pma" / "final")
         steps = {s.name: int(s.recipe["train"]["max_tokens"]) // tps for s in scenarios}
         rows = [

@@ -22,6 +22,7 @@ from litcpt.demo.runtime import (
     QUICK_MODEL,
     QUICK_TOKENS,
     TINY_MODEL,
+    DemoProgress,
     run_scenario,
     runs_dir_of,
     torch_threads,
@@ -110,8 +111,6 @@ def run_cpt(
 ) -> dict[str, Any]:
     """The continual-pretraining part (``litcpt demo --part cpt``; the arguments are the command's): every scenario of
     :func:`~litcpt.demo.scenarios.build_scenarios` run in order, then the report of them all."""
-    from tqdm.auto import tqdm
-
     from litcpt.report.files import write_report
     from litcpt.report.runs import load_runs, markdown_table, table_rows, to_json
 
@@ -136,13 +135,13 @@ def run_cpt(
     start = time.perf_counter()
     times: dict[str, float] = {}
     with torch_threads(num_threads):
-        bar = tqdm(scenarios, desc="litcpt demo", unit="run", file=sys.stderr, dynamic_ncols=True)
-        for scenario in bar:
-            bar.set_postfix_str(scenario.name)
+        progress = DemoProgress(scenarios, file=sys.stderr)
+        for index, scenario in enumerate(scenarios):
             t0 = time.perf_counter()
-            run_scenario(scenario, runs_dir, verbose=verbose)
+            run_scenario(scenario, runs_dir, verbose=verbose, on_step=progress.start(index))
+            progress.finish()
             times[scenario.name] = time.perf_counter() - t0
-        bar.close()
+        progress.close()
     wall = time.perf_counter() - start
 
     runs = load_runs([runs_dir / s.name for s in scenarios], [s.label for s in scenarios])

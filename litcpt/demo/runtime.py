@@ -8,15 +8,16 @@ import importlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from litcpt.runtime.atomic import write_yaml
 
-__all__ = ["DEFAULT_TOKENS", "QUICK_MODEL", "QUICK_TOKENS", "TINY_MODEL", "Scenario", "instantiate", "lr_schedule_spec",
-           "mix_data", "quiet_run", "run_scenario", "text_data", "torch_threads"]
+__all__ = ["DEFAULT_TOKENS", "QUICK_MODEL", "QUICK_TOKENS", "TINY_MODEL", "DemoProgress", "Scenario", "instantiate",
+           "lr_schedule_spec", "mix_data", "quiet_run", "run_scenario", "scenario_tokens", "step_report", "text_data",
+           "torch_threads"]
 
 TINY_MODEL: dict[str, Any] = dict(
     name="litcpt-tiny", block_size=128, vocab_size=4096, padded_vocab_size=4096, n_layer=4, n_head=4, n_embd=128,
@@ -125,7 +126,69 @@ def runs_dir_of(out_dir: Path | str, name: str) -> tuple[Path, Path]:
     return out_dir, runs_dir
 
 
-def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -> Path:
+def scenario_tokens(scenario: Scenario) -> int:
+    """The training tokens of a scenario's run (its recipe's ``train.max_tokens``; 1 if it gives none): the weight of
+    the run in the demo's ETA."""
+    return int((scenario.recipe.get("train") or {}).get("max_tokens") or 1)
+
+
+class DemoProgress:
+    """One line on ``file``, updated: the runs done, the current run's optimizer step, and an ETA weighted by each
+    run's tokens (the bar counts tokens: a run of 4x the tokens moves it 4x as far)."""
+
+    def __init__(self, scenarios: Sequence[Scenario], file: Any, desc: str = "litcpt demo") -> None:
+        from tqdm.auto import tqdm
+
+        self.weights = [scenario_tokens(s) for s in scenarios]
+        self.names = [s.name for s in scenarios]
+        self.bar = tqdm(total=sum(self.weights), desc=desc, unit="tok", unit_scale=True, file=file,
+                        dynamic_ncols=True)
+        self.index, self.done = 0, 0
+
+    def start(self, index: int) -> Callable[[int, int], None]:
+        """Run ``index`` starts: returns what its steps report to (``on_step(step, max_steps)``)."""
+        self.index, self.done = index, sum(self.weights[:index])
+        self._show(0, None)
+        return self.step
+
+    def step(self, step: int, max_steps: int) -> None:
+        self._show(step, max_steps)
+
+    def finish(self) -> None:
+        """The current run is done: its whole weight counts."""
+        self.bar.n = self.done + self.weights[self.index]
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def _show(self, step: int, max_steps: int | None) -> None:
+        fraction = min(step / max_steps, 1.0) if max_steps else 0.0
+        self.bar.n = self.done + round(self.weights[self.index] * fraction)
+        at = f"step {step}/{max_steps}" if max_steps else "starting"
+        self.bar.set_postfix_str(f"run {self.index + 1}/{len(self.weights)} {self.names[self.index]}: {at}",
+                                 refresh=False)
+        self.bar.refresh()
+
+
+def step_report(on_step: Callable[[int, int], None]) -> Any:
+    """A Lightning callback that calls ``on_step(global_step, max_steps)`` after each optimizer step."""
+    from lightning.pytorch.callbacks import Callback
+
+    class StepReport(Callback):
+        def __init__(self) -> None:
+            self.shown = -1
+
+        def on_train_batch_end(self, trainer: Any, *_: Any) -> None:
+            if trainer.global_step != self.shown:  # once per optimizer step, not per micro-batch
+                self.shown = trainer.global_step
+                on_step(trainer.global_step, trainer.max_steps)
+
+    return StepReport()
+
+
+def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False,
+                 on_step: Callable[[int, int], None] | None = None) -> Path:
     """Run one scenario into ``runs_dir/<name>`` (replacing an earlier run there); returns its run dir.
 
     The recipe (with ``out_dir`` and, for a continued run, ``initial_checkpoint_dir``) is written to the run's
@@ -147,6 +210,8 @@ def run_scenario(scenario: Scenario, runs_dir: Path, *, verbose: bool = False) -
     # the optimizer as the recipe's {class_path, init_args} dict (not the parser's callable): the run saves it in the
     # checkpoint's hyperparameters, as the demo's runs always have
     args["optimizer"] = recipe["optimizer"]
+    if on_step is not None:  # the run's steps, on the demo's one line (its own bar goes to train.log)
+        args["callbacks"] = [*(args.get("callbacks") or []), step_report(on_step)]
     context = contextlib.nullcontext() if verbose else quiet_run(out / "train.log")
     with context:
         run(**args)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from litcpt.runtime.atomic import write_lines
+from litcpt.runtime.atomic import write_json, write_lines
 from litcpt.runtime.checkpoint import check_checkpoint_dir
 
-__all__ = ["score_file", "score_texts", "scores_file_name", "tokenize_texts"]
+__all__ = ["format_score_table", "score_file", "score_texts", "scores_file_name", "summary_file_name", "tokenize_texts"]
 
 
 def _rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict]]:
@@ -92,12 +92,13 @@ def score_file(
     """Score the jsonl file ``data`` with the reward model of ``checkpoint_dir``: one score per
     ``{"prompt", "response"}`` row, or both responses of each preference pair and the pairwise accuracy (ties count
     half); the scores go to ``out_file`` (default ``<out_dir or out/score>/<data name>.scores.jsonl``, see
-    :func:`scores_file_name`) and the summary is printed.
+    :func:`scores_file_name`), the summary as JSON beside them (:func:`summary_file_name`); a table is printed.
 
     The arguments are ``litcpt score``'s (:func:`litcpt.commands.score.main`: its signature holds their defaults, its
     docstring what each means); every one is given, by name.
 
-    Returns: the summary (``checkpoint_dir``, ``data``, ``rows``, ``scores``; for pairs ``accuracy`` and ``pairs``).
+    Returns: the summary (``checkpoint_dir``, ``data``, ``rows``, ``scores``, ``summary``: the JSON file it is written
+    to; for pairs ``accuracy``, ``pairs`` and ``subsets``); a table of it is printed.
     """
     from litgpt import Tokenizer
 
@@ -148,7 +149,48 @@ def score_file(
         ]
         summary["accuracy"] = pair_accuracy(chosen, rejected, ties="half")
         summary["pairs"] = len(pairs)
+        summary["subsets"] = {name: {"pairs": len(cs), "accuracy": pair_accuracy(cs, rs, ties="half")}
+                              for name, (cs, rs) in _by_subset(records).items()}
     write_lines(out_file, [json.dumps(record) for record in records])
     summary["scores"] = str(out_file)
-    print(json.dumps(summary, indent=2))
+    summary["summary"] = str(summary_file_name(out_file))
+    write_json(summary_file_name(out_file), summary)
+    print(format_score_table(summary, records))
     return summary
+
+
+def summary_file_name(out_file: Path) -> Path:
+    """``x.scores.jsonl`` -> ``x.scores.summary.json``: the summary, beside the scores."""
+    name = out_file.name
+    return out_file.with_name(f"{name[:-len('.jsonl')] if name.endswith('.jsonl') else name}.summary.json")
+
+
+def _by_subset(records: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for record in records:
+        chosen, rejected = out.setdefault(str(record.get("subset") or "all"), ([], []))
+        chosen.append(record["score_chosen"])
+        rejected.append(record["score_rejected"])
+    return out
+
+
+def format_score_table(summary: dict, records: list[dict]) -> str:
+    """The terminal table of ``litcpt score``: for pairs, the accuracy per subset and over all pairs (ties count
+    half); for rows, the count and the mean, spread and range of the scores; then where the files went."""
+    lines = [f"litcpt score: {summary['data']} with {summary['checkpoint_dir']}"]
+    if "subsets" in summary:
+        width = max([len(name) + 2 for name in summary["subsets"]] + [20])
+        rule = "-" * (width + 20)
+        lines += [f"{'subset':<{width}}  {'pairs':>7}  {'accuracy':>8}", rule]
+        lines += [f"  {name:<{width - 2}}  {v['pairs']:>7}  {v['accuracy']:8.4f}"
+                  for name, v in summary["subsets"].items()]
+        lines += [rule, f"{'accuracy (all pairs)':<{width}}  {summary['pairs']:>7}  {summary['accuracy']:8.4f}"]
+    else:
+        scores = [r["score"] for r in records]
+        mean = sum(scores) / max(len(scores), 1)
+        std = (sum((x - mean) ** 2 for x in scores) / max(len(scores), 1)) ** 0.5
+        lines += [f"{'rows':>7}  {'mean':>9}  {'std':>9}  {'min':>9}  {'max':>9}",
+                  f"{len(scores):>7}  {mean:9.4f}  {std:9.4f}  {min(scores, default=0.0):9.4f}  "
+                  f"{max(scores, default=0.0):9.4f}"]
+    lines += [f"scores: {summary['scores']}", f"summary: {summary['summary']}"]
+    return "\n".join(lines)

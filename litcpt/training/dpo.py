@@ -21,6 +21,7 @@ from litgpt.data import DataModule
 from litcpt.losses.preference import DPOLoss
 from litcpt.runtime.checkpoint import check_checkpoint_dir, load_config
 from litcpt.runtime.optim import OptimizerArg
+from litcpt.runtime.quiet import quiet_third_party
 from litcpt.runtime.tokenizers import load_checked_tokenizer
 from litcpt.training.args import EvalArgs, TrainArgs
 from litcpt.training.harness import LoggerName, Resume, RunSpec, fit
@@ -250,5 +251,6 @@ def run(
                       activation_checkpointing=train.activation_checkpointing, compile=train.compile,
                       fused_head=train.fused_head, defer_init=spec.sharded)
     spec.callbacks = [train.lr_schedule(lr_schedule, "dpo"), *([sync] if sync is not None else [])]
+    quiet_third_party(frozen_modules=True)  # the reference model stays in eval mode on purpose
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

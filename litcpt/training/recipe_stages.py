@@ -154,6 +154,14 @@ def plot_recipe_stages(stages: Sequence[RecipeStage], path: Path | str, *, x: Ax
                        path, xlabel="tokens" if x == "tokens" else "optimizer steps", title=title)  # atomic
 
 
+def lr_summary(stage: RecipeStage) -> str:
+    """``LR start 0, peak 0.003 (step 9), end 0.0003``: the LR of the stage's first, highest and last optimizer
+    steps (the first of equal highest)."""
+    lrs = [stage.lr_at_step(step) for step in range(stage.steps)]
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    return f"LR start {lrs[0]:.3g}, peak {lrs[peak]:.3g} (step {peak}), end {lrs[-1]:.3g}"
+
+
 def plot_schedule(recipes: Sequence[Path | str] | Path | str, out: Path | str = Path("lr.png"), *,
                   x: Axis = "tokens", labels: Sequence[str] | None = None, title: str | None = None) -> Path:
     """``litcpt plot-schedule``: draw the recipes' stages to the PNG ``out`` and print one line per stage.
@@ -165,6 +173,6 @@ def plot_schedule(recipes: Sequence[Path | str] | Path | str, out: Path | str = 
     written = plot_recipe_stages(stages, out, x=x, title=title)
     for stage in stages:
         print(f"{stage.name}: {stage.callback}, {stage.steps} steps x {stage.tokens_per_step} tokens "
-              f"= {stage.tokens} tokens, LR {stage.lr_at_step(0):.3g} -> {stage.lr_at_step(stage.steps - 1):.3g}")
+              f"= {stage.tokens} tokens, {lr_summary(stage)}")
     print(f"wrote {written}")
     return written

@@ -50,5 +50,7 @@ def test_metrics_rows_and_progress_bar_count_optimizer_steps(tmp_path):
     assert (out / "checkpoints" / "step-00000006.ckpt").read_bytes() == saved["step-00000006.ckpt"]
     bar = _bar(resumed.stdout)
     assert bar[0][0] == 6 and bar[-1] == (10, 10) and {t for _, t in bar} == {10}, bar
+    rates = [float(r) for r in re.findall(r"([\d.]+)it/s", resumed.stdout)]
+    assert max(rates, default=0) < 1000, rates  # the rate of the steps this process trained, not of 0 -> 6 at once
     steps = [int(r["step"]) for r in _rows(out / "logs" / "version_1" / "metrics.csv")]
     assert steps == list(range(6, 10)), steps

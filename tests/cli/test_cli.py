@@ -35,7 +35,7 @@ def test_usage_lists_commands(capsys):
 
 def test_unknown_command(capsys):
     code, _, err = run_cli(capsys, "pretrian")
-    assert code == 2 and "unknown command 'pretrian'" in err
+    assert code == 2 and "unknown command 'pretrian' (did you mean 'pretrain'?)" in err
 
 
 def test_help_lists_recipe_keys(capsys):
@@ -145,3 +145,35 @@ def test_the_cli_ends_the_process_group_after_the_command(tmp_path):
     _end_process_group()
     assert not dist.is_initialized()
     _end_process_group()  # nothing to do without a group
+
+
+@pytest.mark.parametrize("command", ["pretrain", "reward", "dpo"])
+def test_help_is_plain_text_and_lists_what_each_key_takes(capsys, command):
+    """No RST markup or ``<class '...'>`` from the docstrings; ``--lr_schedule`` lists litcpt's LR-schedule callbacks
+    (not every Lightning callback); ``--logger_name`` names all four loggers."""
+    code, out, _ = run_cli(capsys, command, "--help")
+    assert code == 0
+    assert "``" not in out and "<class" not in out and ":class:" not in out
+    lr_schedule = out[out.index("  --lr_schedule LR_SCHEDULE"):]
+    lr_schedule = " ".join(lr_schedule[:lr_schedule.index("\n  --", 5)].split())
+    assert "litcpt.callbacks.WarmupCosineLR" in lr_schedule and "litcpt.callbacks.InfiniteLR" in lr_schedule
+    assert "lightning" not in lr_schedule and "EMA" not in lr_schedule, lr_schedule
+    logger = out[out.index("  --logger_name"):]
+    logger = " ".join(logger[:logger.index("\n  --", 5)].split())
+    assert all(f"{name}," in logger or f"{name} " in logger for name in ("csv", "tensorboard", "wandb", "mlflow"))
+    assert "csv or tensorboard." not in logger
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_docstring_parses_so_its_help_describes_every_key(command):
+    """One malformed ``Args:`` entry makes docstring-parser give up, and ``--help`` then describes no key at all."""
+    import docstring_parser
+
+    from litcpt.cli.parser import load_command
+
+    function = load_command(COMMANDS[command])
+    docstring = docstring_parser.parse(function.__doc__, style=docstring_parser.DocstringStyle.GOOGLE)
+    import inspect
+
+    documented = {name for p in docstring.params for name in p.arg_name.replace(" ", "").split(",")}
+    assert set(inspect.signature(function).parameters) <= documented

@@ -263,7 +263,8 @@ def test_help_is_the_same_in_every_terminal(monkeypatch):
 
 def test_answers_are_used_only_where_they_hold(tmp_path, monkeypatch):
     """Other sources: not used. Other versions: only the parts that do not depend on them (pretrain's help lists
-    Lightning's callbacks, its defaults torch's AdamW arguments; its option strings depend on jsonargparse only).
+    LitGPT's DataModules, its defaults torch's AdamW arguments, its classes are LitGPT's, Lightning's and torch's
+    too; its option strings depend on jsonargparse only).
     A complete per-user entry is preferred to a partial shipped one."""
     from litcpt.cli import help_cache as cli_cache
 
@@ -279,8 +280,9 @@ def test_answers_are_used_only_where_they_hold(tmp_path, monkeypatch):
     entry = served({**shipped, "versions": {**shipped["versions"], "torch": "0.1"}})
     assert entry["help"] is None and entry["print_config"] is None and entry["partial"]
     assert entry["options"] == shipped["options"] and entry["kinds"] == shipped["kinds"]
-    entry = served({**shipped, "versions": {**shipped["versions"], "lightning": "0.1"}})
+    entry = served({**shipped, "versions": {**shipped["versions"], "litgpt": "0.1"}})
     assert entry["help"] is None and entry["print_config"] == shipped["print_config"]
+    assert entry["classes"] is None and entry["options"] == shipped["options"]
     assert served({**shipped, "versions": {**shipped["versions"], "jsonargparse": "0.1"}}) is None
     module = sorted(shipped["modules"])[-1]
     assert served({**shipped, "modules": {**shipped["modules"], module: "0" * 16}}) is None
@@ -332,9 +334,10 @@ def test_check_compares_the_content_part_by_part():
         "pretrain: help differ from a freshly built parser"]
     assert _compare("pretrain", {**fresh, "kinds": {}}, fresh) == [
         "pretrain: kinds differ from a freshly built parser"]
-    old = {**fresh, "help": "other", "versions": {**fresh["versions"], "lightning": "0.1"}}
+    old = {**fresh, "help": "other", "versions": {**fresh["versions"], "litgpt": "0.1"}}
     assert _compare("pretrain", old, fresh) == [
-        f"pretrain: help made under other versions: lightning 0.1 (here {fresh['versions']['lightning']})"]
+        f"pretrain: {part} made under other versions: litgpt 0.1 (here {fresh['versions']['litgpt']})"
+        for part in ("help", "classes")]  # the help lists LitGPT's DataModules; some classes are theirs too
 
 
 def test_simple_values_are_checked_from_the_cache_and_doubt_is_left_to_the_parser():
@@ -355,3 +358,18 @@ def test_simple_values_are_checked_from_the_cache_and_doubt_is_left_to_the_parse
     ok = ["--train.max_steps", "null", "--train.max_tokens", "2e6", "--train.compile", "yes", "--strategy", "ddp",
           "--train.max_steps=0x10", "--train.max_steps", "--strategy", "auto"]
     assert bad_value(ok, entry) is None
+
+
+def test_typos_in_recipes_and_init_args_are_answered_before_torch_is_imported(tmp_path):
+    """The recipe's nested keys and ``init_args`` keys, and ``--data.init_args.<key>``, are checked from the shipped
+    answers (the classes an option takes and their parameters): "did you mean", and neither torch nor the command
+    imported (once, in a fresh process; tests/cli/test_recipe_keys.py checks the cases)."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((REPO / "recipes/tiny/d2-continue.yaml").read_text().replace("    fraction:", "    fractoin:", 1))
+    proc, _ = _probe(tmp_path, ["pretrain", "--config", str(recipe)],
+                     ["pretrain", "--config", str(REPO / "recipes/tiny/d2-continue.yaml"), "--data.init_args.fractoin",
+                      "0.1"], ["pretrian"])
+    assert "PROBE codes=[2, 2, 2] heavy=[] built=[]" in proc.stderr, proc.stderr[-2000:]
+    assert "unknown key 'data.init_args.fractoin' (did you mean 'data.init_args.fraction'?)" in proc.stderr
+    assert "unknown key '--data.init_args.fractoin' (did you mean '--data.init_args.fraction'?)" in proc.stderr
+    assert "unknown command 'pretrian' (did you mean 'pretrain'?)" in proc.stderr

@@ -72,3 +72,17 @@ def test_a_tokenising_worker_imports_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:] + proc.stdout
+
+
+def test_a_missing_tokenizer_dir_names_the_recipe_key_that_gave_it(tmp_path):
+    """recipes/tiny/d2-continue.yaml before its D1 run exists: the tokenizer comes from ``initial_checkpoint_dir``,
+    which the error names (and says it does not exist), not ``tokenizer_dir``, which the user never set."""
+    recipe = tmp_path / "d2.yaml"
+    recipe.write_text((REPO / "recipes/tiny/d2-continue.yaml").read_text().replace(
+        "initial_checkpoint_dir: out/tiny/d1/final", f"initial_checkpoint_dir: {tmp_path / 'd1' / 'final'}"))
+    proc = run_litcpt("prepare-data", "--recipe", str(recipe), check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert (f"error: {recipe}: initial_checkpoint_dir: {str(tmp_path / 'd1' / 'final')!r} does not exist"
+            in proc.stderr), proc.stderr
+    proc = run_litcpt("prepare-data", "--recipe", str(recipe), "--tokenizer_dir", str(tmp_path / "nope"), check=False)
+    assert proc.returncode == 1 and f"error: tokenizer_dir: {str(tmp_path / 'nope')!r} does not exist" in proc.stderr

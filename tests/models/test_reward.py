@@ -104,7 +104,8 @@ def test_reward_training_learns_pairs_and_exports(tmp_path, head):
     rm = load_reward_model(out)
     proc = run_litcpt("score", "--checkpoint_dir", str(out), "--data", str(data_file),
                       "--out_file", str(tmp_path / "scores.jsonl"))
-    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
+    summary = json.loads((tmp_path / "scores.summary.json").read_text())  # the terminal gets a table
+    assert f"accuracy (all pairs)       16  {summary['accuracy']:8.4f}" in proc.stdout
     assert summary["pairs"] == 16 and summary["accuracy"] >= 0.9
     rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and {"score_chosen", "score_rejected"} <= rows[0].keys()

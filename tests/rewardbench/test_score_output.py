@@ -48,3 +48,28 @@ def test_score_writes_under_out_dir_with_index_and_line(tmp_path, reward_checkpo
     records = [json.loads(line) for line in (tmp_path / "scores" / "pairs.scores.jsonl").read_text().splitlines()]
     assert [(r["index"], r["line"]) for r in records] == [(0, 1), (1, 2), (2, 3)]
     assert {"score_chosen", "score_rejected"} <= records[0].keys()
+
+
+def test_score_prints_a_table_and_keeps_the_json_in_a_file(tmp_path, reward_checkpoint, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps({"prompt": f"q{i}", "chosen": "yes", "rejected": "no",
+                                           "subset": "alpacaeval-easy" if i % 2 else "hep-cpp"}) for i in range(4))
+                     + "\n", encoding="utf-8")
+    summary = score(reward_checkpoint, pairs, out_dir=tmp_path / "scores")
+    out = capsys.readouterr().out
+    assert "{" not in out, out  # a table, not a JSON blob
+    lines = out.splitlines()
+    assert lines[1].split() == ["subset", "pairs", "accuracy"]
+    assert [ln.split()[:2] for ln in lines if ln.startswith("  ")] == [["hep-cpp", "2"], ["alpacaeval-easy", "2"]]
+    assert f"accuracy (all pairs)        4  {summary['accuracy']:8.4f}" in out
+    assert f"summary: {tmp_path / 'scores' / 'pairs.scores.summary.json'}" in out
+    assert json.loads((tmp_path / "scores" / "pairs.scores.summary.json").read_text()) == summary
+    assert summary["subsets"]["hep-cpp"]["pairs"] == 2
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "c", "response": "d"}\n', encoding="utf-8")
+    summary = score(reward_checkpoint, rows, out_dir=tmp_path / "scores")
+    out = capsys.readouterr().out
+    assert "{" not in out and out.splitlines()[1].split() == ["rows", "mean", "std", "min", "max"], out
+    assert out.splitlines()[2].split()[0] == "2"
+    assert json.loads((tmp_path / "scores" / "rows.scores.summary.json").read_text()) == summary

@@ -103,7 +103,7 @@ def test_optimizer_name_alone_uses_its_default_lr(tmp_path):
     ({"optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.0}}}, r"optimizer.init_args.lr"),
     ({"lr_schedule": {"class_path": "litcpt.callbacks.NoSuchLR"}}, r"lr_schedule|NoSuchLR"),
     ({"lr_schedule": {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}},
-     r"not a litcpt LR-schedule callback"),
+     r"subclass of LRScheduleCallback"),
     ({"lr_schedule": {"class_path": "litcpt.callbacks.WSDLR", "init_args": {"warmup_steps": 150, "decay": 0.5}}},
      r"longer than the stage"),
     ({"train": {"global_batch_size": 16, "micro_batch_size": 8, "max_tokens": 100}}, r"less than one optimizer step"),
@@ -141,6 +141,8 @@ def test_cli(tmp_path, capsys):
                           "--x", "steps")
     assert code == 0 and out.read_bytes()[:8] == PNG_MAGIC
     assert "pretrain #2: WarmupCosineLR, 200 steps" in stdout
+    # start, peak (the recipe's 3e-3, after 2 warmup steps) and end: not only start -> end, which hides the peak
+    assert "= 409600 tokens, LR start 0, peak 0.003 (step 2), end 0.0003\n" in stdout, stdout
     code, _, _ = cli(capsys, "plot_schedule", "--recipes", str(PRETRAIN), "--out", str(tmp_path / "one.png"))
     assert code == 0 and (tmp_path / "one.png").is_file()
     code, stdout, _ = cli(capsys, "plot-schedule", "--recipes+", str(PRETRAIN), "--recipes+", str(PRETRAIN),

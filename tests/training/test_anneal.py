@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,11 @@ def test_anneal_lightning_checkpoint(source_run):
                       "--anneal_steps", str(steps))
     anneal_dir = source_run / "anneal-00000010"  # the default out_dir
     assert "LR 0.00165 -> 0.0003 (exponential) over 6 steps" in proc.stdout
+    # the progress bar counts the anneal's own 6 steps (not 10/16 -> 16/16) at the rate of those steps
+    bar = [(int(n), int(t)) for n, t in re.findall(r"train:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)", proc.stdout)]
+    assert bar and bar[0] == (0, 6) and bar[-1] == (6, 6) and {t for _, t in bar} == {6}, bar
+    rates = [float(r) for r in re.findall(r"([\d.]+)it/s", proc.stdout)]
+    assert rates and max(rates) < 1000, rates  # was 1e5 it/s: the steps before the branch counted as done at once
 
     # The main run's files are untouched; the anneal only added its own dir.
     after = tree_hashes(source_run)
