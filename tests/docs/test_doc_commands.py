@@ -67,6 +67,14 @@ SKIPPED = {
     "LITCPT_NO_CLI_CACHE=1": "a timing of the real parser, measured by hand (docs/benchmarks.md)",
     "litgpt ": "LitGPT's own CLI (downloads from the hub, or reads litcpt's output: tests/training/test_interop.py)",
     "ls ": "shows what the command above it wrote",
+    "python -m openrlhf": "another project's trainer, not installed here; what it loads "
+    "(AutoModelForSequenceClassification) is tested in tests/hf/test_hf_consumers.py",
+    "vllm serve": "another project's server, not installed here; the exported directory's transformers "
+    "loading is tested in tests/hf",
+    "rewardbench --model": "the official RewardBench CLI, not installed here; its transformers pipeline "
+    "path is tested in tests/hf/test_hf_consumers.py",
+    "python scripts/run_rm.py": "the official RewardBench script (another repository); its transformers "
+    "pipeline path is tested in tests/hf/test_hf_consumers.py",
 }
 """Lines that are not litcpt commands, by how they start, and why this test leaves them alone."""
 
