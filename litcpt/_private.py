@@ -13,7 +13,8 @@ litcpt's own subclasses override or read:
   ``_device``);
 * :class:`FSDPStrategyAdapter` (``FSDPStrategy._setup_model``, and what its wrapping does after the FSDP wrapper).
 
-Functions: :func:`attached_trainer` (``LightningModule._trainer``), :func:`logs_reach_loggers` (the logger
+Functions: :func:`attached_trainer` (``LightningModule._trainer``), :func:`cluster_environment_of` (the accelerator
+connector's ``cluster_environment``), :func:`logs_reach_loggers` (the logger
 connector's ``should_update_logs``), :func:`logging_step_shifted` (the epoch loop's ``_batches_that_stepped``),
 :func:`validates_after_this_batch` (the epoch loop's ``_should_check_val_fx``),
 :func:`log_step_metrics_now` (the logger connector's ``update_train_step_metrics``),
@@ -42,6 +43,7 @@ __all__ = [
     "apply_activation_checkpointing",
     "attached_trainer",
     "block_attention",
+    "cluster_environment_of",
     "logging_step_shifted",
     "log_step_metrics_now",
     "logs_reach_loggers",
@@ -54,6 +56,13 @@ __all__ = [
 def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
     """The Trainer ``module`` is attached to, or ``None`` (``module.trainer`` raises when there is none)."""
     return module._trainer
+
+
+def cluster_environment_of(trainer: L.Trainer) -> Any:
+    """The cluster environment the Trainer runs in (``SLURMEnvironment`` in a SLURM job, whatever the strategy): the
+    accelerator connector's ``cluster_environment``, which Lightning's own signal connector reads. A single-device
+    strategy has no ``cluster_environment`` of its own."""
+    return trainer._accelerator_connector.cluster_environment
 
 
 def logs_reach_loggers(trainer: L.Trainer) -> bool:

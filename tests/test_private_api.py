@@ -159,6 +159,18 @@ def test_block_attention_is_the_attention_of_block_forward():
     assert issubclass(_private.KVCache, torch.nn.Module)
 
 
+def test_cluster_environment_of(tmp_path, monkeypatch):
+    from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+
+    assert isinstance(_private.cluster_environment_of(_trainer(tmp_path)), LightningEnvironment)
+    for key, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+                       "SLURM_NODEID": "0", "SLURM_JOB_ID": "4242"}.items():
+        monkeypatch.setenv(key, value)
+    trainer = _trainer(tmp_path)  # one device: the strategy has no cluster_environment of its own
+    assert not hasattr(trainer.strategy, "cluster_environment")
+    assert isinstance(_private.cluster_environment_of(trainer), SLURMEnvironment)
+
+
 def test_validates_after_this_batch_and_log_step_metrics_now(tmp_path):
     seen: list[tuple[int, bool]] = []
 

@@ -19,7 +19,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from litcpt._private import validates_after_this_batch
+from litcpt._private import cluster_environment_of, validates_after_this_batch
 from litcpt.runtime.checkpoint import (
     UntrustedFileError,
     atomic_torch_save,
@@ -78,7 +78,7 @@ class StepCheckpoint(ModelCheckpoint):
         super().on_train_start(trainer, pl_module)
         self._last_global_step_saved = trainer.global_step
         self._ended_step = trainer.global_step
-        self.preemption.install(getattr(trainer.strategy, "cluster_environment", None))  # after Lightning's own
+        self.preemption.install(cluster_environment_of(trainer))  # after Lightning's own handlers
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

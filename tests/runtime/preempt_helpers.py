@@ -12,14 +12,16 @@ from lightning.pytorch.callbacks import Callback
 
 class SignalAt(Callback):
     """Send ``signum`` to this process at the end of training micro-batch ``batch`` (counted from the start of this
-    fit) on rank ``rank``; never in a run resumed from a checkpoint."""
+    fit) on rank ``rank``; never in a run resumed from a checkpoint unless ``resumed_too`` (``litcpt anneal`` always
+    resumes: from the source run's checkpoint)."""
 
-    def __init__(self, batch: int, signum: int = 15, rank: int = 0) -> None:
-        self.batch, self.signum, self.rank = batch, signum, rank
+    def __init__(self, batch: int, signum: int = 15, rank: int = 0, resumed_too: bool = False) -> None:
+        self.batch, self.signum, self.rank, self.resumed_too = batch, signum, rank, resumed_too
         self._seen = 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._seen += 1
-        if self._seen == self.batch and trainer.global_rank == self.rank and trainer.ckpt_path is None:
+        if self._seen == self.batch and trainer.global_rank == self.rank and (
+                self.resumed_too or trainer.ckpt_path is None):
             os.kill(os.getpid(), self.signum)
