@@ -270,3 +270,41 @@ def read_metrics(out_dir: Path) -> list[dict[str, str]]:
 
 def series(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
     return [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+
+
+def write_pairs(path: Path, n: int) -> Path:
+    """The first ``n`` bundled HH-RLHF pairs as a ``{prompt, chosen, rejected}`` JSONL file."""
+    import json
+
+    from litcpt.assets import preference_file
+    from litcpt.data.preference.pair_loading import load_preference_pairs
+
+    pairs = load_preference_pairs(preference_file())[:n]
+    path.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+                            for p in pairs))
+    return path
+
+
+def initial_val_and_scored(out_dir: Path, data, checkpoint_dir: Path) -> tuple[list[float], list[float]]:
+    """``[val/reward_mean, val/margin, val/loss]`` of the step-0 validation of the reward run in ``out_dir``
+    (``eval.initial_validation``; ``data`` the run's connected preference DataModule, all its validation pairs in
+    that pass) and the same means from scoring those pairs with ``load_reward_model(checkpoint_dir)``: equal when the
+    run started from that checkpoint's model, head included."""
+    import torch
+
+    from litcpt.losses.reward import REWARD_LOSSES
+    from litcpt.models.reward import load_reward_model
+
+    names = ("val/reward_mean", "val/margin", "val/loss")
+    row = next(r for r in read_metrics(out_dir) if int(r["step"]) == 0 and r.get("val/reward_mean"))
+    rm = load_reward_model(checkpoint_dir)
+    chosen, rejected = [], []
+    with torch.no_grad():
+        for batch in data.val_dataloader():
+            r_c, r_r = rm.pair_scores(batch)
+            chosen.append(r_c)
+            rejected.append(r_r)
+    r_c, r_r = torch.cat(chosen), torch.cat(rejected)
+    loss = REWARD_LOSSES["bradley_terry"].pairs(r_c, r_r, None, 0.0)
+    return [float(row[n]) for n in names], [float(torch.cat([r_c, r_r]).mean()), float((r_c - r_r).mean()),
+                                            float(loss)]

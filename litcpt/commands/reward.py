@@ -27,7 +27,7 @@ def setup(
     precision: str | None = None,
     resume: bool | Literal["auto"] | Path = False,
     data: DataModule | None = None,
-    head: Literal["linear", "logit"] = "linear",
+    head: Literal["linear", "logit"] | None = None,
     head_token: str | None = None,
     head_token_id: int | None = None,
     loss_type: RewardLossName = "bradley_terry",
@@ -49,13 +49,16 @@ def setup(
     """Train a reward model on preference pairs with the Bradley–Terry (or pointwise logistic) loss.
 
     Args:
-        checkpoint_dir: LitGPT checkpoint dir of the backbone (e.g. ``out/tiny/pretrain/final``).
+        checkpoint_dir: LitGPT checkpoint dir of the backbone (e.g. ``out/tiny/pretrain/final``), or a reward
+            checkpoint (a ``litcpt reward`` ``final/``, a ``litcpt import-reward-model`` output) to fine-tune further
+            with its own head.
         out_dir: run directory; ``final/`` is a LitGPT dir plus ``reward_head.pth`` and ``reward_model.json``.
         precision: Lightning precision (default: ``bf16-mixed`` on GPU, ``32-true`` on CPU).
         resume: ``true`` / ``auto`` / a ``.ckpt`` path, as for ``litcpt pretrain``.
         data: a preference DataModule (default: ``litcpt.data.Preference`` on the bundled HH-RLHF pairs).
             ``train.micro_batch_size`` and ``train.global_batch_size`` count pairs.
-        head: ``linear`` (new ``Linear(n_embd, 1)``) or ``logit`` (repurpose one logit of the LM head).
+        head: ``linear`` (new ``Linear(n_embd, 1)``) or ``logit`` (repurpose one logit of the LM head); default
+            ``linear``, or a reward checkpoint's own head (giving another kind or token is an error).
         head_token: for ``head: logit``, the token (text) whose logit is the reward (default: EOS).
         head_token_id: the same by id.
         loss_type: ``bradley_terry`` (``-log σ(r_c - r_r - margin)``; with ``litcpt.data.Listwise`` data: its mean over

@@ -229,6 +229,33 @@ class RewardModel(GPTModule):
         return weights, {HEAD_FILE: head, META_FILE: self.metadata()}
 
 
+def read_reward_meta(checkpoint_dir: Path) -> dict[str, Any] | None:
+    """``reward_model.json`` of a reward checkpoint (``litcpt reward``'s ``final/``, ``litcpt import-reward-model``'s
+    output); None for a plain LitGPT dir (neither reward file). One-line errors for a dir with only one of the two
+    files, or a ``reward_model.json`` that is no ``{"head": "linear" | "logit", ...}``."""
+    path = Path(checkpoint_dir)
+    has_head, has_meta = (path / HEAD_FILE).is_file(), (path / META_FILE).is_file()
+    if not has_head and not has_meta:
+        return None
+    if not (has_head and has_meta):
+        missing = META_FILE if has_head else HEAD_FILE
+        raise FileNotFoundError(f"checkpoint_dir: {str(path)!r} has {HEAD_FILE if has_head else META_FILE} but no "
+                                f"{missing} (an incomplete reward-model checkpoint)")
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path / META_FILE}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("head") not in ("linear", "logit"):
+        raise ValueError(f"{path / META_FILE}: head: expected 'linear' or 'logit', got "
+                         f"{meta.get('head') if isinstance(meta, dict) else meta!r}")
+    return meta
+
+
+def load_head_file(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
+    """The reward head's ``{weight, bias}`` from ``reward_head.pth`` (``torch.load(weights_only=True)``)."""
+    return load_torch_file(Path(checkpoint_dir) / HEAD_FILE, field="checkpoint_dir", mmap=False)
+
+
 def load_reward_model(checkpoint_dir: Path | str, *, device: str | torch.device = "cpu",
                       dtype: torch.dtype | None = None, defer_init: bool = False) -> RewardModel:
     """Load a reward checkpoint written by ``litcpt reward`` for scoring (eval mode, no grad needed).
@@ -239,14 +266,13 @@ def load_reward_model(checkpoint_dir: Path | str, *, device: str | torch.device 
     >>> rm(input_ids, last_index)                              # doctest: +SKIP
     """
     path = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
-    if not (path / HEAD_FILE).is_file() or not (path / META_FILE).is_file():
+    meta = read_reward_meta(path)
+    if meta is None:
         raise FileNotFoundError(f"checkpoint_dir: {str(path)!r} is not a reward-model checkpoint "
                                 f"(missing {HEAD_FILE} or {META_FILE}; train one with `litcpt reward`)")
-    meta = json.loads((path / META_FILE).read_text())
     model = RewardModel(load_config(path), checkpoint_dir=path, head=meta["head"], token_id=meta.get("token_id"),
                         defer_init=defer_init)
-    head = load_torch_file(path / HEAD_FILE, field="checkpoint_dir", mmap=False)
-    model.head.load_state_dict(head)
+    model.head.load_state_dict(load_head_file(path))
     model.checkpoint_dir = Path(meta.get("base_checkpoint") or path)
     model.eval().requires_grad_(False)
     if defer_init:

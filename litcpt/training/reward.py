@@ -35,6 +35,34 @@ def resolve_head_token(head: str, head_token: str | None, head_token_id: int | N
     return int(tokenizer.eos_id)
 
 
+def resolve_head(checkpoint_dir: Path, head: str | None, head_token: str | None, head_token_id: int | None,
+                 tokenizer) -> tuple[str, int | None, dict | None]:
+    """``(head kind, token id, head weights)`` a run starts from. A plain LitGPT ``checkpoint_dir``: ``head``
+    (default ``linear``) made fresh, no weights. A reward checkpoint (``reward_model.json`` and ``reward_head.pth``:
+    ``litcpt reward``'s ``final/``, ``litcpt import-reward-model``'s output): its own head kind, token and weights
+    (read with ``weights_only=True``), continued; a ``head``/``head_token``/``head_token_id`` that says otherwise is a
+    one-line error."""
+    from litcpt.models.reward import META_FILE, load_head_file, read_reward_meta
+
+    meta = read_reward_meta(checkpoint_dir)
+    if meta is None:
+        head = head or "linear"
+        return head, resolve_head_token(head, head_token, head_token_id, tokenizer), None
+    kind, token_id = meta["head"], meta.get("token_id")
+    where = f"the reward checkpoint {str(checkpoint_dir)!r} ({META_FILE})"
+    if head is not None and head != kind:
+        raise ValueError(f"head: {head} conflicts with {where}, whose head is {kind} (leave head out to continue it, "
+                         "or start from a plain LitGPT checkpoint for a new head)")
+    if head_token is not None or head_token_id is not None:
+        if kind != "logit":
+            raise ValueError(f"head_token/head_token_id: {where} has a linear head, which reads no token")
+        given = resolve_head_token(kind, head_token, head_token_id, tokenizer)
+        if given != token_id:
+            raise ValueError(f"head_token/head_token_id: token id {given} conflicts with {where}, whose logit head "
+                             f"reads token id {token_id}")
+    return kind, token_id, load_head_file(checkpoint_dir)
+
+
 def default_steps(data: DataModule, global_batch_size: int) -> int:
     """One epoch of the training pairs."""
     data.setup()
@@ -51,7 +79,7 @@ def run(
     precision: str | None,
     resume: bool | Literal["auto"] | Path,
     data: DataModule | None,
-    head: Literal["linear", "logit"],
+    head: Literal["linear", "logit"] | None,
     head_token: str | None,
     head_token_id: int | None,
     loss_type: RewardLossName,
@@ -75,6 +103,8 @@ def run(
     The arguments are ``litcpt reward``'s (:func:`litcpt.commands.reward.setup`: its signature holds their defaults,
     its docstring what each means); every one is given, by name.
 
+    A reward checkpoint as ``checkpoint_dir`` continues with its own head (:func:`resolve_head`).
+
     Returns: the path of the final checkpoint dir (a LitGPT dir plus ``reward_head.pth`` and ``reward_model.json``).
     """
     from litcpt.data import Preference
@@ -83,7 +113,7 @@ def run(
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir, field="checkpoint_dir")
     config = load_config(checkpoint_dir)
     tokenizer = load_checked_tokenizer(checkpoint_dir, config, field="checkpoint_dir")
-    token_id = resolve_head_token(head, head_token, head_token_id, tokenizer)
+    head, token_id, head_state = resolve_head(checkpoint_dir, head, head_token, head_token_id, tokenizer)
     # batch sizes must divide: fails before any data work
     spec = RunSpec(out_dir=out_dir, train=train, eval=eval, devices=devices, num_nodes=num_nodes, strategy=strategy,
                    precision=precision, logger_name=logger_name, seed=seed, resume=resume, tokenizer_dir=checkpoint_dir,
@@ -112,6 +142,8 @@ def run(
                          optimizer=optimizer,
                          activation_checkpointing=train.activation_checkpointing, compile=train.compile,
                          defer_init=spec.sharded)
+    if head_state is not None:  # a reward checkpoint: its head is continued, not made anew
+        module.head.load_state_dict(head_state)
     spec.callbacks = [train.lr_schedule(lr_schedule, "reward")]
     fit(module, data, spec, max_steps=max_steps)
     return spec.out_dir / "final"

@@ -229,3 +229,28 @@ def test_imported_model_trains_in_litcpt_and_exports(tmp_path, imported, family)
     ours = litcpt_rewards(out, seqs)
     assert not torch.allclose(ours, litcpt_rewards(lit, seqs), atol=1e-3)  # it trained
     assert torch.allclose(hf_rewards(tmp_path / "hf2", seqs), ours, atol=TOL, rtol=0)
+
+
+@pytest.mark.slow
+def test_litcpt_reward_continues_an_imported_models_head(tmp_path, imported):
+    """``litcpt reward --checkpoint_dir <imported>`` fine-tunes the imported classifier, head included: its step-0
+    validation (rewards, margin, loss) equals a scoring pass of the imported model (whose rewards equal
+    transformers', test_import_then_export_matches_transformers)."""
+    from litcpt.commands.reward import setup
+    from litcpt.data import Preference
+    from litcpt.training.args import EvalArgs, TrainArgs
+    from tests.helpers import initial_val_and_scored, write_pairs
+
+    hf, lit = imported("llama")
+    train_file, val_file = write_pairs(tmp_path / "train.jsonl", 8), write_pairs(tmp_path / "val.jsonl", 4)
+    data = Preference(train_data_path=train_file, val_data_path=val_file, max_length=64)
+    out = setup(lit, out_dir=tmp_path / "rm", data=data,
+                train=TrainArgs(global_batch_size=4, micro_batch_size=4, max_steps=2, save_interval=None),
+                eval=EvalArgs(interval=2, max_iters=1, initial_validation=True), accelerator="cpu",
+                optimizer={"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}})
+    at_start, imported_scores = initial_val_and_scored(tmp_path / "rm", data, lit)
+    assert abs(imported_scores[1]) > 1e-3  # the imported head separates the pairs: a fresh head would not match
+    assert at_start == pytest.approx(imported_scores, abs=1e-5, rel=0)
+    assert json.loads((out / "reward_model.json").read_text())["head"] == "linear"
+    seqs = sequences()
+    assert not torch.allclose(litcpt_rewards(out, seqs), litcpt_rewards(lit, seqs), atol=1e-3)  # it trained
