@@ -1,22 +1,31 @@
 """Memory and time of the logits at a 128k vocabulary: litcpt's fused LM head vs the plain head vs ``litgpt pretrain``
 (its ``chunked_cross_entropy`` on full logits), and a DPO step of litcpt vs TRL's ``DPOTrainer``. Run by hand:
 
-    PYTHONPATH=. python benchmarks/logits_memory.py [--reps 3 --threads 1 --skip_trl]
+    PYTHONPATH=. python benchmarks/logits_memory.py --trl_venv /tmp/fh-trl-venv [--reps 3 --threads 1]
+    PYTHONPATH=. python benchmarks/logits_memory.py --smoke --skip_trl      # vocab 4096, seq 128, one round
 
 * **Model**: Llama-style (RMSNorm, SwiGLU, RoPE, no biases), 4 layers x 512, ``padded_vocab_size`` 128,256, fp32,
-  random weights; random token ids; sequence 1024, micro-batch 2.
+  random weights; random token ids; sequence 1024, micro-batch 2 (``--vocab`` / ``--seq`` change the scale).
 * **(a) LM step** (forward + backward + AdamW): ``lm-fused`` (``LanguageModel(fused_head=True).training_loss``),
   ``lm-unfused`` (``fused_head=False``) and ``lm-litgpt`` (``chunked_cross_entropy(model(x), y)``, as
   ``litgpt pretrain``).
 * **(b) DPO step**: ``dpo-litcpt`` (``DPOModel.pair_losses`` with precomputed reference log-probs, fused head, 2
-  pairs of 512 prompt + 512 response tokens) vs ``dpo-trl`` (TRL's ``DPOTrainer`` on a ``LlamaForCausalLM`` of the
-  same shape, ``precompute_ref_log_probs``, the same lengths; in its own venv ``--trl_venv``, as
-  ``benchmarks/dpo_vs_trl.py`` does).
+  pairs of 512 prompt + 512 response tokens) vs ``dpo-trl`` (TRL's ``DPOTrainer.compute_loss`` on a
+  ``LlamaForCausalLM`` of the same shape, ``precompute_ref_log_probs``, the same lengths; in its own venv
+  ``--trl_venv``, as ``benchmarks/dpo_vs_trl.py`` does). TRL >= 1.14 has a chunked log-prob head of its own (on CPU it
+  scores every position in ``[4096, 32768]`` tiles). ``dpo-trl-liger`` adds ``use_liger_kernel=True`` (applied as
+  ``Trainer.train()`` does; TRL keeps only Liger's layer kernels); liger-kernel and triton are not in the TRL venv:
+  install them with ``pip install --target DIR liger-kernel triton`` and pass ``--liger_site DIR``. Liger's kernels
+  are Triton kernels, which have no CPU backend: on a CPU this configuration fails, and the summary says so.
 * **Measured**, each configuration in its own process, ``--reps`` interleaved rounds (the machine may be shared: the
-  medians are reported): peak RSS above the process's RSS after imports and model build (sampled every 2 ms by a
-  thread; the first step, so AdamW's moments count), and the time of the second step.
+  medians are reported; a configuration that fails once is not retried): ``peak MiB``, the peak RSS over two steps
+  above the RSS after imports and model build (sampled every 2 ms by a thread; AdamW allocates its moments in the
+  first step, so this is the run's peak); ``step-2 MiB``, the second step's own peak above the RSS at its start
+  (the weights and moments excluded), and ``fwd+bwd MiB``, the same up to the end of its backward (AdamW's update
+  excluded: what the LM head changes); the wall and CPU time of the second step, and the 1-minute load average.
 
-The last line: ``lm_peak_ratio=<fused/unfused> dpo_peak_vs_trl=<litcpt/trl> lm_time_ratio=<fused/unfused>``.
+The last line: ``lm_peak_ratio=<fused/unfused> dpo_peak_vs_trl=<litcpt/trl> lm_time_ratio=<fused/unfused>`` (the
+run peaks and the wall times); the line before it gives the same ratios of the step-2 peaks and CPU times.
 """
 
 from __future__ import annotations
@@ -69,14 +78,15 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def _two_steps(step) -> dict:
-    """Two training steps, measured:
+def _two_steps(backward, update) -> dict:
+    """Two training steps (``backward()``: forward + backward; ``update()``: optimizer step + zero_grad), measured:
 
     * ``peak_mib``: peak RSS over both steps above the RSS before the first (after imports and model build). AdamW
       allocates its moments in the first step, so this is the run's peak: the first step's optimizer update or the
       second step's forward and backward on top of the moments, whichever is higher.
     * ``step2_mib``: the second step's own peak above the RSS at its start (its activations, logits, gradients and
-      optimizer temporaries, the persistent weights and moments excluded).
+      optimizer temporaries, the persistent weights and moments excluded); ``fwdbwd_mib``: the same up to the end
+      of its backward (what the LM head changes; AdamW's update comes after).
     * ``step_s`` / ``step_cpu_s``: wall and CPU time of the second step (CPU time is less sensitive to other
       processes on a shared machine).
     """
@@ -85,14 +95,22 @@ def _two_steps(step) -> dict:
     gc.collect()
     whole, second = PeakRSS(), PeakRSS()
     whole.start()
-    step()
+    backward()
+    update()
     gc.collect()
     second.start()
     wall, cpu = time.perf_counter(), time.process_time()
-    step()
+    backward()
+    fwdbwd = (max(second.peak, _rss()) - second.base) / 2**20
+    update()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"peak_mib": whole.stop(), "step2_mib": second.stop(), "step_s": wall, "step_cpu_s": cpu,
-            "load": os.getloadavg()[0]}
+    return {"peak_mib": whole.stop(), "step2_mib": second.stop(), "fwdbwd_mib": fwdbwd, "step_s": wall,
+            "step_cpu_s": cpu, "load": os.getloadavg()[0]}
+
+
+def _update(optimizer) -> None:
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _config():
@@ -124,12 +142,7 @@ def worker_lm(kind: str) -> dict:
         params = module.parameters()
     optimizer = torch.optim.AdamW(params, lr=1e-4)
 
-    def step() -> None:
-        loss_fn().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return _two_steps(step)
+    return _two_steps(lambda: loss_fn().backward(), lambda: _update(optimizer))
 
 
 def _dpo_batch():
@@ -165,12 +178,7 @@ def worker_dpo_litcpt(work: Path) -> dict:
     optimizer = torch.optim.AdamW(module.trainable_parameters(), lr=1e-4)
     batch = {"input_ids": ids, "response_mask": mask, "index": torch.arange(BATCH)}
 
-    def step() -> None:
-        module.pair_losses(batch)["loss"].mean().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return _two_steps(step)
+    return _two_steps(lambda: module.pair_losses(batch)["loss"].mean().backward(), lambda: _update(optimizer))
 
 
 def _hf_tokenizer():
@@ -220,12 +228,7 @@ def worker_dpo_trl(work: Path) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
 
-    def step() -> None:
-        trainer.compute_loss(model, batch).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return _two_steps(step)
+    return _two_steps(lambda: trainer.compute_loss(model, batch).backward(), lambda: _update(optimizer))
 
 
 def worker(kind: str, threads: int, work: Path) -> dict:
@@ -298,14 +301,14 @@ def main() -> None:
     print_summary(results)
 
 
-COLUMNS = ("peak_mib", "step2_mib", "step_s", "step_cpu_s", "load")
+COLUMNS = ("peak_mib", "step2_mib", "fwdbwd_mib", "step_s", "step_cpu_s", "load")
 
 
 def print_summary(results: dict[str, list[dict]]) -> None:
     """The medians per configuration, then the ratios; the last line is the one the issue asks for."""
     med: dict[str, dict[str, float]] = {}
-    print(f"\n{'configuration':<14} {'peak MiB':>9} {'step-2 MiB':>11} {'step s':>8} {'step CPU s':>11} "
-          f"{'load':>6} (medians)")
+    print(f"\n{'configuration':<14} {'peak MiB':>9} {'step-2 MiB':>11} {'fwd+bwd MiB':>12} {'step s':>8} "
+          f"{'step CPU s':>11} {'load':>6} (medians)")
     for kind, rows in results.items():
         ok = [r for r in rows if "error" not in r]
         if not ok:
@@ -316,14 +319,16 @@ def print_summary(results: dict[str, list[dict]]) -> None:
             continue
         med[kind] = {c: statistics.median(r[c] for r in ok) for c in COLUMNS}
         m = med[kind]
-        print(f"{kind:<14} {m['peak_mib']:>9.0f} {m['step2_mib']:>11.0f} {m['step_s']:>8.2f} {m['step_cpu_s']:>11.2f} "
-              f"{m['load']:>6.2f}  (n={len(ok)})")
+        print(f"{kind:<14} {m['peak_mib']:>9.0f} {m['step2_mib']:>11.0f} {m['fwdbwd_mib']:>12.0f} {m['step_s']:>8.2f} "
+              f"{m['step_cpu_s']:>11.2f} {m['load']:>6.2f}  (n={len(ok)})")
 
     def ratio(a: str, b: str, column: str) -> str:
         return f"{med[a][column] / med[b][column]:.3f}" if a in med and b in med else "n/a"
 
     print(f"step-2 peaks: lm_step2_ratio={ratio('lm-fused', 'lm-unfused', 'step2_mib')} "
-          f"dpo_step2_vs_trl={ratio('dpo-litcpt', 'dpo-trl', 'step2_mib')}; CPU time: "
+          f"dpo_step2_vs_trl={ratio('dpo-litcpt', 'dpo-trl', 'step2_mib')}; forward+backward peaks: "
+          f"lm_fwdbwd_ratio={ratio('lm-fused', 'lm-unfused', 'fwdbwd_mib')} "
+          f"dpo_fwdbwd_vs_trl={ratio('dpo-litcpt', 'dpo-trl', 'fwdbwd_mib')}; CPU time: "
           f"lm_cpu_time_ratio={ratio('lm-fused', 'lm-unfused', 'step_cpu_s')}; vs litgpt: "
           f"peak {ratio('lm-fused', 'lm-litgpt', 'peak_mib')} time {ratio('lm-fused', 'lm-litgpt', 'step_s')}")
     print(f"lm_peak_ratio={ratio('lm-fused', 'lm-unfused', 'peak_mib')} "
