@@ -56,6 +56,33 @@ def _logits(h: Tensor, weight: Tensor, bias: Tensor | None, compute: torch.dtype
     return torch.nn.functional.linear(h.to(compute), weight.to(compute), b).to(acc)
 
 
+def _exp_shifted_(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Turns ``logits`` in place into ``exp(logits - max)`` per row; returns (log-sum-exp, sum of the exps) per row.
+
+    One pass of ``exp`` and no temporary of the chunk's size (``torch.logsumexp`` allocates one, and the softmax
+    would need a second ``exp``): ``softmax = logits / sum`` afterwards."""
+    top = logits.amax(-1, keepdim=True)
+    total = logits.sub_(top).exp_().sum(-1)
+    return total.log().add_(top.squeeze(-1)), total
+
+
+def _accumulate_head_grads(d: Tensor, h: Tensor, w: Tensor, rows: slice, grad_h: Tensor | None,
+                           grad_w: Tensor | None, grad_b: Tensor | None) -> None:
+    """Adds the gradients of one chunk, ``d = d loss / d logits [n, V]`` of the hidden states ``h [n, C]``, to the
+    head's: ``grad_h[rows] = d W``, ``grad_w += d^T h`` (in place, no ``[V, C]`` temporary when the dtypes agree),
+    ``grad_b += sum(d)``."""
+    if grad_b is not None:
+        grad_b += d.sum(0).to(grad_b.dtype)
+    d = d.to(w.dtype)
+    if grad_h is not None:
+        grad_h[rows] = (d @ w).to(grad_h.dtype)
+    if grad_w is not None:
+        if grad_w.dtype == d.dtype:
+            grad_w.addmm_(d.T, h)
+        else:
+            grad_w += (d.T @ h).to(grad_w.dtype)
+
+
 def _check(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> None:
     if (hidden.dim() != 2 or targets.shape != hidden.shape[:1] or weight.dim() != 2
             or weight.shape[1] != hidden.shape[1]):
@@ -78,11 +105,12 @@ class _HeadLogps(torch.autograd.Function):
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, n, chunk):
                 logits = _logits(hidden[s:s + chunk], weight, bias, compute, acc)
-                norm = logits.logsumexp(-1)
+                target = logits.gather(-1, targets[s:s + chunk, None]).squeeze(-1)
+                norm, total = _exp_shifted_(logits)
                 lse[s:s + chunk] = norm
-                logp[s:s + chunk] = logits.gather(-1, targets[s:s + chunk, None]).squeeze(-1) - norm
-                if sum_sq:  # log sum_v p(v)^2 = logsumexp(2 logits) - 2 lse
-                    lse2[s:s + chunk] = logits.mul_(2.0).logsumexp(-1) - 2.0 * norm
+                logp[s:s + chunk] = target - norm
+                if sum_sq:  # log sum_v p(v)^2 = log sum_v exp(logit - max)^2 - 2 log sum_v exp(logit - max)
+                    lse2[s:s + chunk] = logits.square_().sum(-1).log_() - 2.0 * total.log()
                 del logits
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.chunk, ctx.compute, ctx.acc = chunk, compute, acc
@@ -108,13 +136,7 @@ class _HeadLogps(torch.autograd.Function):
                 # d logits = g_lse * p + g_logp * (onehot - p)
                 d.sub_(lse[s:s + chunk, None]).exp_().mul_((g_lse[s:s + chunk] - g_logp[s:s + chunk])[:, None])
                 d.scatter_add_(-1, targets[s:s + chunk, None], g_logp[s:s + chunk, None])
-                if grad_b is not None:
-                    grad_b += d.sum(0).to(grad_b.dtype)
-                d = d.to(compute)
-                if grad_h is not None:
-                    grad_h[s:s + chunk] = (d @ w).to(grad_h.dtype)
-                if grad_w is not None:
-                    grad_w += (d.T @ h).to(grad_w.dtype)
+                _accumulate_head_grads(d, h, w, slice(s, s + chunk), grad_h, grad_w, grad_b)
                 del d
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
@@ -160,21 +182,16 @@ class _FusedCrossEntropy(torch.autograd.Function):
                 h = hidden[s:s + chunk].to(compute)
                 logits = _logits(h, w, bias, compute, acc)
                 t = targets[s:s + chunk, None]
-                norm = logits.logsumexp(-1)
-                sums[0] += (norm - logits.gather(-1, t).squeeze(-1)).sum()
+                target = logits.gather(-1, t).squeeze(-1)
+                norm, total = _exp_shifted_(logits)  # logits now hold exp(logit - max): p = logits / total
+                sums[0] += (norm - target).sum()
                 sums[1] += norm.square().sum()
                 if not (need_h or need_w or need_b):
                     continue
                 # d loss / d logits = (p - onehot) / n + z * 2 lse p / n
-                d = logits.sub_(norm[:, None]).exp_().mul_(((1.0 + 2.0 * z_weight * norm) * scale)[:, None])
+                d = logits.mul_(((1.0 + 2.0 * z_weight * norm) * scale / total)[:, None])
                 d.scatter_add_(-1, t, d.new_full(t.shape, -scale))
-                if grad_b is not None:
-                    grad_b += d.sum(0).to(grad_b.dtype)
-                d = d.to(compute)
-                if grad_h is not None:
-                    grad_h[s:s + chunk] = (d @ w).to(grad_h.dtype)
-                if grad_w is not None:
-                    grad_w += (d.T @ h).to(grad_w.dtype)
+                _accumulate_head_grads(d, h, w, slice(s, s + chunk), grad_h, grad_w, grad_b)
                 del logits, d
         ctx.grads = (grad_h, None if grad_w is None else grad_w.to(weight.dtype),
                      None if grad_b is None else grad_b.to(bias.dtype))
