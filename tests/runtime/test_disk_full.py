@@ -84,6 +84,6 @@ def test_a_run_that_fills_the_disk_ends_in_one_line_and_resumes(tmp_path, monkey
     assert "checkpoints/step-00000004.ckpt: no space left on device (" in lines[0]
     monkeypatch.undo()
     out = tmp_path / "out"
-    assert torch.load(out / "checkpoints" / "step-00000002.ckpt", weights_only=False)["global_step"] == 2
+    assert torch.load(out / "checkpoints" / "step-00000002.ckpt", weights_only=True)["global_step"] == 2
     run_litcpt("pretrain", "--config", str(recipe), "--resume", "auto")
     assert (out / "final" / "lit_model.pth").is_file()

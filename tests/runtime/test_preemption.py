@@ -69,7 +69,7 @@ def test_signal_at_a_random_micro_batch_saves_exits_non_zero_and_resumes_exactly
     assert notices == [f"litcpt: pre-empted by {signal.Signals(signum).name}: saved step {step} of {STEPS} to "
                        f"{out / 'checkpoints' / 'last.ckpt'}; run the same command with --resume auto to continue"], \
         (what, stopped.stderr[-2000:])
-    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == step
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == step
     assert not (out / "final").exists()
     assert signal.getsignal(signal.SIGTERM) == before and signal.getsignal(signal.SIGUSR1) == before_usr1
 
@@ -89,7 +89,7 @@ def test_sigterm_on_one_of_two_ranks_stops_both_at_the_same_step_and_resumes_exa
     stopped = run_litcpt("pretrain", "--config", str(recipe), "--devices", "2", "--strategy", "ddp", check=False)
     assert stopped.returncode == 128 + signal.SIGTERM, (what, stopped.stderr[-2000:])
     assert torch.load(tmp_path / "b" / "out" / "checkpoints" / "last.ckpt",
-                      weights_only=False)["global_step"] == batch, what
+                      weights_only=True)["global_step"] == batch, what
     run_litcpt("pretrain", "--config", str(recipe), "--devices", "2", "--strategy", "ddp", "--resume", "auto")
     _assert_same_run(tmp_path / "a" / "out", tmp_path / "b" / "out", what)
 
