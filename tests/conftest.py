@@ -59,6 +59,16 @@ def pytest_runtest_protocol(item, nextitem):
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_dir(tmp_path_factory) -> Path:
+    """``$LITCPT_CACHE_DIR`` for the whole session (each xdist worker its own): the token cache that runs without a
+    ``cache_dir`` of their own share (the bundled corpora are tokenised once per worker, not once per run), and the
+    per-user CLI answers; nothing is written under ``~/.cache``. Tests of the caches themselves use their own dirs."""
+    path = tmp_path_factory.getbasetemp() / "litcpt-cache"
+    os.environ["LITCPT_CACHE_DIR"] = str(path)
+    return path
+
+
 def tiny_config(**overrides):
     from litgpt import Config
 

@@ -47,11 +47,12 @@ def wait_for(path: Path, proc: subprocess.Popen, *, or_marker: Path | None = Non
 
 
 def tiny_recipe(tmp_path: Path, **overrides) -> Path:
-    """The tiny pretrain recipe, pointed at absolute bundled-data paths and a tmp out_dir, with a smaller model."""
+    """The tiny pretrain recipe, pointed at absolute bundled-data paths and a tmp out_dir, with a smaller model; its
+    tokens come from the session's cache (``$LITCPT_CACHE_DIR``: :func:`tests.conftest.session_cache_dir`)."""
     recipe = yaml.safe_load((REPO / "recipes/tiny/pretrain.yaml").read_text())
     recipe["out_dir"] = str(tmp_path / "out")
     recipe["data"]["init_args"]["train_data_path"] = str(REPO / "litcpt/assets/data/pretrain/en")
-    recipe["data"]["init_args"]["cache_dir"] = str(tmp_path / "cache")
+    # no cache_dir: the session's token cache ($LITCPT_CACHE_DIR, tests/conftest.py), tokenised once per worker
     recipe["model_config"].update(n_layer=2, n_embd=64, n_head=2, n_query_groups=2, intermediate_size=128,
                                   block_size=64)
     recipe["train"].update(global_batch_size=8, micro_batch_size=4, max_tokens=None, max_steps=20, log_interval=1,

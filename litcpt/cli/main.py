@@ -155,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     positional = getattr(sys.modules[function.__module__], "cli_positional", None)
     if positional:
         args = _positional_to_flags(args, positional)
-    parser = build_parser(command, function)
-    if cached is None or cached.get("partial"):
+    store = cached is None or cached.get("partial")
+    # the help texts only where they are shown: --help, --print_config, and the answers stored for the next call
+    shows_help = cli_cache.wants_help(args) or any(a.startswith("--print_config") or a.endswith(".help") for a in args)
+    parser = build_parser(command, function, help_texts=bool(store or shows_help))
+    if store:
         cli_cache.store(command, parser, positional)  # the next call answers from it
     from jsonargparse import ArgumentError
 

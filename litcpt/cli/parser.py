@@ -83,8 +83,10 @@ def plain(text: str) -> str:
     return text
 
 
-def build_parser(command: str, function: Callable):
-    """The jsonargparse parser of one command (with ``--config`` and ``--print_config``)."""
+def build_parser(command: str, function: Callable, *, help_texts: bool = True):
+    """The jsonargparse parser of one command (with ``--config`` and ``--print_config``). ``help_texts=False``: the
+    same keys, types and defaults, without the dataclass fields' attribute docstrings, which only ``--help`` shows
+    and which cost ~0.5 s a parse (jsonargparse reads every dataclass's source): how a run reads its arguments."""
     from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, set_parsing_settings
 
     class FixedWidth(DefaultHelpFormatter):
@@ -103,7 +105,7 @@ def build_parser(command: str, function: Callable):
         def start_section(self, heading):
             super().start_section(plain(heading) if heading else heading)
 
-    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    set_parsing_settings(docstring_parse_attribute_docstrings=help_texts)
     parser = ArgumentParser(prog=f"litcpt {command}", description=(function.__doc__ or "").split("\n\n")[0],
                             exit_on_error=False, default_meta=False, allow_abbrev=False,  # no key prefixes
                             formatter_class=FixedWidth)
@@ -118,4 +120,4 @@ def command_parser(command: str):
     command's recipe (e.g. :func:`litcpt.training.recipe.pretrain_parser`) without importing the command itself."""
     if command not in COMMANDS:
         raise ValueError(f"command: {command!r} is not a litcpt command (one of {', '.join(COMMANDS)})")
-    return build_parser(command, load_command(COMMANDS[command]))
+    return build_parser(command, load_command(COMMANDS[command]), help_texts=False)
