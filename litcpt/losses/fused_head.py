@@ -167,10 +167,11 @@ class _FusedCrossEntropy(torch.autograd.Function):
     """``mean(lse - logit[target]) + z * mean(lse^2)``; the gradients are computed in the forward, chunk by chunk."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, z_weight, chunk):  # type: ignore[override]
+    def forward(ctx, hidden, weight, bias, targets, z_weight, chunk, grad_mode):  # type: ignore[override]
         compute, acc = _dtypes(hidden, weight)
         n = hidden.shape[0]
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        # needs_input_grad follows requires_grad, not the grad mode: under no_grad (validation) no gradient is made
+        need_h, need_w, need_b = (grad_mode and need for need in ctx.needs_input_grad[:3])
         sums = hidden.new_zeros(2, dtype=acc)  # (sum of -log p, sum of lse^2)
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32)) if need_w else None
@@ -205,7 +206,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
             raise RuntimeError("fused_cross_entropy: backward through the same graph twice is not supported")
         grads, ctx.grads = ctx.grads, None  # scaled in place: the buffers belong to this one backward
         grad_h, grad_w, grad_b = (None if g is None else g.mul_(g_loss.to(g.dtype)) for g in grads)
-        return grad_h, grad_w, grad_b, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None
 
 
 def fused_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, *,
@@ -220,4 +221,4 @@ def fused_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, tar
     """
     _check(hidden, weight, bias, targets)
     return _FusedCrossEntropy.apply(hidden, weight, bias, targets.long(), float(z_weight),
-                                    chunk_rows(weight.shape[0], chunk))
+                                    chunk_rows(weight.shape[0], chunk), torch.is_grad_enabled())

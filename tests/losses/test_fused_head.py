@@ -78,12 +78,22 @@ def test_the_fused_cross_entropy_refuses_a_second_backward():
         loss.backward()
 
 
-def test_no_grad_computes_values_only():
+def test_no_grad_computes_values_only(monkeypatch):
+    """Under ``no_grad`` (validation) no gradient is made, though the leaves require grad (autograd's
+    ``needs_input_grad`` follows ``requires_grad``, not the grad mode: before, validation paid for the gradients)."""
+    from litcpt.losses import fused_head
+
+    calls = []
+    real = fused_head._accumulate_head_grads
+    monkeypatch.setattr(fused_head, "_accumulate_head_grads", lambda *a: calls.append(1) or real(*a))
     h, w, b, t = _leaves(torch.float32)
+    fused_cross_entropy(h, w, b, t)
+    assert calls  # with grad mode on, the forward makes the gradients
+    calls.clear()
     with torch.no_grad():
         loss, ce, _ = fused_cross_entropy(h, w, b, t)
         logp, _, _ = head_token_logps(h, w, b, t)
-    assert not loss.requires_grad and not logp.requires_grad
+    assert not loss.requires_grad and not logp.requires_grad and not calls
     torch.testing.assert_close(ce, F.cross_entropy(F.linear(h, w, b), t).detach())
 
 
