@@ -183,21 +183,14 @@ class _Parsers:
         positional = getattr(sys.modules[function.__module__], "cli_positional", None)
         if positional:
             rest = _positional_to_flags(rest, positional)
-        if command not in self.parsers:
-            self.parsers[command] = build_parser(command, function)
+        if command not in self.parsers:  # as `litcpt` builds it for a run: no help texts
+            self.parsers[command] = build_parser(command, function, help_texts=False)
         parser = self.parsers[command]
-        from jsonargparse import set_parsing_settings
-
-        # attribute docstrings only make help texts; reading them again for every class of every parse takes 2/3
-        # of the time (jsonargparse rebuilds a class's parser for each value)
-        set_parsing_settings(docstring_parse_attribute_docstrings=False)
         try:
             parser.instantiate_classes(parser.parse_args(rest))
         except SystemExit as done:  # --print_config prints the resolved recipe and exits 0
             if done.code not in (0, None):
                 raise
-        finally:
-            set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 
 def _shrunk(args: list[str]) -> list[str]:
