@@ -29,12 +29,14 @@ def patience(seconds: float) -> float:
     return seconds * max(1.0, load) * float(os.environ.get("LITCPT_TEST_PATIENCE", "3"))
 
 
-def start_paused_at_save(nth: int, marker: Path, *args: str, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m litcpt ARGS`` in a new process whose ``nth`` ``.ckpt`` save pauses before its rename (writing
-    ``marker``) until the test kills it: a kill "after step k" then never comes too late, however loaded the machine
-    (``tests/runtime/pause_in_save.py``)."""
-    return subprocess.Popen([sys.executable, str(PAUSE_IN_SAVE), str(marker), str(nth), *args], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start_paused_at_save(nth: int, marker: Path, *args: str, env: dict[str, str]):
+    """``python -m litcpt ARGS`` in a process of its own (forked from this one: :mod:`tests.forked`) whose ``nth``
+    ``.ckpt`` save pauses before its rename (writing ``marker``) until the test kills it: a kill "after step k" then
+    never comes too late, however loaded the machine (``tests/runtime/pause_in_save.py``). Its stderr is bytes, as a
+    ``Popen``'s without ``text``."""
+    from tests import forked
+
+    return forked.start([str(PAUSE_IN_SAVE), str(marker), str(nth), *args], env=env, cwd=REPO, text=False)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, *, or_marker: Path | None = None, poll: float = 0.02) -> None:

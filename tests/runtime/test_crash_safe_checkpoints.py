@@ -8,8 +8,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,18 +39,7 @@ def _assert_all_ckpts_load(out: Path) -> None:
 
 def _kill_in_save(recipe: Path, tmpdir: Path, nth: int, marker: Path) -> None:
     """Start a run whose ``nth`` .ckpt save pauses before its rename, wait for the pause, kill -9 it."""
-    cmd = [
-        sys.executable,
-        str(REPO / "tests" / "runtime" / "pause_in_save.py"),
-        str(marker),
-        str(nth),
-        "pretrain",
-        "--config",
-        str(recipe),
-        "--resume",
-        "auto",
-    ]
-    proc = subprocess.Popen(cmd, env=_env(tmpdir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start_paused_at_save(nth, marker, "pretrain", "--config", str(recipe), "--resume", "auto", env=_env(tmpdir))
     wait_for(marker, proc)
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate()

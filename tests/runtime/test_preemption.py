@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from litcpt.report.runs import read_rows
 from litcpt.runtime.preemption import Preempted, PreemptionSignals
+from tests import forked
 from tests.helpers import REPO, run_litcpt, tiny_recipe
 
 STEPS, ACCUMULATE = 12, 2  # tiny_recipe: global batch 8, micro-batch 4
@@ -106,9 +105,9 @@ def test_kill_9_at_a_micro_batch_loses_no_metrics_row(tmp_path, straight, batch)
     # marker keeps that in-process run (and with it the test's worker) from being killed too.
     recipe = tiny_recipe(tmp_path, **RUN, callbacks=_signal_at(batch, signal.SIGKILL, once=tmp_path / "killed"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    killed = subprocess.run([sys.executable, "-m", "litcpt", "pretrain", "--config", str(recipe)], env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
-    assert killed.returncode == -signal.SIGKILL, (what, killed.stderr[-2000:])
+    killed = forked.start(["-m", "litcpt", "pretrain", "--config", str(recipe)], env=env, cwd=REPO)
+    _, err = killed.communicate(timeout=600)
+    assert killed.returncode == -signal.SIGKILL, (what, err[-2000:])
     run_litcpt("pretrain", "--config", str(recipe), "--resume", "auto")
     _assert_same_run(straight, tmp_path / "out", what)
 
