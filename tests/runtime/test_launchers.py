@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests import forked
 from tests.helpers import REPO, patience, read_metrics, series, tiny_recipe
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
@@ -35,7 +36,7 @@ def _env(trace: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _wait(procs: list[subprocess.Popen], timeout: int = 600) -> None:
+def _wait(procs: list, timeout: int = 600) -> None:
     outputs = [p.communicate(timeout=patience(timeout)) for p in procs]
     for p, (_out, err) in zip(procs, outputs):
         assert p.returncode == 0, f"{p.args} failed ({p.returncode}):\n{err[-4000:]}"
@@ -73,20 +74,9 @@ def _assert_written_once(trace: Path, out: Path) -> None:
 def _run_baseline(tmp_path: Path) -> Path:
     """1 node x 2 ranks, launched by Lightning itself."""
     recipe, trace = _recipe(tmp_path), tmp_path / "trace"
-    cmd = [
-        sys.executable,
-        str(REPO / "tests/runtime/trace_writes.py"),
-        "pretrain",
-        "--config",
-        str(recipe),
-        "--devices",
-        "2",
-        "--strategy",
-        "ddp",
-        "--accelerator",
-        "cpu",
-    ]
-    _wait([subprocess.Popen(cmd, env=_env(trace), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)])
+    cmd = [str(REPO / "tests/runtime/trace_writes.py"), "pretrain", "--config", str(recipe), "--devices", "2",
+           "--strategy", "ddp", "--accelerator", "cpu"]
+    _wait([forked.start(cmd, env=_env(trace), cwd=REPO)])  # rank 1: a new process that Lightning starts
     _assert_written_once(trace, tmp_path / "out")
     return tmp_path / "out"
 
@@ -127,24 +117,9 @@ def test_srun_two_nodes(tmp_path, baseline):
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(port),
         )
-        cmd = [
-            sys.executable,
-            str(REPO / "tests/runtime/trace_writes.py"),
-            "pretrain",
-            "--config",
-            str(recipe),
-            "--devices",
-            "1",
-            "--num_nodes",
-            "2",
-            "--strategy",
-            "ddp",
-            "--accelerator",
-            "cpu",
-        ]
-        procs.append(
-            subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        )
+        cmd = [str(REPO / "tests/runtime/trace_writes.py"), "pretrain", "--config", str(recipe), "--devices", "1",
+               "--num_nodes", "2", "--strategy", "ddp", "--accelerator", "cpu"]
+        procs.append(forked.start(cmd, env=env, cwd=REPO))  # a task: a process of its own (tests/forked.py)
     _wait(procs)
     _assert_written_once(trace, tmp_path / "out")
     _same_training(tmp_path / "out", baseline)
