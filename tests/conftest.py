@@ -18,10 +18,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:  # one thread per worker, set before torch loads: OpenMP and MKL then never start a thread pool, so
+    # tests/forked.py can fork the worker (a child forked from a process with a pool hangs in its first parallel op)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+import torch  # noqa: E402
+
 torch.set_num_threads(1 if WORKER else min(2, torch.get_num_threads()))
 
 

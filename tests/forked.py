@@ -6,9 +6,10 @@ A ``python -m litcpt`` process spends ~6 s importing torch, Lightning and LitGPT
 transformers) before it reads its first argument; the test worker has imported them already. :func:`start` forks
 the worker and runs the program in the child with its own environment, working directory, signal handlers and output
 files, so the child is a real process (its own pid, killed by a real signal, its files written by its own calls) that
-starts in milliseconds. What the child inherits beyond that (the imported modules, ``torch.set_num_threads(1)``) is
-what every rank of :mod:`tests.rank_pool` inherits too. Tests of what a fresh process prints (e.g.
-tests/runtime/test_quiet.py) keep using :func:`tests.helpers.run_litcpt` with ``fresh_process=True``.
+starts in milliseconds. What the child inherits beyond that (the imported modules, one torch thread) is what every
+rank of :mod:`tests.rank_pool` inherits too. Only where :func:`forkable` holds (one OpenMP/MKL thread since torch
+loaded, as in each xdist worker); elsewhere the child is spawned as ``python ARGS``. Tests of what a fresh process
+prints (e.g. tests/runtime/test_quiet.py) keep using :func:`tests.helpers.run_litcpt` with ``fresh_process=True``.
 """
 
 from __future__ import annotations
@@ -27,15 +28,30 @@ RESET = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.S
 """The signals whose handlers the child resets to the default (pytest and pytest-timeout install some)."""
 
 
-class Forked:
-    """A forked child with the part of :class:`subprocess.Popen`'s interface the tests use."""
+def forkable() -> bool:
+    """Whether this process can be forked safely: OpenMP and MKL were held to one thread before torch loaded
+    (tests/conftest.py does so in each xdist worker). A child forked from a process whose OpenMP thread pool exists
+    hangs in its first parallel op (libgomp waits at a barrier for threads the child does not have)."""
+    if os.environ.get("OMP_NUM_THREADS") != "1" or os.environ.get("MKL_NUM_THREADS") != "1":
+        return False
+    torch = sys.modules.get("torch")
+    return torch is None or torch.get_num_threads() == 1
 
-    def __init__(self, pid: int, args: list[str], out: Path, err: Path, text: bool) -> None:
+
+class Forked:
+    """A child (forked, or spawned where :func:`forkable` says no) with the part of :class:`subprocess.Popen`'s
+    interface the tests use."""
+
+    def __init__(self, pid: int, args: list[str], out: Path, err: Path, text: bool,
+                 spawned: subprocess.Popen | None = None) -> None:
         self.pid, self.args, self._out, self._err, self._text = pid, args, out, err, text
+        self._spawned = spawned
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None:
+        if self.returncode is None and self._spawned is not None:
+            self.returncode = self._spawned.poll()
+        elif self.returncode is None:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
@@ -80,6 +96,11 @@ def start(args: list[str], *, env: dict[str, str] | None = None, cwd: str | Path
     ``cwd``; its stdout and stderr go to files that :meth:`Forked.communicate` returns."""
     logs = Path(tempfile.mkdtemp(prefix="litcpt-forked-"))
     out, err = logs / "stdout", logs / "stderr"
+    if not forkable():  # e.g. `pytest -n 0`: torch runs with 2 threads there
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            spawned = subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                       stdout=stdout, stderr=stderr)
+        return Forked(spawned.pid, list(args), out, err, text, spawned)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
