@@ -7,15 +7,6 @@ import json
 import pytest
 import torch
 
-from litcpt.assets import tokenizer_dir
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from litgpt import Tokenizer
-
-    return Tokenizer(tokenizer_dir())
-
 
 def test_json_lines_saved_as_json_read_alike_by_pairs_and_text(tmp_path, tokenizer):
     from litcpt.data.preference.pair_loading import load_preference_pairs

@@ -26,11 +26,6 @@ FR = data_dir() / "pretrain" / "fr"
 
 
 @pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return Tokenizer(tokenizer_dir())
-
-
-@pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("token-cache")
 
@@ -50,14 +45,14 @@ def tokens_of(tf: TokenFile) -> np.ndarray:
 # ----------------------------------------------------------------------------- readers
 
 
-def test_txt_is_one_document_bom_stripped(tok, tmp_path):
+def test_txt_is_one_document_bom_stripped(tokenizer, tmp_path):
     path = FR / "notre-dame-de-paris.txt"
-    tf = ensure_tokens(path, tok, cache_dir=tmp_path)
+    tf = ensure_tokens(path, tokenizer, cache_dir=tmp_path)
     text = path.read_text(encoding="utf-8-sig")
-    expected = tok.encode(text).tolist() + [tok.eos_id]
+    expected = tokenizer.encode(text).tolist() + [tokenizer.eos_id]
     assert tokens_of(tf).tolist() == expected
     assert tf.num_documents == 1 and tf.dtype == "uint16" and tf.vocab_size == 4096
-    assert not tok.decode(torch.tensor(expected[:5])).startswith("\ufeff")
+    assert not tokenizer.decode(torch.tensor(expected[:5])).startswith("\ufeff")
 
 
 def test_txt_chunks_reassemble(tmp_path):
@@ -68,7 +63,7 @@ def test_txt_chunks_reassemble(tmp_path):
     assert "".join(p for p, _ in pieces) == path.read_text(encoding="utf-8-sig")
 
 
-def test_formats_jsonl_json_parquet_gz_dir(tok, tmp_path):
+def test_formats_jsonl_json_parquet_gz_dir(tokenizer, tmp_path):
     rows = [{"text": "Bonjour le monde.", "id": 1}, {"text": "Hello there, élève!", "id": 2}]
     d = tmp_path / "corpus"
     (d / "sub").mkdir(parents=True)
@@ -87,19 +82,19 @@ def test_formats_jsonl_json_parquet_gz_dir(tok, tmp_path):
     assert [p.name for p in ref.files] == ["a.jsonl", "c.jsonl.gz", "d.parquet", "b.json"]
     docs = [t for t, end in iter_documents(ref) if end]
     assert docs == [r["text"] for r in rows] * 4
-    tf = ensure_tokens(d, tok, cache_dir=tmp_path / "cache")
+    tf = ensure_tokens(d, tokenizer, cache_dir=tmp_path / "cache")
     expected = []
     for text in docs:
-        expected += tok.encode(text).tolist() + [tok.eos_id]
+        expected += tokenizer.encode(text).tolist() + [tokenizer.eos_id]
     assert tokens_of(tf).tolist() == expected
     assert tf.num_documents == 8
 
 
-def test_custom_text_field(tok, tmp_path):
+def test_custom_text_field(tokenizer, tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps({"body": "some words here"}) + "\n", encoding="utf-8")
-    tf = ensure_tokens(path, tok, cache_dir=tmp_path / "c", text_field="body")
-    assert tok.decode(torch.tensor(tokens_of(tf)[:-1])) == "some words here"
+    tf = ensure_tokens(path, tokenizer, cache_dir=tmp_path / "c", text_field="body")
+    assert tokenizer.decode(torch.tensor(tokens_of(tf)[:-1])) == "some words here"
 
 
 class _FakeDataset:
@@ -113,7 +108,7 @@ class _FakeDataset:
             yield {k: [r[k] for r in chunk] for k in self.column_names}
 
 
-def test_hf_paths_with_fake_datasets_module(tok, tmp_path, monkeypatch):
+def test_hf_paths_with_fake_datasets_module(tokenizer, tmp_path, monkeypatch):
     """The hf: / load_from_disk code paths, against a stand-in `datasets` module."""
     calls = []
     disk = tmp_path / "saved"
@@ -130,13 +125,13 @@ def test_hf_paths_with_fake_datasets_module(tok, tmp_path, monkeypatch):
         load_dataset=lambda name, **kw: calls.append(("hub", name, kw)) or _FakeDataset([{"text": "from hub"}]),
     )
     monkeypatch.setitem(sys.modules, "datasets", fake)
-    tf = ensure_tokens(disk, tok, cache_dir=tmp_path / "c")
-    assert tok.decode(torch.tensor(tokens_of(tf)[:-1])) == "from disk"
-    tf = ensure_tokens("hf:json@validation", tok, cache_dir=tmp_path / "c", hf_kwargs={"data_files": "x.jsonl"})
-    assert tok.decode(torch.tensor(tokens_of(tf)[:-1])) == "from hub"
+    tf = ensure_tokens(disk, tokenizer, cache_dir=tmp_path / "c")
+    assert tokenizer.decode(torch.tensor(tokens_of(tf)[:-1])) == "from disk"
+    tf = ensure_tokens("hf:json@validation", tokenizer, cache_dir=tmp_path / "c", hf_kwargs={"data_files": "x.jsonl"})
+    assert tokenizer.decode(torch.tensor(tokens_of(tf)[:-1])) == "from hub"
     assert calls[-1] == ("hub", "json", {"data_files": "x.jsonl", "split": "validation"})
     with pytest.raises(ValueError, match="missing text field 'content'"):
-        ensure_tokens("hf:json", tok, cache_dir=tmp_path / "c2", text_field="content")
+        ensure_tokens("hf:json", tokenizer, cache_dir=tmp_path / "c2", text_field="content")
 
 
 def _real_datasets():
@@ -147,59 +142,59 @@ def _real_datasets():
     return datasets
 
 
-def test_hf_save_to_disk_and_load_dataset_json(tok, tmp_path):
+def test_hf_save_to_disk_and_load_dataset_json(tokenizer, tmp_path):
     datasets = _real_datasets()
     texts = ["Le chat dort.", "The dog barks."] * 20
     datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "ds"))
-    tf = ensure_tokens(tmp_path / "ds", tok, cache_dir=tmp_path / "c")
+    tf = ensure_tokens(tmp_path / "ds", tokenizer, cache_dir=tmp_path / "c")
     assert tf.num_documents == 40
     jsonl = tmp_path / "x.jsonl"
     jsonl.write_text("\n".join(json.dumps({"text": t}) for t in texts), encoding="utf-8")
-    tf2 = ensure_tokens("hf:json", tok, cache_dir=tmp_path / "c", hf_kwargs={"data_files": str(jsonl)})
+    tf2 = ensure_tokens("hf:json", tokenizer, cache_dir=tmp_path / "c", hf_kwargs={"data_files": str(jsonl)})
     assert tokens_of(tf2).tolist() == tokens_of(tf).tolist()
 
 
 # ----------------------------------------------------------------------------- errors
 
 
-def test_error_missing_path(tok, tmp_path):
+def test_error_missing_path(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        ensure_tokens(tmp_path / "nope", tok, cache_dir=tmp_path)
+        ensure_tokens(tmp_path / "nope", tokenizer, cache_dir=tmp_path)
 
 
-def test_error_unsupported_and_empty_dir(tok, tmp_path):
+def test_error_unsupported_and_empty_dir(tokenizer, tmp_path):
     (tmp_path / "a.csv").write_text("x")
     with pytest.raises(ValueError, match="unsupported file type"):
-        ensure_tokens(tmp_path / "a.csv", tok, cache_dir=tmp_path)
+        ensure_tokens(tmp_path / "a.csv", tokenizer, cache_dir=tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="directory has no"):
-        ensure_tokens(tmp_path / "empty", tok, cache_dir=tmp_path)
+        ensure_tokens(tmp_path / "empty", tokenizer, cache_dir=tmp_path)
 
 
-def test_error_empty_corpus(tok, tmp_path):
+def test_error_empty_corpus(tokenizer, tmp_path):
     (tmp_path / "e.txt").write_text("")
     with pytest.raises(ValueError, match="empty corpus"):
-        ensure_tokens(tmp_path / "e.txt", tok, cache_dir=tmp_path / "c")
+        ensure_tokens(tmp_path / "e.txt", tokenizer, cache_dir=tmp_path / "c")
     (tmp_path / "e.jsonl").write_text("\n")
     with pytest.raises(ValueError, match="empty corpus"):
-        ensure_tokens(tmp_path / "e.jsonl", tok, cache_dir=tmp_path / "c")
+        ensure_tokens(tmp_path / "e.jsonl", tokenizer, cache_dir=tmp_path / "c")
     assert not list((tmp_path / "c").rglob("*.tmp")), "temporary files must be removed"
     assert not list((tmp_path / "c").rglob("meta.json"))
 
 
-def test_error_missing_field_names_file_and_line(tok, tmp_path):
+def test_error_missing_field_names_file_and_line(tokenizer, tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"text": "ok"}\n{"txt": "typo"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"rows\.jsonl:2: missing text field 'text' \(fields: txt\)"):
-        ensure_tokens(path, tok, cache_dir=tmp_path / "c")
+        ensure_tokens(path, tokenizer, cache_dir=tmp_path / "c")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{oops\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: invalid JSON"):
-        ensure_tokens(bad, tok, cache_dir=tmp_path / "c")
+        ensure_tokens(bad, tokenizer, cache_dir=tmp_path / "c")
     nonstr = tmp_path / "n.jsonl"
     nonstr.write_text('{"text": 3}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"n\.jsonl:1: field 'text' must be a string"):
-        ensure_tokens(nonstr, tok, cache_dir=tmp_path / "c")
+        ensure_tokens(nonstr, tokenizer, cache_dir=tmp_path / "c")
 
 
 def test_error_too_small_for_one_block(tmp_path):
@@ -222,9 +217,9 @@ def test_error_no_tokenizer_and_no_block_size(tmp_path):
         TextFiles(EN, val_split_fraction=0.0)
 
 
-def test_pretokenised_dir_and_tokenizer_mismatch(tok, tmp_path):
-    tf = ensure_tokens(EN / "wonderland.txt", tok, cache_dir=tmp_path)
-    again = ensure_tokens(tf.path, tok)  # a cache entry is usable as a pre-tokenised source
+def test_pretokenised_dir_and_tokenizer_mismatch(tokenizer, tmp_path):
+    tf = ensure_tokens(EN / "wonderland.txt", tokenizer, cache_dir=tmp_path)
+    again = ensure_tokens(tf.path, tokenizer)  # a cache entry is usable as a pre-tokenised source
     assert again.num_tokens == tf.num_tokens
     from litcpt.assets.make_tokenizer import write_tokenizer_dir
 
@@ -240,25 +235,25 @@ def test_pretokenised_dir_and_tokenizer_mismatch(tok, tmp_path):
 # ----------------------------------------------------------------------------- cache
 
 
-def test_cache_hit_and_invalidation(tok, tmp_path, monkeypatch):
+def test_cache_hit_and_invalidation(tokenizer, tmp_path, monkeypatch):
     src = tmp_path / "doc.txt"
     src.write_text("first version of the text " * 50, encoding="utf-8")
-    tf1 = ensure_tokens(src, tok, cache_dir=tmp_path / "c")
+    tf1 = ensure_tokens(src, tokenizer, cache_dir=tmp_path / "c")
     meta = json.loads((tf1.path / "meta.json").read_text())
-    assert meta["tokenizer"] == tokenizer_fingerprint(tok) and meta["num_tokens"] == tf1.num_tokens
+    assert meta["tokenizer"] == tokenizer_fingerprint(tokenizer) and meta["num_tokens"] == tf1.num_tokens
     import litcpt.data.text.token_cache as tokens_mod
 
     def boom(*a, **k):
         raise AssertionError("re-tokenised although cached")
 
     monkeypatch.setattr(tokens_mod, "write_tokens", boom)
-    assert ensure_tokens(src, tok, cache_dir=tmp_path / "c").path == tf1.path
+    assert ensure_tokens(src, tokenizer, cache_dir=tmp_path / "c").path == tf1.path
     monkeypatch.undo()
     src.write_text("second, longer version of the text " * 60, encoding="utf-8")
-    tf2 = ensure_tokens(src, tok, cache_dir=tmp_path / "c")
+    tf2 = ensure_tokens(src, tokenizer, cache_dir=tmp_path / "c")
     assert tf2.path != tf1.path and tf2.num_tokens != tf1.num_tokens
     with pytest.raises(ValueError, match="not tokenised yet"):
-        ensure_tokens(EN / "wonderland.txt", tok, cache_dir=tmp_path / "c", create=False)
+        ensure_tokens(EN / "wonderland.txt", tokenizer, cache_dir=tmp_path / "c", create=False)
 
 
 def test_uint32_for_large_vocab(tmp_path):
@@ -287,8 +282,8 @@ def test_uint32_for_large_vocab(tmp_path):
 # ----------------------------------------------------------------------------- blocks
 
 
-def test_token_blocks_and_pickling(tok, tmp_path):
-    tf = ensure_tokens(EN / "wonderland.txt", tok, cache_dir=tmp_path)
+def test_token_blocks_and_pickling(tokenizer, tmp_path):
+    tf = ensure_tokens(EN / "wonderland.txt", tokenizer, cache_dir=tmp_path)
     T = 16
     ds = TokenBlocks(tf, T)
     toks = tokens_of(tf)
@@ -567,20 +562,20 @@ def test_lightning_restores_datamodule_before_train_dataloader(cache, tmp_path):
 # ----------------------------------------------------------------------------- litdata (optional)
 
 
-def test_litdata_source_missing_package_or_index(tok, tmp_path, monkeypatch):
+def test_litdata_source_missing_package_or_index(tokenizer, tmp_path, monkeypatch):
     (tmp_path / "opt").mkdir()
     with pytest.raises(ValueError, match="index.json"):
-        ensure_tokens(f"litdata:{tmp_path / 'opt'}", tok, cache_dir=tmp_path / "c")
+        ensure_tokens(f"litdata:{tmp_path / 'opt'}", tokenizer, cache_dir=tmp_path / "c")
     (tmp_path / "opt" / "index.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "litdata", None)  # makes `import litdata` fail
     with pytest.raises(ValueError, match="pip install --no-deps litdata"):
-        ensure_tokens(f"litdata:{tmp_path / 'opt'}", tok, cache_dir=tmp_path / "c")
+        ensure_tokens(f"litdata:{tmp_path / 'opt'}", tokenizer, cache_dir=tmp_path / "c")
 
 
-def test_litdata_source_with_stand_in_module(tok, tmp_path, monkeypatch):
+def test_litdata_source_with_stand_in_module(tokenizer, tmp_path, monkeypatch):
     (tmp_path / "opt").mkdir()
     (tmp_path / "opt" / "index.json").write_text("{}")
-    docs = [tok.encode("premier document"), tok.encode("second"), tok.encode("third", eos=True)]
+    docs = [tokenizer.encode("premier document"), tokenizer.encode("second"), tokenizer.encode("third", eos=True)]
 
     class StreamingDataset:
         def __init__(self, input_dir, shuffle):
@@ -593,6 +588,6 @@ def test_litdata_source_with_stand_in_module(tok, tmp_path, monkeypatch):
             return docs[i]
 
     monkeypatch.setitem(sys.modules, "litdata", types.SimpleNamespace(StreamingDataset=StreamingDataset))
-    tf = ensure_tokens(f"litdata:{tmp_path / 'opt'}", tok, cache_dir=tmp_path / "c")
-    expected = sum((d.tolist() + ([] if d[-1] == tok.eos_id else [tok.eos_id]) for d in docs), [])
+    tf = ensure_tokens(f"litdata:{tmp_path / 'opt'}", tokenizer, cache_dir=tmp_path / "c")
+    expected = sum((d.tolist() + ([] if d[-1] == tokenizer.eos_id else [tokenizer.eos_id]) for d in docs), [])
     assert tokens_of(tf).tolist() == expected and tf.num_documents == 3

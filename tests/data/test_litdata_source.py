@@ -10,7 +10,6 @@ import torch
 
 litdata = pytest.importorskip("litdata")
 from litdata.streaming import TokensLoader  # noqa: E402
-from litgpt import Tokenizer  # noqa: E402
 
 from litcpt.assets import data_dir, tokenizer_dir  # noqa: E402
 from litcpt.data import Replay, TextFiles  # noqa: E402
@@ -43,15 +42,10 @@ def optimize_tokens(items, out_dir, chunk_bytes="4KB"):
 
 
 @pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return Tokenizer(tokenizer_dir())
-
-
-@pytest.fixture(scope="module")
-def optimized(tmp_path_factory, tok):
+def optimized(tmp_path_factory, tokenizer):
     """A few KB of bundled text, one document per paragraph, in several small chunks; and its tokens."""
     text = (EN / "wonderland.txt").read_text(encoding="utf-8-sig")[:16000]
-    items = [tok.encode(p, eos=True) for p in text.split("\n\n") if p.strip()]
+    items = [tokenizer.encode(p, eos=True) for p in text.split("\n\n") if p.strip()]
     out = optimize_tokens(items, tmp_path_factory.mktemp("litdata") / "wonderland")
     return out, items
 
@@ -188,7 +182,7 @@ def one_line_error(fn, match):
     return str(info.value)
 
 
-def test_bad_inputs_fail_with_one_line_errors(optimized, tok, tmp_path):
+def test_bad_inputs_fail_with_one_line_errors(optimized, tokenizer, tmp_path):
     out, _ = optimized
     cache = tmp_path / "cache"
     one_line_error(lambda: make_dm(f"litdata:{tmp_path / 'missing'}", cache), "does not exist")
@@ -201,7 +195,7 @@ def test_bad_inputs_fail_with_one_line_errors(optimized, tok, tmp_path):
     one_line_error(
         lambda: make_dm(f"litdata:{out}", cache, litdata_kwargs={"shuffle": True}), "litdata_kwargs may not set shuffle"
     )
-    one_line_error(lambda: ensure_tokens(f"litdata:{out}", tok, cache_dir=cache), "streamed, not tokenised")
+    one_line_error(lambda: ensure_tokens(f"litdata:{out}", tokenizer, cache_dir=cache), "streamed, not tokenised")
     # ids >= vocabulary size in the first block (another tokenizer's ids)
     big = optimize_tokens([torch.arange(4090, 4300, dtype=torch.int32)], tmp_path / "big")
     msg = one_line_error(lambda: make_dm(f"litdata:{big}", cache), "outside the tokenizer's vocabulary")

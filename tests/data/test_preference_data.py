@@ -37,11 +37,6 @@ ODD_HH_LINES = (1255, 1689, 1951, 1953)
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> Tokenizer:
-    return Tokenizer(tokenizer_dir())
-
-
-@pytest.fixture(scope="module")
 def bos_tokenizer(tmp_path_factory) -> Tokenizer:
     """The bundled tokenizer with ``add_bos_token: true``."""
     directory = tmp_path_factory.mktemp("bos_tokenizer")

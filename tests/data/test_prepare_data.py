@@ -18,13 +18,6 @@ from litcpt.data.text.token_files import token_chunks
 from tests.helpers import REPO, run_litcpt
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from litgpt import Tokenizer
-
-    return Tokenizer(assets.tokenizer_dir())
-
-
 def test_parallel_chunks_equal_in_job_tokeniser(tokenizer):
     ref = resolve_source(REPO / "litcpt/assets/data/pretrain/en")
     serial = np.concatenate(list(token_chunks(iter_documents(ref, "text", None), tokenizer)))

@@ -11,11 +11,6 @@ from litcpt.assets import data_dir, preference_file, pretrain_files, tokenizer_d
 from litcpt.assets.make_tokenizer import SPECIAL_TOKEN, train_tokenizer, write_tokenizer_dir
 
 
-@pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return Tokenizer(tokenizer_dir())
-
-
 def test_files_present():
     assert [p.name for p in pretrain_files("en")] == ["tinyshakespeare.txt", "wonderland.txt"]
     assert [p.name for p in pretrain_files("fr")] == ["notre-dame-de-paris.txt", "wiki-fr-extract.txt"]
@@ -40,13 +35,13 @@ def test_preference_file_rows():
     assert set(rows[0]) == {"chosen", "rejected"}
 
 
-def test_tokenizer_dir_litgpt(tok):
+def test_tokenizer_dir_litgpt(tokenizer):
     assert (tokenizer_dir() / "tokenizer.json").is_file()
-    assert tok.backend == "huggingface"
-    assert tok.vocab_size == 4096
-    assert tok.bos_id == 0 and tok.eos_id == 0
-    assert tok.token_to_id(SPECIAL_TOKEN) == 0
-    assert tok.use_bos is False
+    assert tokenizer.backend == "huggingface"
+    assert tokenizer.vocab_size == 4096
+    assert tokenizer.bos_id == 0 and tokenizer.eos_id == 0
+    assert tokenizer.token_to_id(SPECIAL_TOKEN) == 0
+    assert tokenizer.use_bos is False
     config = json.loads((tokenizer_dir() / "tokenizer_config.json").read_text())
     assert config["add_bos_token"] is False
     assert config["bos_token"] == config["eos_token"] == SPECIAL_TOKEN
@@ -63,24 +58,24 @@ def test_tokenizer_dir_litgpt(tok):
         "",
     ],
 )
-def test_round_trip(tok, text):
-    ids = tok.encode(text)
+def test_round_trip(tokenizer, text):
+    ids = tokenizer.encode(text)
     assert ids.dtype == torch.int
     assert not (ids == 0).any(), "plain text must not produce the special token"
-    assert tok.decode(ids) == text
+    assert tokenizer.decode(ids) == text
 
 
-def test_bos_eos_flags(tok):
-    ids = tok.encode("bonjour", bos=True, eos=True)
+def test_bos_eos_flags(tokenizer):
+    ids = tokenizer.encode("bonjour", bos=True, eos=True)
     assert ids[0].item() == 0 and ids[-1].item() == 0
-    assert tok.decode(ids[1:-1]) == "bonjour"
+    assert tokenizer.decode(ids[1:-1]) == "bonjour"
 
 
-def test_real_text_round_trip_and_compression(tok):
+def test_real_text_round_trip_and_compression(tokenizer):
     for lang in ("en", "fr"):
         text = pretrain_files(lang)[-1].read_text(encoding="utf-8-sig")[:20_000]
-        ids = tok.encode(text)
-        assert tok.decode(ids) == text
+        ids = tokenizer.encode(text)
+        assert tokenizer.decode(ids) == text
         # a trained BPE compresses: well under one token per 2 characters
         assert len(ids) < len(text) / 2.5, (lang, len(ids), len(text))
     assert not pretrain_files("fr")[0].read_text(encoding="utf-8-sig").startswith("\ufeff")
