@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import REPO, read_metrics, series
+from tests.helpers import read_metrics, series
+from tests.runtime.conftest import PREVIOUS_MAIN
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "previous_main"
-MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
+MANIFEST = json.loads((PREVIOUS_MAIN / "manifest.json").read_text())
 WRITER = MANIFEST["work"]  # the dir the previous litcpt ran in: the prefix of every absolute path in the files
 BUNDLED_PAIRS = "litcpt/assets/data/preference/hh-rlhf-harmless-base.jsonl.gz"
 
@@ -33,21 +32,10 @@ BUNDLED_PAIRS = "litcpt/assets/data/preference/hh-rlhf-harmless-base.jsonl.gz"
 LOSS = dict(rel=1e-5, abs=1e-6)
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    """One token cache for the module (the corpora are tokenised once)."""
-    return tmp_path_factory.mktemp("litcpt-cache")
-
-
-@pytest.fixture
-def old(tmp_path: Path, cache_dir: Path, monkeypatch) -> Path:
-    """A copy of the previous runs (never written in place), with the repo root as working directory."""
-    copy = tmp_path / "previous_main"
-    shutil.copytree(FIXTURES, copy)
-    monkeypatch.chdir(REPO)
-    monkeypatch.setenv("LITCPT_CACHE_DIR", str(cache_dir))
-    monkeypatch.setenv("LITCPT_DEBUG", "1")  # a failure shows its traceback, not one line
-    return copy
+@pytest.fixture(autouse=True)
+def tracebacks(monkeypatch):
+    """A failure shows its traceback, not one line (``old``, the previous runs: tests/runtime/conftest.py)."""
+    monkeypatch.setenv("LITCPT_DEBUG", "1")
 
 
 def litcpt(*args: str | Path) -> None:

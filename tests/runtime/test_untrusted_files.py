@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import REPO, run_litcpt
+from tests.helpers import run_litcpt
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "previous_main"
 BUNDLED_PAIRS = "litcpt/assets/data/preference/hh-rlhf-harmless-base.jsonl.gz"
 
 
@@ -41,21 +40,10 @@ def poison(path: Path, marker: Path) -> None:
     torch.save(obj, path)
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    """One token cache for the module (the corpora are tokenised once)."""
-    return tmp_path_factory.mktemp("litcpt-cache")
-
-
-@pytest.fixture
-def old(tmp_path: Path, cache_dir: Path, monkeypatch) -> Path:
-    copy = tmp_path / "previous_main"
-    shutil.copytree(FIXTURES, copy)
-    monkeypatch.chdir(REPO)
-    monkeypatch.setenv("LITCPT_CACHE_DIR", str(cache_dir))
-    monkeypatch.delenv("LITCPT_TRUST_CHECKPOINTS", raising=False)
+@pytest.fixture(autouse=True)
+def one_line_errors(monkeypatch):
+    """Refusals print their one line (``old``: tests/runtime/conftest.py)."""
     monkeypatch.delenv("LITCPT_DEBUG", raising=False)
-    return copy
 
 
 def sharded(old: Path, marker: Path, part: str) -> Path:
