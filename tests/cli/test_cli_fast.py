@@ -373,3 +373,34 @@ def test_typos_in_recipes_and_init_args_are_answered_before_torch_is_imported(tm
     assert "unknown key 'data.init_args.fractoin' (did you mean 'data.init_args.fraction'?)" in proc.stderr
     assert "unknown key '--data.init_args.fractoin' (did you mean '--data.init_args.fraction'?)" in proc.stderr
     assert "unknown command 'pretrian' (did you mean 'pretrain'?)" in proc.stderr
+
+
+def test_a_run_reads_its_arguments_without_help_texts_and_gets_the_same_values(monkeypatch):
+    """A run's parser skips the dataclass fields' attribute docstrings (~0.5 s a parse; only ``--help`` shows them):
+    the same recipe gives the same resolved config; ``litcpt pretrain --config X`` builds it so, ``--help`` not."""
+    from litcpt.cli import main as cli_main
+    from litcpt.cli.parser import COMMANDS, build_parser, load_command
+
+    function = load_command(COMMANDS["pretrain"])
+    recipe = ["--config", str(REPO / "recipes/tiny/pretrain.yaml"), "--train.max_steps", "3"]
+    full, lean = (build_parser("pretrain", function, help_texts=texts) for texts in (True, False))
+    assert lean.dump(lean.parse_args(recipe)) == full.dump(full.parse_args(recipe))
+    field_doc = "Samples per forward/backward on one rank."  # TrainArgs.micro_batch_size's attribute docstring
+    assert field_doc in full.format_help() and field_doc not in lean.format_help()
+
+    asked = []
+
+    class Built(Exception):
+        pass
+
+    def record(command, function, *, help_texts=True):
+        asked.append(help_texts)
+        raise Built
+
+    monkeypatch.setattr(cli_main, "build_parser", record)
+    for args in (recipe, [*recipe, "--print_config"]):
+        with pytest.raises(Built):
+            cli_main.main(["pretrain", *args])
+    with pytest.raises(SystemExit):  # the shipped answers (fresh here) answer --help: no parser is built
+        cli_main.main(["pretrain", "--help"])
+    assert asked == [False, True]
