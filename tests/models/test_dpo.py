@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,6 +41,25 @@ PAIRS = [
 ]
 ROWS = [{"prompt": f"Question {i}: what is {i} plus {i}?", "chosen": f" It is {2 * i}.",
          "rejected": f" No idea, maybe {3 * i + 1}."} for i in range(8)]
+
+
+def tiny_dpo_recipe(tmp_path, out: str = "out", *, name: str = "dpo", steps: int = 2, lr: float | None = None,
+                    **train) -> Path:
+    """``recipes/tiny/<name>.yaml`` on :data:`ROWS` (train and validation) from a random tiny policy: ``steps``
+    optimizer steps of four pairs, one validation batch at the last, into ``tmp_path / out``; ``lr``: the
+    optimizer's; ``train``: more ``train`` keys. Written to ``tmp_path / "<name>.yaml"``, whose path it returns."""
+    recipe = yaml.safe_load((REPO / f"recipes/tiny/{name}.yaml").read_text())
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in ROWS))
+    recipe.update(checkpoint_dir=str(make_checkpoint(tmp_path / "policy")), out_dir=str(tmp_path / out))
+    recipe["data"]["init_args"].update(train_data_path=str(data), val_data_path=str(data))
+    recipe["train"].update(max_steps=steps, global_batch_size=4, log_interval=1, **train)
+    recipe["eval"].update(interval=steps, max_iters=1)
+    if lr is not None:
+        recipe["optimizer"]["init_args"]["lr"] = lr
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
 
 
 def _gpt(checkpoint_dir):
@@ -380,15 +400,7 @@ def test_precomputed_reference_run_matches_on_the_fly_run(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_recipe_runs_through_the_cli(tmp_path):
-    recipe = yaml.safe_load((REPO / "recipes/tiny/dpo.yaml").read_text())
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in ROWS))
-    recipe.update(checkpoint_dir=str(make_checkpoint(tmp_path / "policy")), out_dir=str(tmp_path / "out"))
-    recipe["data"]["init_args"].update(train_data_path=str(data), val_data_path=str(data))
-    recipe["train"].update(max_steps=2, global_batch_size=4, micro_batch_size=2, log_interval=1)
-    recipe["eval"].update(interval=2, max_iters=1)
-    path = tmp_path / "dpo.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path = tiny_dpo_recipe(tmp_path, micro_batch_size=2)
     run_litcpt("dpo", "--config", str(path), "--precompute_ref", "true", timeout=300)
     final = tmp_path / "out" / "final"
     assert (final / "dpo.json").is_file() and (final / "config.yaml").is_file()

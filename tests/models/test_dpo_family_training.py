@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-import yaml
 
 from litcpt.callbacks.sync_reference import SyncReference, mix_into
 from litcpt.losses import preference as losses
@@ -16,25 +15,14 @@ from litcpt.models.dpo import DPOModel
 from litcpt.models.logprobs import token_logps
 from litcpt.training.args import EvalArgs, TrainArgs
 from tests.conftest import make_checkpoint
-from tests.helpers import REPO, read_metrics, run_litcpt, series
-from tests.models.test_dpo import PAIRS, ROWS, _batch
+from tests.helpers import read_metrics, run_litcpt, series
+from tests.models.test_dpo import PAIRS, ROWS, _batch, tiny_dpo_recipe
 
 STEPS = 3
 
 
-def _recipe_run(tmp_path, name, **overrides):
-    recipe = yaml.safe_load((REPO / f"recipes/tiny/{name}.yaml").read_text())
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in ROWS))
-    recipe.update(checkpoint_dir=str(make_checkpoint(tmp_path / "policy")), out_dir=str(tmp_path / name),
-                  **overrides)
-    recipe["data"]["init_args"].update(train_data_path=str(data), val_data_path=str(data))
-    recipe["train"].update(max_steps=STEPS, global_batch_size=4, micro_batch_size=4, log_interval=1,
-                           save_interval=STEPS)
-    recipe["eval"].update(interval=STEPS, max_iters=1)
-    recipe["optimizer"]["init_args"]["lr"] = 3e-3
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+def _recipe_run(tmp_path, name):
+    path = tiny_dpo_recipe(tmp_path, name, name=name, steps=STEPS, lr=3e-3, micro_batch_size=4, save_interval=STEPS)
     run_litcpt("dpo", "--config", str(path), timeout=300)
     return tmp_path / name, read_metrics(tmp_path / name)
 

@@ -3,16 +3,13 @@ litcpt/runtime/quiet.py, and nothing else is."""
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import pytest
-import yaml
 
 from litcpt.runtime import quiet
-from tests.conftest import make_checkpoint
-from tests.helpers import REPO, run_litcpt
-from tests.models.test_dpo import ROWS
+from tests.helpers import run_litcpt
+from tests.models.test_dpo import tiny_dpo_recipe
 
 NOISE = ("module(s) in eval mode", "litlogger", "litmodels", "LeafSpec", "Skipping setting a default `ModelSummary`")
 
@@ -38,15 +35,8 @@ def test_only_the_exact_messages_are_filtered():
 @pytest.mark.slow
 def test_a_tiny_dpo_run_prints_none_of_the_noise(tmp_path):
     """A fresh process (warnings are shown once per process: an in-process run could miss them)."""
-    recipe = yaml.safe_load((REPO / "recipes/tiny/dpo.yaml").read_text())
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in ROWS))
-    recipe.update(checkpoint_dir=str(make_checkpoint(tmp_path / "policy")), out_dir=str(tmp_path / "run"))
-    recipe["data"]["init_args"].update(train_data_path=str(data), val_data_path=str(data))
-    recipe["train"].update(max_steps=2, global_batch_size=4, micro_batch_size=4, log_interval=1, save_interval=2)
-    recipe["eval"].update(interval=2, max_iters=1)
-    (tmp_path / "dpo.yaml").write_text(yaml.safe_dump(recipe))
-    proc = run_litcpt("dpo", "--config", str(tmp_path / "dpo.yaml"), fresh_process=True)
+    recipe = tiny_dpo_recipe(tmp_path, "run", micro_batch_size=4, save_interval=2)
+    proc = run_litcpt("dpo", "--config", str(recipe), fresh_process=True)
     console = proc.stdout + proc.stderr
     assert "Modules in eval mode" in console  # the model summary still says so: only the warning is gone
     for noise in NOISE:
