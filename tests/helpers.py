@@ -140,10 +140,16 @@ def _launches_ranks(args: tuple[str, ...]) -> int | None:
     return int(devices) if devices.isdigit() else -1
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a process a test starts: this one's, with the repository importable, one OpenMP thread and
+    quiet tokenizers, and ``extra``."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+            **extra}
+
+
 def _run_process(args, *, timeout: int, check: bool, cwd: Path | None, env: dict[str, str] | None = None,
                  **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-           **(env or {})}
+    env = child_env(**(env or {}))
     proc = subprocess.run([sys.executable, "-m", "litcpt", *args], capture_output=True, text=True,
                           timeout=patience(timeout),
                           env=env, cwd=cwd or REPO, **popen)

@@ -4,7 +4,6 @@ killed with SIGKILL that resumes bit-exactly with both on."""
 from __future__ import annotations
 
 import math
-import os
 import signal
 
 import pytest
@@ -13,7 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from litcpt.callbacks import SkipSpikes
 from litcpt.losses.stability import default_min_history, is_spike, spike_zscore, z_loss
-from tests.helpers import REPO, read_metrics, run_litcpt, series, start_paused_at_save, tiny_recipe, wait_for
+from tests.helpers import child_env, read_metrics, run_litcpt, series, start_paused_at_save, tiny_recipe, wait_for
 
 
 # --------------------------------------------------------------------------------------------------- pure functions
@@ -130,7 +129,7 @@ def test_killed_run_with_z_loss_skip_step_and_ema_resumes_exactly(tmp_path):
     assert len(series(rows, "train/grad_norm")) == 20
 
     killed = tiny_recipe(tmp_path / "b", **{**STABLE, "train.max_steps": 20, "eval.interval": 100})
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env()
     # killed once last.ckpt exists (step 10), at the latest paused in the step-20 saves (the 3rd .ckpt save)
     proc = start_paused_at_save(3, tmp_path / "paused", "pretrain", "--config", str(killed), env=env)
     ckpt = tmp_path / "b" / "out" / "checkpoints" / "last.ckpt"  # first written at step 10

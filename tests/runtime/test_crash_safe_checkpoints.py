@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import REPO, run_litcpt, start_paused_at_save, tiny_recipe, wait_for
+from tests.helpers import REPO, child_env, run_litcpt, start_paused_at_save, tiny_recipe, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,7 @@ STEPS = {"train.max_steps": 16, "train.save_interval": 1, "eval.interval": 8}
 
 
 def _env(tmpdir: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-            "TMPDIR": str(tmpdir)}
+    return child_env(TMPDIR=str(tmpdir))
 
 
 def _final_weights(out: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch
 from litcpt.report.runs import read_rows
 from litcpt.runtime.preemption import Preempted, PreemptionSignals
 from tests import forked
-from tests.helpers import REPO, run_litcpt, tiny_recipe
+from tests.helpers import REPO, child_env, run_litcpt, tiny_recipe
 
 STEPS, ACCUMULATE = 12, 2  # tiny_recipe: global batch 8, micro-batch 4
 RUN = {"train.max_steps": STEPS, "train.save_interval": 5, "eval.interval": 6}
@@ -104,7 +104,7 @@ def test_kill_9_at_a_micro_batch_loses_no_metrics_row(tmp_path, straight, batch)
     # Killed before the step-5 checkpoint (micro-batch <= 10), `--resume auto` finds nothing and starts afresh: the
     # marker keeps that in-process run (and with it the test's worker) from being killed too.
     recipe = tiny_recipe(tmp_path, **RUN, callbacks=_signal_at(batch, signal.SIGKILL, once=tmp_path / "killed"))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env()
     killed = forked.start(["-m", "litcpt", "pretrain", "--config", str(recipe)], env=env, cwd=REPO)
     _, err = killed.communicate(timeout=600)
     assert killed.returncode == -signal.SIGKILL, (what, err[-2000:])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
 from litcpt.training.dry_run import GiB, estimate_memory
-from tests.helpers import REPO, patience
+from tests.helpers import child_env, patience
 
 
 def test_estimate_closed_form():
@@ -36,7 +35,7 @@ def test_7b_dry_run_fast_and_small(tmp_path):
     """The issue's command: a 7B model, 8 ranks, fsdp2, without allocating it (peak RSS well under 2 GB)."""
     code = ("import resource, sys; from litcpt.cli.main import main; main(sys.argv[1:]); "
             "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env()
     proc = subprocess.run([sys.executable, "-c", code, "pretrain", "--model_name", "Llama-2-7b-hf", "--devices", "8",
                            "--strategy", "fsdp2", "--dry_run", "true", "--out_dir", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, timeout=patience(300), cwd=tmp_path)

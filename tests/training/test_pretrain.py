@@ -9,7 +9,7 @@ import torch
 from litgpt import GPT, Config, Tokenizer
 
 from tests.helpers import (
-    REPO,
+    child_env,
     read_metrics,
     run_litcpt,
     run_litgpt,
@@ -72,9 +72,8 @@ def test_killed_run_resumes_exactly(tmp_path):
     run_litcpt("pretrain", "--config", str(straight))
 
     killed = tiny_recipe(tmp_path / "b", **{"train.max_steps": 40})
-    import os
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env()
     # killed once last.ckpt exists (step 10), at the latest paused in the step-20 saves (the 3rd .ckpt save)
     proc = start_paused_at_save(3, tmp_path / "paused", "pretrain", "--config", str(killed), env=env)
     ckpt = tmp_path / "b" / "out" / "checkpoints" / "last.ckpt"  # first written at step 10
