@@ -72,12 +72,14 @@ class StepCheckpoint(ModelCheckpoint):
         super().__init__(*args, **kwargs)
         self.preemption = PreemptionSignals()
         self._ended_step: int | None = None  # global step of the last step end handled
+        self.start_step = 0
+        """The global step this fit started from (the resumed checkpoint's, else 0)."""
         self._after_validation = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._last_global_step_saved = trainer.global_step
-        self._ended_step = trainer.global_step
+        self._ended_step = self.start_step = trainer.global_step
         self.preemption.install(cluster_environment_of(trainer))  # after Lightning's own handlers
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,

@@ -259,20 +259,18 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, spec: RunS
         if spec.eval.final_validation and trainer.state.status == "finished" and last_val != trainer.global_step:
             _validate_on_last_step_row(trainer, module, datamodule)
     if trainer.state.status == "finished" and is_global_zero():
-        _print_summary(trainer, module, spec, seconds=time.monotonic() - started, ckpt_path=ckpt_path)
+        _print_summary(trainer, module, spec, seconds=time.monotonic() - started)
     return trainer
 
 
-def _print_summary(trainer: L.Trainer, module: L.LightningModule, spec: RunSpec, *, seconds: float,
-                   ckpt_path: Path | None) -> None:
+def _print_summary(trainer: L.Trainer, module: L.LightningModule, spec: RunSpec, *, seconds: float) -> None:
     """The lines a finished run ends with (:func:`litcpt.training.summary.summary_lines`), on stdout."""
-    from litcpt.runtime.resume import read_step
     from litcpt.training.summary import summary_lines
 
     final = spec.out_dir / "final"
     logger = trainer.logger
     lines = summary_lines(metrics=trainer.callback_metrics, steps=trainer.global_step,
-                          start_step=read_step(ckpt_path) if ckpt_path else 0,
+                          start_step=next(c.start_step for c in trainer.callbacks if isinstance(c, StepCheckpoint)),
                           tokens_per_step=getattr(module, "tokens_per_step", None), seconds=seconds,
                           final_dir=final if final.is_dir() else None,
                           log_dir=getattr(logger, "log_dir", None) if logger is not None else None)

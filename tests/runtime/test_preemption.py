@@ -73,7 +73,8 @@ def test_signal_at_a_random_micro_batch_saves_exits_non_zero_and_resumes_exactly
     assert not (out / "final").exists()
     assert signal.getsignal(signal.SIGTERM) == before and signal.getsignal(signal.SIGUSR1) == before_usr1
 
-    run_litcpt("pretrain", "--config", str(recipe), "--resume", "auto")
+    resumed = run_litcpt("pretrain", "--config", str(recipe), "--resume", "auto")
+    assert f"litcpt: {STEPS} optimizer steps (resumed at step {step})," in resumed.stdout, resumed.stdout[-2000:]
     _assert_same_run(straight, out, what)
 
 
